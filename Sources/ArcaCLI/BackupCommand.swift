@@ -1,0 +1,72 @@
+import ArcaEngine
+import ArcaFormat
+import ArgumentParser
+import Foundation
+
+struct BackupCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup", abstract: "Back up a database into a new archive in the repository.")
+
+    @Option(name: .long, help: "The database to back up (default: $DATABASE_URL). URL or key=value conninfo.")
+    var databaseURL: String?
+
+    @OptionGroup var repository: RepositoryOption
+
+    @Option(name: .customLong("table"), help: "Only tables matching this glob on schema.table (repeatable).")
+    var tables: [String] = []
+
+    @Option(name: .customLong("exclude-table"), help: "Skip tables matching this glob on schema.table (repeatable).")
+    var excludedTables: [String] = []
+
+    @Option(name: .long, help: "zstd compression level (1-19).")
+    var level: Int32 = 3
+
+    @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
+    var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024
+
+    @Option(name: .long, help: "Seconds to wait for a table lock held by another session.")
+    var lockTimeout: Int = 60
+
+    @OptionGroup var output: JSONOption
+
+    func validate() throws {
+        guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19.") }
+        guard ArchiveFormat.chunkSizeRange.contains(chunkSizeKib &* 1024) else {
+            throw ValidationError("--chunk-size-kib must be between 4 and 262144.")
+        }
+        guard lockTimeout > 0 else { throw ValidationError("--lock-timeout must be positive.") }
+    }
+
+    func run() throws {
+        var options = BackupOptions(source: try connectionString(databaseURL), repository: repository.repository)
+        options.tables = TableFilter(include: tables, exclude: excludedTables)
+        options.compressionLevel = level
+        options.chunkSize = chunkSizeKib * 1024
+        options.lockTimeoutMilliseconds = lockTimeout * 1000
+        let result: BackupResult
+        do {
+            result = try BackupRunner(options: options).run(progress: { progress in
+                guard !output.json else { return }
+                Output.progress(
+                    "tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  "
+                        + "\(Format.rate(progress.rawBytes, seconds: progress.elapsedSeconds))  \(progress.currentTable ?? "")")
+            })
+        } catch {
+            throw Output.fail(error)
+        }
+        Output.clearProgress()
+        if output.json {
+            Output.json(result)
+            return
+        }
+        let ratio = result.bytes > 0 ? Double(result.rawBytes) / Double(result.bytes) : 0
+        print("""
+            Backup \(result.backupId) complete.
+              archive  \(result.path) (\(Format.bytes(result.bytes)))
+              md5      \(result.md5)
+              tables   \(result.tables), rows \(Format.count(result.rows))
+              data     \(Format.bytes(result.rawBytes)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
+              time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
+            """)
+    }
+}

@@ -1,0 +1,60 @@
+import ArcaEngine
+import ArcaFormat
+import ArgumentParser
+import Foundation
+
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect", abstract: "Show an archive's manifest: tables, rows, sizes and checksums.")
+
+    @Argument(help: "A backup id in the repository, or the path of an .arca file.")
+    var backup: String
+
+    @OptionGroup var repository: RepositoryOption
+    @OptionGroup var output: JSONOption
+
+    func run() throws {
+        let manifest: Manifest
+        let size: UInt64
+        do {
+            let source = try FileSource(path: try repository.repository.locate(backup))
+            manifest = try ArchiveReader(source: source).manifest
+            size = source.size
+        } catch {
+            throw Output.fail(error, status: error is ArchiveError ? .integrity : .failure)
+        }
+        if output.json {
+            Output.json(manifest)
+            return
+        }
+        let totals = manifest.totals
+        print("""
+            Backup     \(manifest.backupId)
+            Started    \(manifest.startedAt)   completed \(manifest.completedAt)
+            Source     database \(manifest.source.database), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
+            Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))
+            Data       \(manifest.tables.count) tables, \(Format.count(totals.rows)) rows, \(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
+            """)
+        print("")
+        let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"]
+        let rows = manifest.tables.map { table in
+            [
+                table.qualifiedName, Format.count(table.rows), Format.bytes(table.rawBytes), Format.bytes(table.storedBytes),
+                table.storedBytes > 0 ? String(format: "%.1fx", Double(table.rawBytes) / Double(table.storedBytes)) : "-",
+                String(table.chunks.count), table.md5,
+            ]
+        }
+        printTable([header] + rows)
+    }
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let first = rows.first else { return }
+    let widths = first.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+    for row in rows {
+        let line = row.enumerated().map { index, cell in
+            cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+        }.joined(separator: "  ")
+        print(line.replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression))
+    }
+}

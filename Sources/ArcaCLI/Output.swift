@@ -1,0 +1,97 @@
+import ArcaEngine
+import ArcaPostgres
+import ArgumentParser
+import Foundation
+
+struct RepositoryOption: ParsableArguments {
+    @Option(name: .long, help: "The backup repository (default: $ARCA_REPO, else ./backups).")
+    var repo: String?
+
+    var repository: Repository { Repository.resolve(repo) }
+}
+
+struct JSONOption: ParsableArguments {
+    @Flag(name: .long, help: "Print one JSON object on stdout instead of text.")
+    var json = false
+}
+
+enum Output {
+    static func json(_ value: some Encodable) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes, .prettyPrinted]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+
+    static func error(_ message: String) {
+        clearProgress()
+        FileHandle.standardError.write(Data("arca: \(message)\n".utf8))
+    }
+
+    /// Prints `error` and exits with `status`. Every failure ends here, so
+    /// every failure prints one sentence about what happened and what to do.
+    static func fail(_ error: any Error, status: ExitStatus = .failure) -> ExitCode {
+        Output.error("\(error)")
+        return ExitCode(status.rawValue)
+    }
+
+    static let isTerminal = isatty(STDERR_FILENO) == 1
+    nonisolated(unsafe) private static var progressShown = false
+
+    /// A live status line on stderr, only when stderr is a terminal.
+    static func progress(_ line: String) {
+        guard isTerminal else { return }
+        progressShown = true
+        FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
+    }
+
+    static func clearProgress() {
+        guard progressShown else { return }
+        progressShown = false
+        FileHandle.standardError.write(Data("\r\u{1B}[2K".utf8))
+    }
+}
+
+enum Format {
+    /// Decimal units, one decimal: 2.5 MB.
+    static func bytes(_ count: UInt64) -> String {
+        let units = ["B", "KB", "MB", "GB", "TB"]
+        var value = Double(count)
+        var unit = 0
+        while value >= 1000, unit < units.count - 1 {
+            value /= 1000
+            unit += 1
+        }
+        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
+    }
+
+    static func rate(_ count: UInt64, seconds: Double) -> String {
+        seconds > 0 ? bytes(UInt64(Double(count) / seconds)) + "/s" : "-"
+    }
+
+    static func seconds(_ value: Double) -> String { String(format: "%.1f s", value) }
+
+    static func count(_ value: UInt64) -> String {
+        let text = String(value)
+        var result = ""
+        for (index, character) in text.enumerated() {
+            if index > 0, (text.count - index) % 3 == 0 { result.append(",") }
+            result.append(character)
+        }
+        return result
+    }
+}
+
+/// `--database-url`, else `$DATABASE_URL`.
+func connectionString(_ explicit: String?, option: String = "--database-url") throws -> ConnectionString {
+    guard let text = explicit ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !text.isEmpty else {
+        Output.error("No database given. Set DATABASE_URL or pass \(option) (a postgresql:// URL or a key=value connection string).")
+        throw ExitCode(ExitStatus.usage.rawValue)
+    }
+    do {
+        return try ConnectionString(text)
+    } catch {
+        Output.error("\(error) Use postgresql://user@host:port/database or host=... dbname=... .")
+        throw ExitCode(ExitStatus.usage.rawValue)
+    }
+}

@@ -1,0 +1,45 @@
+import ArcaEngine
+import ArgumentParser
+import Foundation
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Read an archive completely and check every checksum and digest.",
+        discussion: "Exit status 0 when everything matches, 3 when the archive is damaged.")
+
+    @Argument(help: "A backup id in the repository, or the path of an .arca file.")
+    var backup: String
+
+    @OptionGroup var repository: RepositoryOption
+    @OptionGroup var output: JSONOption
+
+    func run() throws {
+        let result: VerifyResult
+        do {
+            let path = try repository.repository.locate(backup)
+            result = try Verification(path: path, repository: repository.repository).run { done, total in
+                guard !output.json, total > 0 else { return }
+                Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")
+            }
+        } catch {
+            throw Output.fail(error)
+        }
+        Output.clearProgress()
+        if output.json {
+            Output.json(result)
+        } else if result.intact {
+            print("""
+                \(result.backupId ?? result.path): intact.
+                  \(result.tables) tables, \(result.chunks) chunks, \(Format.bytes(result.rawBytes)) of data checked (MD5, SHA-256, CRC-32C)
+                  sidecar md5: \(result.sidecar)
+                """)
+        } else {
+            Output.error("\(result.backupId ?? result.path) is damaged:")
+            for problem in result.problems {
+                FileHandle.standardError.write(Data("  - \(problem)\n".utf8))
+            }
+        }
+        if !result.intact { throw ExitCode(ExitStatus.integrity.rawValue) }
+    }
+}

@@ -1,0 +1,239 @@
+import ArcaFormat
+import ArcaPostgres
+import Foundation
+
+public struct BackupOptions: Sendable {
+    public var source: ConnectionString
+    public var repository: Repository
+    public var chunkSize: UInt32 = ArchiveFormat.defaultChunkSize
+    public var compressionLevel: Int32 = 3
+    public var tables = TableFilter()
+    /// How long to wait for the ACCESS SHARE lock on each table before giving up.
+    public var lockTimeoutMilliseconds = 60_000
+
+    public init(source: ConnectionString, repository: Repository) {
+        self.source = source
+        self.repository = repository
+    }
+}
+
+public struct BackupProgress: Sendable {
+    public var tablesDone: Int
+    public var tablesTotal: Int
+    public var currentTable: String?
+    public var rawBytes: UInt64
+    public var elapsedSeconds: Double
+}
+
+public struct BackupResult: Codable, Sendable {
+    public var backupId: String
+    public var path: String
+    /// Size of the archive file.
+    public var bytes: UInt64
+    public var tables: Int
+    public var rows: UInt64
+    /// Length of all COPY streams together, before compression.
+    public var rawBytes: UInt64
+    public var durationSeconds: Double
+    public var md5: String
+}
+
+public enum BackupError: Error, Sendable, CustomStringConvertible {
+    case connect(PostgresError)
+    case snapshot(PostgresError)
+    case table(String, any Error)
+    case lockTimeout(String, milliseconds: Int)
+    case unmatchedPatterns([String])
+
+    public var description: String {
+        switch self {
+        case .connect(let error):
+            "\(error)"
+        case .snapshot(let error):
+            "Cannot open a consistent snapshot of the database: \(error)"
+        case .table(let table, let error):
+            "Backup of table \(table) failed: \(error) No archive was written; fix the cause and run the backup again."
+        case .lockTimeout(let table, let milliseconds):
+            "Table \(table) stayed locked by another session for \(milliseconds) ms, so the backup could not read it. Find the blocking session in pg_stat_activity, or raise --lock-timeout."
+        case .unmatchedPatterns(let patterns):
+            "No table matches --table \(patterns.joined(separator: ", ")). `arca backup` refuses rather than write a backup without the tables you named."
+        }
+    }
+}
+
+/// Backs up one database into one archive: a read-only REPEATABLE READ
+/// transaction that exports its snapshot, then each table's COPY stream
+/// through the chunk pipeline into a temporary file that is renamed into
+/// `local/` only when complete and fsynced.
+public struct BackupRunner: Sendable {
+    public let options: BackupOptions
+
+    public init(options: BackupOptions) { self.options = options }
+
+    public func run(now: @Sendable () -> Date = Date.init, progress: (BackupProgress) -> Void = { _ in }) throws -> BackupResult {
+        let started = now()
+        let clock = ContinuousClock.now
+        func elapsed() -> Double {
+            let duration = ContinuousClock.now - clock
+            return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        }
+
+        let connection: PostgresConnection
+        do {
+            connection = try PostgresConnection(options.source, applicationName: "arca backup")
+        } catch let error as PostgresError {
+            throw BackupError.connect(error)
+        }
+        let snapshot = try openSnapshot(connection)
+        let tables = try selectTables(connection)
+        try lock(tables, connection)
+        let sequences = try selectSequences(connection, tables: tables)
+
+        try options.repository.prepare()
+        let reservation = try options.repository.reserve(startedAt: started)
+        do {
+            let header = FileHeader(
+                chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
+                archiveID: .random())
+            let writer = try ArchiveWriter(sink: reservation.sink, header: header)
+            let encoder = ChunkEncoder(maximumRawLength: Int(options.chunkSize), level: options.compressionLevel)
+            var entries: [Manifest.Table] = []
+            var rawBytes: UInt64 = 0
+            let progressStep: UInt64 = 1 << 20
+            var nextReport = progressStep
+
+            for (index, table) in tables.enumerated() {
+                progress(BackupProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes, elapsedSeconds: elapsed()))
+                let stream = StreamWriter(archive: writer, encoder: encoder, stream: UInt32(index))
+                let rows: UInt64
+                do {
+                    rows = try connection.copyOut(
+                        "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", during: "COPY of \(table.qualifiedName)"
+                    ) { row in
+                        try stream.append(row)
+                        if rawBytes + stream.bytesWritten >= nextReport {
+                            nextReport += progressStep
+                            progress(BackupProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes + stream.bytesWritten, elapsedSeconds: elapsed()))
+                        }
+                    }
+                } catch let error as RepositoryError {
+                    throw error
+                } catch {
+                    throw BackupError.table(table.qualifiedName, error)
+                }
+                let summary = try stream.finish()
+                rawBytes += summary.rawBytes
+                entries.append(Manifest.Table(
+                    schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
+                    columns: table.columns, rows: rows, stream: UInt32(index), rawBytes: summary.rawBytes,
+                    storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256, chunks: summary.chunks))
+            }
+            do {
+                try connection.execute("COMMIT", during: "ending the snapshot transaction")
+            } catch let error as PostgresError {
+                throw BackupError.snapshot(error)
+            }
+            connection.close()
+
+            let manifest = Manifest(
+                archiveId: header.archiveID.description, backupId: reservation.id.rawValue,
+                startedAt: Manifest.timestamp(started), completedAt: Manifest.timestamp(now()),
+                tool: .init(version: ArcaVersion.current), source: snapshot.source,
+                compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: entries,
+                sequences: sequences)
+            let summary = try writer.finish(manifest: manifest)
+            try reservation.sink.syncAndClose()
+            let path = try options.repository.publish(reservation, fileMD5: summary.fileMD5)
+            progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes, elapsedSeconds: elapsed()))
+            return BackupResult(
+                backupId: reservation.id.rawValue, path: path, bytes: summary.size, tables: entries.count,
+                rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: elapsed(), md5: summary.fileMD5)
+        } catch {
+            FileSystem.remove(reservation.temporaryPath)
+            throw error
+        }
+    }
+
+    struct Snapshot {
+        var source: Manifest.Source
+    }
+
+    /// Opens the snapshot every table is read in. `row_security = off` makes a
+    /// table with row-level security fail loudly instead of silently
+    /// backing up only the rows the role may see.
+    private func openSnapshot(_ connection: PostgresConnection) throws -> Snapshot {
+        do {
+            let encoding = try SessionSettings.databaseEncoding(connection)
+            try SessionSettings.apply(to: connection, encoding: encoding)
+            // Outside the transaction: this function is not granted to every
+            // role, and a failure inside would abort the snapshot.
+            let systemIdentifier = try? connection.execute(
+                "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").singleValue
+            try connection.execute(
+                """
+                BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                SET LOCAL row_security = off;
+                SET LOCAL lock_timeout = \(options.lockTimeoutMilliseconds)
+                """, during: "starting the snapshot transaction")
+            let snapshotID = try connection.execute("SELECT pg_catalog.pg_export_snapshot()", during: "exporting the snapshot").singleValue ?? ""
+            let version = try connection.execute("SHOW server_version", during: "reading the server version").singleValue ?? ""
+            return Snapshot(source: Manifest.Source(
+                database: connection.database,
+                serverVersion: String(version.prefix { $0 != " " }),
+                serverVersionNumber: connection.serverVersionNumber,
+                snapshot: snapshotID, systemIdentifier: systemIdentifier,
+                encoding: encoding))
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+    }
+
+    private func selectTables(_ connection: PostgresConnection) throws -> [TableDescriptor] {
+        let all: [TableDescriptor]
+        do {
+            all = try Catalog.tables(connection)
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+        let unmatched = options.tables.unmatchedIncludes(all.map { ($0.schema, $0.name) })
+        guard unmatched.isEmpty else { throw BackupError.unmatchedPatterns(unmatched) }
+        return all.filter { options.tables.matches(schema: $0.schema, name: $0.name) }
+    }
+
+    /// Sequences owned by backed-up tables, and standalone sequences unless
+    /// `--table` narrowed the backup.
+    private func selectSequences(_ connection: PostgresConnection, tables: [TableDescriptor]) throws -> [Manifest.Sequence] {
+        let selected = Set(tables.map(\.qualifiedName))
+        do {
+            return try Catalog.sequences(connection).compactMap { sequence in
+                let owner = zip(sequence.ownerSchema, sequence.ownerTable, sequence.ownerColumn)
+                let keep = owner.map { selected.contains("\($0.0).\($0.1)") } ?? options.tables.include.isEmpty
+                guard keep else { return nil }
+                return Manifest.Sequence(
+                    schema: sequence.schema, name: sequence.name, lastValue: sequence.lastValue, isCalled: sequence.isCalled,
+                    ownedBy: owner.map { Manifest.Sequence.Owner(schema: $0.0, table: $0.1, column: $0.2) })
+            }
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+    }
+
+    /// Takes ACCESS SHARE locks on every table up front, as pg_dump does, so
+    /// a concurrent DROP or ALTER waits for the backup instead of breaking it.
+    private func lock(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws {
+        for table in tables {
+            do {
+                try connection.execute("LOCK TABLE ONLY \(table.quotedName) IN ACCESS SHARE MODE", during: "locking \(table.qualifiedName)")
+            } catch let error as PostgresError where error.sqlState == "55P03" {
+                throw BackupError.lockTimeout(table.qualifiedName, milliseconds: options.lockTimeoutMilliseconds)
+            } catch {
+                throw BackupError.table(table.qualifiedName, error)
+            }
+        }
+    }
+}
+
+private func zip<A, B, C>(_ a: A?, _ b: B?, _ c: C?) -> (A, B, C)? {
+    guard let a, let b, let c else { return nil }
+    return (a, b, c)
+}

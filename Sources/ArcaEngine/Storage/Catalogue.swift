@@ -1,0 +1,40 @@
+import ArcaFormat
+import Foundation
+
+/// One line of `arca list`.
+public struct BackupListing: Codable, Sendable {
+    public var id: String
+    public var timestamp: String?
+    public var bytes: UInt64
+    public var tables: Int?
+    public var rows: UInt64?
+    public var rawBytes: UInt64?
+    /// `verified`, `failed` (the last verification found damage),
+    /// `unverified`, or `unreadable` (the archive's index cannot be read).
+    public var integrity: String
+    public var path: String
+    public var error: String?
+}
+
+extension Repository {
+    /// Every archive in `local/`, newest first, described from its trailer
+    /// and manifest only (no data is read).
+    public func listings() throws -> [BackupListing] {
+        try backupIDs().map { id in
+            let path = archivePath(id)
+            var listing = BackupListing(id: id.rawValue, bytes: FileSystem.size(path) ?? 0, integrity: "unverified", path: path)
+            if let record = verificationRecord(id) { listing.integrity = record.intact ? "verified" : "failed" }
+            do {
+                let manifest = try ArchiveReader(source: try FileSource(path: path)).manifest
+                listing.timestamp = manifest.startedAt
+                listing.tables = manifest.tables.count
+                listing.rows = manifest.totals.rows
+                listing.rawBytes = manifest.totals.rawBytes
+            } catch {
+                listing.integrity = "unreadable"
+                listing.error = "\(error)"
+            }
+            return listing
+        }
+    }
+}

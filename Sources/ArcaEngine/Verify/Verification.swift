@@ -1,0 +1,73 @@
+import ArcaFormat
+import Foundation
+
+public struct VerifyResult: Codable, Sendable {
+    public var backupId: String?
+    public var path: String
+    public var intact: Bool
+    public var problems: [String]
+    public var tables: Int
+    public var chunks: Int
+    public var bytes: UInt64
+    public var rawBytes: UInt64
+    /// `match`, `mismatch` or `missing`: the `.md5` sidecar against the file.
+    public var sidecar: String
+    public var durationSeconds: Double
+}
+
+/// Verifies an archive file completely (one sequential read), compares the
+/// whole-file MD5 with the sidecar, and records the outcome in the
+/// repository when the archive lives there.
+public struct Verification: Sendable {
+    public let path: String
+    public let repository: Repository
+
+    public init(path: String, repository: Repository) {
+        self.path = path
+        self.repository = repository
+    }
+
+    public func run(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerifyResult {
+        let clock = ContinuousClock.now
+        let source = try FileSource(path: path)
+        var problems: [String] = []
+        var report = VerificationReport()
+        var backupID: String?
+        do {
+            let reader = try ArchiveReader(source: source)
+            backupID = reader.manifest.backupId
+            report = try ArchiveVerifier(reader: reader).verify { progress($0, source.size) }
+            problems = report.problems.map { $0.description }
+        } catch let error as ArchiveError {
+            problems = [error.description]
+        }
+
+        let sidecar: String
+        let sidecarPath = Repository.checksumPath(ofArchive: path)
+        if let text = FileManager.default.contents(atPath: sidecarPath).map({ String(decoding: $0, as: UTF8.self) }) {
+            let recorded = text.prefix { !$0.isWhitespace }.lowercased()
+            if report.fileMD5.isEmpty {
+                sidecar = "unchecked"
+            } else if recorded == report.fileMD5 {
+                sidecar = "match"
+            } else {
+                sidecar = "mismatch"
+                problems.append("The sidecar \(sidecarPath) records MD5 \(recorded), but the file's MD5 is \(report.fileMD5).")
+            }
+        } else {
+            sidecar = "missing"
+        }
+
+        let duration = ContinuousClock.now - clock
+        let result = VerifyResult(
+            backupId: backupID ?? repository.backupID(ofArchiveAt: path)?.rawValue, path: path, intact: problems.isEmpty,
+            problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
+            rawBytes: report.rawBytes, sidecar: sidecar,
+            durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        if let id = repository.backupID(ofArchiveAt: path) {
+            try repository.recordVerification(id, .init(
+                verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
+        }
+        return result
+    }
+}

@@ -1,0 +1,150 @@
+/// Turns a stored frame back into raw bytes after checking it against what
+/// the manifest says it should be. Owns a decompression context and the raw
+/// output buffer; one decoder per thread.
+public final class ChunkDecoder {
+    private let decompressor = ZstdDecompressor()
+    private var raw: UnsafeMutableRawBufferPointer
+
+    public init(maximumRawLength: Int) {
+        raw = .allocate(byteCount: max(maximumRawLength, 1), alignment: 16)
+    }
+
+    deinit { raw.deallocate() }
+
+    /// Checks `frame` (frame header and payload, as read from `offset`) against
+    /// `expected` and returns the raw bytes, valid until the next call.
+    public func decode(
+        frame: UnsafeRawBufferPointer, expected: Manifest.Chunk, stream: UInt32, sequence: UInt64,
+        chunkSize: UInt32, location: ArchiveLocation
+    ) throws -> UnsafeRawBufferPointer {
+        let headerBytes = Array(frame[0..<ArchiveFormat.frameHeaderLength])
+        let header: FrameHeader
+        do {
+            header = try FrameHeader.decode(headerBytes, at: expected.offset, chunkSize: chunkSize)
+        } catch let ArchiveError.checksumMismatch(_, recorded, computed) {
+            throw ArchiveError.checksumMismatch(location, expected: recorded, actual: computed)
+        }
+        guard header.type == .dataChunk, header.streamID == stream, header.sequence == sequence,
+              header.rawLength == expected.rawLength, header.storedLength == expected.storedLength,
+              header.payloadCRC == expected.crc32c
+        else {
+            throw ArchiveError.indexMismatch(location, "the frame header (type \(header.type), stream \(header.streamID), sequence \(header.sequence), lengths \(header.rawLength)/\(header.storedLength)) differs from the manifest entry")
+        }
+        let payload = UnsafeRawBufferPointer(rebasing: frame[ArchiveFormat.frameHeaderLength...])
+        precondition(payload.count == Int(header.storedLength))
+        let crc = CRC32C.checksum(payload)
+        guard crc == header.payloadCRC else { throw ArchiveError.checksumMismatch(location, expected: header.payloadCRC, actual: crc) }
+        return try decompress(payload, codec: header.codec, rawLength: Int(header.rawLength), location: location)
+    }
+
+    func decompress(_ payload: UnsafeRawBufferPointer, codec: Codec, rawLength: Int, location: ArchiveLocation) throws -> UnsafeRawBufferPointer {
+        switch codec {
+        case .stored:
+            return payload
+        case .zstd:
+            if rawLength > raw.count {
+                raw.deallocate()
+                raw = .allocate(byteCount: rawLength, alignment: 16)
+            }
+            let target = UnsafeMutableRawBufferPointer(rebasing: raw[0..<rawLength])
+            switch decompressor.decompress(payload, into: target) {
+            case .success: return UnsafeRawBufferPointer(target)
+            case .failure(.zstd(let message)): throw ArchiveError.decompressionFailed(location, "zstd: \(message)")
+            case .failure(.lengthMismatch(let expected, let actual)):
+                throw ArchiveError.decompressionFailed(location, "the frame decodes to \(actual) bytes, not \(expected)")
+            case .failure(.notOneFrame): throw ArchiveError.decompressionFailed(location, "the payload is not exactly one zstd frame")
+            }
+        }
+    }
+}
+
+/// Opens an archive for reading: validates the header, the trailer and the
+/// manifest (FORMAT.md, "How a reader proceeds", steps 1 to 4) and then reads
+/// any table's chunks by offset.
+public final class ArchiveReader {
+    public let source: ByteSource
+    public let header: FileHeader
+    public let trailer: Trailer
+    public let manifest: Manifest
+
+    public init(source: ByteSource) throws {
+        self.source = source
+        let size = source.size
+        guard size >= ArchiveFormat.minimumFileLength else {
+            throw ArchiveError.truncated(what: "an archive", offset: 0, needed: ArchiveFormat.minimumFileLength, fileSize: size)
+        }
+        let headerBytes = try source.read(at: 0, count: ArchiveFormat.headerLength, what: "the file header")
+        header = try FileHeader.decode(headerBytes)
+        let trailerOffset = size - UInt64(ArchiveFormat.trailerLength)
+        let trailerBytes = try source.read(at: trailerOffset, count: ArchiveFormat.trailerLength, what: "the trailer")
+        trailer = try Trailer.decode(trailerBytes, fileSize: size, header: header)
+
+        // The trailer guarantees the manifest frame lies inside the file; its
+        // length is further bounded by the format's manifest limit.
+        let frameLength = trailer.manifestLength
+        let limit = UInt64(ArchiveFormat.frameHeaderLength) + UInt64(ZstdCompressor.bound(Int(ArchiveFormat.maximumManifestLength)))
+        guard frameLength <= limit else {
+            throw ArchiveError.limitExceeded(.manifest, what: "the manifest frame length", value: frameLength, limit: limit)
+        }
+        let frame = try source.read(at: trailer.manifestOffset, count: Int(frameLength), what: "the manifest")
+        manifest = try Self.decodeManifest(frame: frame, offset: trailer.manifestOffset, header: header)
+    }
+
+    static func decodeManifest(frame: [UInt8], offset: UInt64, header: FileHeader) throws -> Manifest {
+        let frameHeader: FrameHeader
+        do {
+            frameHeader = try FrameHeader.decode(Array(frame[0..<ArchiveFormat.frameHeaderLength]), at: offset, chunkSize: header.chunkSize)
+        } catch let ArchiveError.checksumMismatch(_, recorded, computed) {
+            throw ArchiveError.checksumMismatch(.manifest, expected: recorded, actual: computed)
+        }
+        guard frameHeader.type == .manifest else {
+            throw ArchiveError.badTrailer("the frame at offset \(offset) is not the manifest")
+        }
+        guard UInt64(ArchiveFormat.frameHeaderLength) + UInt64(frameHeader.storedLength) == UInt64(frame.count) else {
+            throw ArchiveError.badTrailer("the manifest frame's length (\(frameHeader.storedLength) + 32) differs from the trailer's (\(frame.count))")
+        }
+        return try frame.withUnsafeBytes { bytes in
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[ArchiveFormat.frameHeaderLength...])
+            let crc = CRC32C.checksum(payload)
+            guard crc == frameHeader.payloadCRC else {
+                throw ArchiveError.checksumMismatch(.manifest, expected: frameHeader.payloadCRC, actual: crc)
+            }
+            let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength))
+            let json = try decoder.decompress(payload, codec: frameHeader.codec, rawLength: Int(frameHeader.rawLength), location: .manifest)
+            return try Manifest.decode(Array(json), header: header, manifestOffset: offset)
+        }
+    }
+
+    public func location(of table: Manifest.Table, sequence: Int) -> ArchiveLocation {
+        .chunk(table: table.qualifiedName, sequence: UInt64(sequence), offset: table.chunks[sequence].offset)
+    }
+
+    /// Streams one table's raw COPY bytes to `body`, chunk by chunk, reading
+    /// only that table's chunks. The MD5 and SHA-256 of the whole stream are
+    /// checked before this returns: a caller that commits only after a normal
+    /// return never commits damaged data.
+    public func readTable(
+        _ table: Manifest.Table, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void
+    ) throws {
+        let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
+        let digests = StreamDigests()
+        var frame = [UInt8]()
+        for (sequence, chunk) in table.chunks.enumerated() {
+            let length = ArchiveFormat.frameHeaderLength + Int(chunk.storedLength)
+            if frame.count != length { frame = [UInt8](repeating: 0, count: length) }
+            try frame.withUnsafeMutableBytes { try source.read(at: chunk.offset, into: $0) }
+            try frame.withUnsafeBytes { bytes in
+                let raw = try decoder.decode(
+                    frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
+                    chunkSize: header.chunkSize, location: location(of: table, sequence: sequence))
+                digests.update(raw)
+                try body(raw)
+            }
+        }
+        let (md5, sha256) = digests.finish()
+        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.table(table.qualifiedName), algorithm: "md5", expected: table.md5, actual: md5) }
+        guard sha256 == table.sha256 else {
+            throw ArchiveError.digestMismatch(.table(table.qualifiedName), algorithm: "sha256", expected: table.sha256, actual: sha256)
+        }
+    }
+}

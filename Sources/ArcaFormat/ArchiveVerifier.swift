@@ -1,0 +1,118 @@
+/// The result of reading a whole archive once and checking everything.
+public struct VerificationReport: Sendable {
+    /// Every problem found, in file order. Empty means the archive is intact.
+    public var problems: [ArchiveError] = []
+    public var tablesChecked = 0
+    public var chunksChecked = 0
+    public var rawBytes: UInt64 = 0
+    /// MD5 of the whole file, trailer included: what the sidecar must say.
+    public var fileMD5 = ""
+
+    public var isIntact: Bool { problems.isEmpty }
+
+    public init() {}
+}
+
+/// Reads an archive from the first byte to the last, in order (FORMAT.md,
+/// "How a reader proceeds", step 6). Damage to a chunk is recorded and the
+/// pass goes on, so one run names every damaged chunk; damage to the header,
+/// trailer or manifest is thrown, because without them nothing can be located.
+public struct ArchiveVerifier {
+    public let reader: ArchiveReader
+
+    public init(reader: ArchiveReader) { self.reader = reader }
+
+    public init(source: ByteSource) throws { reader = try ArchiveReader(source: source) }
+
+    /// `progress` receives the number of bytes read so far.
+    public func verify(progress: (UInt64) -> Void = { _ in }) throws -> VerificationReport {
+        let source = reader.source
+        let manifest = reader.manifest
+        let header = reader.header
+        var report = VerificationReport()
+        let bodyMD5 = Digest(.md5)
+        let bodySHA256 = Digest(.sha256)
+        func hashBody(_ bytes: UnsafeRawBufferPointer) {
+            bodyMD5.update(bytes)
+            bodySHA256.update(bytes)
+        }
+
+        struct Slot { let table: Int; let sequence: Int; let chunk: Manifest.Chunk }
+        let slots = manifest.tables.enumerated().flatMap { index, table in
+            table.chunks.enumerated().map { Slot(table: index, sequence: $0.offset, chunk: $0.element) }
+        }.sorted { $0.chunk.offset < $1.chunk.offset }
+
+        let digests = manifest.tables.map { _ in StreamDigests() }
+        var damagedTables = Set<Int>()
+        let decoder = ChunkDecoder(maximumRawLength: Int(header.chunkSize))
+        var buffer = [UInt8](repeating: 0, count: ArchiveFormat.frameHeaderLength + ZstdCompressor.bound(Int(header.chunkSize)))
+
+        var position: UInt64 = 0
+        // Feeds bytes [position, end) to the body digests, in bounded reads.
+        func consume(upTo end: UInt64) throws {
+            while position < end {
+                let count = Int(min(end - position, UInt64(buffer.count)))
+                try buffer.withUnsafeMutableBytes { bytes in
+                    let slice = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<count])
+                    try source.read(at: position, into: slice)
+                    hashBody(UnsafeRawBufferPointer(slice))
+                }
+                position += UInt64(count)
+            }
+        }
+
+        try consume(upTo: UInt64(ArchiveFormat.headerLength))
+        for slot in slots {
+            let table = manifest.tables[slot.table]
+            let location = reader.location(of: table, sequence: slot.sequence)
+            if slot.chunk.offset > position {
+                report.problems.append(.indexMismatch(.frame(offset: position), "\(slot.chunk.offset - position) bytes are not listed in the manifest"))
+                try consume(upTo: slot.chunk.offset)
+            }
+            let length = ArchiveFormat.frameHeaderLength + Int(slot.chunk.storedLength)
+            try buffer.withUnsafeMutableBytes { bytes in
+                let frame = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<length])
+                try source.read(at: slot.chunk.offset, into: frame)
+                hashBody(UnsafeRawBufferPointer(frame))
+                do {
+                    let raw = try decoder.decode(
+                        frame: UnsafeRawBufferPointer(frame), expected: slot.chunk, stream: table.stream,
+                        sequence: UInt64(slot.sequence), chunkSize: header.chunkSize, location: location)
+                    digests[slot.table].update(raw)
+                    report.rawBytes += UInt64(raw.count)
+                } catch let error as ArchiveError {
+                    report.problems.append(error)
+                    damagedTables.insert(slot.table)
+                }
+            }
+            position = slot.chunk.offset + UInt64(length)
+            report.chunksChecked += 1
+            progress(position)
+        }
+        if reader.trailer.manifestOffset > position {
+            report.problems.append(.indexMismatch(.frame(offset: position), "\(reader.trailer.manifestOffset - position) bytes before the manifest are not listed in it"))
+        }
+        try consume(upTo: reader.trailer.manifestOffset + reader.trailer.manifestLength)
+
+        for (index, table) in manifest.tables.enumerated() where !damagedTables.contains(index) {
+            let (md5, sha256) = digests[index].finish()
+            if md5 != table.md5 {
+                report.problems.append(.digestMismatch(.table(table.qualifiedName), algorithm: "md5", expected: table.md5, actual: md5))
+            } else if sha256 != table.sha256 {
+                report.problems.append(.digestMismatch(.table(table.qualifiedName), algorithm: "sha256", expected: table.sha256, actual: sha256))
+            }
+        }
+        report.tablesChecked = manifest.tables.count
+
+        let md5 = bodyMD5.finish(), sha256 = bodySHA256.finish()
+        if md5 != reader.trailer.bodyMD5 {
+            report.problems.append(.digestMismatch(.body, algorithm: "md5", expected: Hex.encode(reader.trailer.bodyMD5), actual: Hex.encode(md5)))
+        } else if sha256 != reader.trailer.bodySHA256 {
+            report.problems.append(.digestMismatch(.body, algorithm: "sha256", expected: Hex.encode(reader.trailer.bodySHA256), actual: Hex.encode(sha256)))
+        }
+        try consume(upTo: source.size)
+        report.fileMD5 = Hex.encode(bodyMD5.finish())
+        progress(position)
+        return report
+    }
+}

@@ -1,0 +1,180 @@
+/// A chunk after encoding: the bytes to store, how, and their CRC. The payload
+/// points into the encoder's buffer and is valid until its next `encode`.
+public struct EncodedChunk {
+    public let codec: Codec
+    public let rawLength: UInt32
+    public let payload: UnsafeRawBufferPointer
+    public let crc32c: UInt32
+}
+
+/// Turns raw chunk bytes into a stored payload: one independent zstd frame,
+/// or the raw bytes when compression does not make them smaller. Owns its
+/// zstd context and output buffer; one encoder per thread.
+public final class ChunkEncoder {
+    private let compressor: ZstdCompressor?
+    private let output: UnsafeMutableRawBufferPointer
+
+    /// `level` nil stores chunks uncompressed.
+    public init(maximumRawLength: Int, level: Int32?) {
+        compressor = level.map { ZstdCompressor(level: $0) }
+        output = .allocate(byteCount: max(ZstdCompressor.bound(maximumRawLength), 1), alignment: 16)
+    }
+
+    deinit { output.deallocate() }
+
+    public func encode(_ raw: UnsafeRawBufferPointer) -> EncodedChunk {
+        precondition(raw.count <= UInt32.max)
+        if let compressor {
+            let length = compressor.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: output[0..<ZstdCompressor.bound(raw.count)]))
+            if length < raw.count {
+                let payload = UnsafeRawBufferPointer(rebasing: output[0..<length])
+                return EncodedChunk(codec: .zstd, rawLength: UInt32(raw.count), payload: payload, crc32c: CRC32C.checksum(payload))
+            }
+        }
+        return EncodedChunk(codec: .stored, rawLength: UInt32(raw.count), payload: raw, crc32c: CRC32C.checksum(raw))
+    }
+}
+
+/// What a finished archive is: its size and the digests a sidecar records.
+public struct ArchiveSummary: Sendable {
+    public let size: UInt64
+    public let fileMD5: String
+    public let bodyMD5: String
+    public let bodySHA256: String
+}
+
+/// Writes an archive front to back into a sink: the header at creation,
+/// frames as they come, the manifest and trailer at `finish`. Never seeks.
+/// Keeps the body digests (for the trailer) and the whole-file MD5 (for the
+/// sidecar) as it writes, so nothing is read back.
+public final class ArchiveWriter {
+    public let header: FileHeader
+    public private(set) var offset: UInt64 = 0
+    private let sink: ByteSink
+    private let md5 = Digest(.md5)
+    private let sha256 = Digest(.sha256)
+    private var finished = false
+
+    public init(sink: ByteSink, header: FileHeader) throws {
+        precondition(ArchiveFormat.chunkSizeRange.contains(header.chunkSize))
+        self.sink = sink
+        self.header = header
+        try emit(header.encoded())
+    }
+
+    /// Appends one data chunk frame and returns its manifest entry.
+    public func writeChunk(stream: UInt32, sequence: UInt64, _ chunk: EncodedChunk) throws -> Manifest.Chunk {
+        precondition(!finished && chunk.rawLength >= 1 && chunk.rawLength <= header.chunkSize)
+        let frameOffset = offset
+        let frame = FrameHeader(
+            type: .dataChunk, codec: chunk.codec, streamID: stream, sequence: sequence,
+            rawLength: chunk.rawLength, storedLength: UInt32(chunk.payload.count), payloadCRC: chunk.crc32c)
+        try emit(frame.encoded())
+        try emit(chunk.payload)
+        return Manifest.Chunk(offset: frameOffset, rawLength: chunk.rawLength, storedLength: UInt32(chunk.payload.count), crc32c: chunk.crc32c)
+    }
+
+    /// Writes the manifest frame and the trailer. The manifest's `archiveId`
+    /// and `chunkSize` must be this writer's.
+    public func finish(manifest: Manifest) throws -> ArchiveSummary {
+        precondition(!finished)
+        precondition(manifest.archiveId == header.archiveID.description && manifest.chunkSize == header.chunkSize)
+        finished = true
+        let json = manifest.encoded()
+        precondition(json.count <= ArchiveFormat.maximumManifestLength, "manifest of \(json.count) bytes exceeds the format's limit")
+        let encoder = ChunkEncoder(maximumRawLength: json.count, level: 3)
+        let manifestOffset = offset
+        let encoded = json.withUnsafeBytes { encoder.encode($0) }
+        let frame = FrameHeader(
+            type: .manifest, codec: encoded.codec, streamID: ArchiveFormat.manifestStreamID, sequence: 0,
+            rawLength: UInt32(json.count), storedLength: UInt32(encoded.payload.count), payloadCRC: encoded.crc32c)
+        try emit(frame.encoded())
+        if encoded.codec == .stored {
+            try json.withUnsafeBytes { try emit($0) }
+        } else {
+            try emit(encoded.payload)
+        }
+        let bodyMD5 = md5.finish()
+        let bodySHA256 = sha256.finish()
+        let trailer = Trailer(
+            manifestOffset: manifestOffset, manifestLength: offset - manifestOffset,
+            archiveID: header.archiveID, bodyMD5: bodyMD5, bodySHA256: bodySHA256)
+        try emit(trailer.encoded())
+        return ArchiveSummary(size: offset, fileMD5: Hex.encode(md5.finish()), bodyMD5: Hex.encode(bodyMD5), bodySHA256: Hex.encode(bodySHA256))
+    }
+
+    private func emit(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { try emit($0) }
+    }
+
+    private func emit(_ bytes: UnsafeRawBufferPointer) throws {
+        try sink.write(bytes)
+        md5.update(bytes)
+        sha256.update(bytes)
+        offset += UInt64(bytes.count)
+    }
+}
+
+/// What one stream turned into: its manifest fields.
+public struct StreamSummary: Sendable {
+    public let rawBytes: UInt64
+    public let storedBytes: UInt64
+    public let md5: String
+    public let sha256: String
+    public let chunks: [Manifest.Chunk]
+}
+
+/// Cuts one stream (a table's COPY output) into chunks of exactly the chunk
+/// size, hashes the raw bytes, encodes and writes each chunk. Memory is one
+/// chunk buffer, whatever the stream's length.
+public final class StreamWriter {
+    public let stream: UInt32
+    private let archive: ArchiveWriter
+    private let encoder: ChunkEncoder
+    private let buffer: UnsafeMutableRawBufferPointer
+    private var filled = 0
+    private let digests = StreamDigests()
+    private var chunks: [Manifest.Chunk] = []
+    private var rawBytes: UInt64 = 0
+    private var storedBytes: UInt64 = 0
+
+    public init(archive: ArchiveWriter, encoder: ChunkEncoder, stream: UInt32) {
+        self.archive = archive
+        self.encoder = encoder
+        self.stream = stream
+        buffer = .allocate(byteCount: Int(archive.header.chunkSize), alignment: 16)
+    }
+
+    deinit { buffer.deallocate() }
+
+    public var bytesWritten: UInt64 { rawBytes + UInt64(filled) }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var remaining = bytes
+        while !remaining.isEmpty {
+            let count = min(remaining.count, buffer.count - filled)
+            UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<filled + count])
+                .copyMemory(from: UnsafeRawBufferPointer(rebasing: remaining[0..<count]))
+            filled += count
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[count...])
+            if filled == buffer.count { try flush() }
+        }
+    }
+
+    public func finish() throws -> StreamSummary {
+        if filled > 0 { try flush() }
+        let (md5, sha256) = digests.finish()
+        return StreamSummary(rawBytes: rawBytes, storedBytes: storedBytes, md5: md5, sha256: sha256, chunks: chunks)
+    }
+
+    private func flush() throws {
+        let raw = UnsafeRawBufferPointer(rebasing: buffer[0..<filled])
+        digests.update(raw)
+        let encoded = encoder.encode(raw)
+        let entry = try archive.writeChunk(stream: stream, sequence: UInt64(chunks.count), encoded)
+        chunks.append(entry)
+        rawBytes += UInt64(filled)
+        storedBytes += UInt64(entry.storedLength)
+        filled = 0
+    }
+}

@@ -1,0 +1,261 @@
+import Foundation
+
+/// The archive's index: what was backed up, where every chunk is, and the
+/// digests to check it against. Serialized as the JSON object of FORMAT.md.
+public struct Manifest: Codable, Sendable, Equatable {
+    public var formatVersion: Int
+    public var archiveId: String
+    public var backupId: String
+    public var startedAt: String
+    public var completedAt: String
+    public var tool: Tool
+    public var source: Source
+    public var compression: Compression
+    public var chunkSize: UInt32
+    public var tables: [Table]
+    public var sequences: [Sequence]
+    public var totals: Totals
+
+    /// A sequence's state in the snapshot, and the column that owns it.
+    public struct Sequence: Codable, Sendable, Equatable {
+        public var schema: String
+        public var name: String
+        public var lastValue: Int64
+        public var isCalled: Bool
+        /// `{"schema", "table", "column"}` of the owning column, if any.
+        public var ownedBy: Owner?
+
+        public struct Owner: Codable, Sendable, Equatable {
+            public var schema: String
+            public var table: String
+            public var column: String
+            public init(schema: String, table: String, column: String) {
+                self.schema = schema
+                self.table = table
+                self.column = column
+            }
+        }
+
+        public init(schema: String, name: String, lastValue: Int64, isCalled: Bool, ownedBy: Owner?) {
+            self.schema = schema
+            self.name = name
+            self.lastValue = lastValue
+            self.isCalled = isCalled
+            self.ownedBy = ownedBy
+        }
+    }
+
+    public struct Tool: Codable, Sendable, Equatable {
+        public var name: String
+        public var version: String
+        public init(name: String = "arca", version: String) {
+            self.name = name
+            self.version = version
+        }
+    }
+
+    public struct Source: Codable, Sendable, Equatable {
+        public var database: String
+        public var serverVersion: String
+        public var serverVersionNumber: Int
+        public var snapshot: String
+        public var systemIdentifier: String?
+        public var encoding: String
+        public init(
+            database: String, serverVersion: String, serverVersionNumber: Int, snapshot: String, systemIdentifier: String?,
+            encoding: String
+        ) {
+            self.encoding = encoding
+            self.database = database
+            self.serverVersion = serverVersion
+            self.serverVersionNumber = serverVersionNumber
+            self.snapshot = snapshot
+            self.systemIdentifier = systemIdentifier
+        }
+    }
+
+    public struct Compression: Codable, Sendable, Equatable {
+        public var algorithm: String
+        public var level: Int
+        public init(algorithm: String = "zstd", level: Int) {
+            self.algorithm = algorithm
+            self.level = level
+        }
+    }
+
+    public struct Totals: Codable, Sendable, Equatable {
+        public var rows: UInt64
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public init(rows: UInt64, rawBytes: UInt64, storedBytes: UInt64) {
+            self.rows = rows
+            self.rawBytes = rawBytes
+            self.storedBytes = storedBytes
+        }
+    }
+
+    public struct Chunk: Codable, Sendable, Equatable {
+        public var offset: UInt64
+        public var rawLength: UInt32
+        public var storedLength: UInt32
+        public var crc32c: UInt32
+        public init(offset: UInt64, rawLength: UInt32, storedLength: UInt32, crc32c: UInt32) {
+            self.offset = offset
+            self.rawLength = rawLength
+            self.storedLength = storedLength
+            self.crc32c = crc32c
+        }
+    }
+
+    public struct Table: Codable, Sendable, Equatable {
+        public var schema: String
+        public var name: String
+        public var kind: String
+        public var parent: String?
+        public var columns: [String]
+        public var rows: UInt64
+        public var stream: UInt32
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public var md5: String
+        public var sha256: String
+        public var chunks: [Chunk]
+
+        public init(
+            schema: String, name: String, kind: String, parent: String?, columns: [String], rows: UInt64,
+            stream: UInt32, rawBytes: UInt64, storedBytes: UInt64, md5: String, sha256: String, chunks: [Chunk]
+        ) {
+            self.schema = schema
+            self.name = name
+            self.kind = kind
+            self.parent = parent
+            self.columns = columns
+            self.rows = rows
+            self.stream = stream
+            self.rawBytes = rawBytes
+            self.storedBytes = storedBytes
+            self.md5 = md5
+            self.sha256 = sha256
+            self.chunks = chunks
+        }
+
+        /// `schema.name`, unquoted: how people and `--table` globs name it.
+        public var qualifiedName: String { "\(schema).\(name)" }
+    }
+
+    public init(
+        archiveId: String, backupId: String, startedAt: String, completedAt: String, tool: Tool, source: Source,
+        compression: Compression, chunkSize: UInt32, tables: [Table], sequences: [Sequence]
+    ) {
+        self.sequences = sequences
+        formatVersion = Int(ArchiveFormat.version)
+        self.archiveId = archiveId
+        self.backupId = backupId
+        self.startedAt = startedAt
+        self.completedAt = completedAt
+        self.tool = tool
+        self.source = source
+        self.compression = compression
+        self.chunkSize = chunkSize
+        self.tables = tables
+        totals = Totals(
+            rows: tables.reduce(0) { $0 + $1.rows },
+            rawBytes: tables.reduce(0) { $0 + $1.rawBytes },
+            storedBytes: tables.reduce(0) { $0 + $1.storedBytes })
+    }
+
+    public func encoded() -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding plain structs of strings and integers cannot fail.
+        return Array(try! encoder.encode(self))
+    }
+
+    /// Decodes the JSON and checks the manifest against the file header and
+    /// against itself (FORMAT.md, "A reader rejects a manifest in which").
+    /// `manifestOffset` bounds where chunks may lie.
+    public static func decode(_ bytes: [UInt8], header: FileHeader, manifestOffset: UInt64) throws -> Manifest {
+        let manifest: Manifest
+        do {
+            manifest = try JSONDecoder().decode(Manifest.self, from: Data(bytes))
+        } catch let error as DecodingError {
+            throw ArchiveError.invalidManifest(Self.describe(error))
+        } catch {
+            throw ArchiveError.invalidManifest("it is not valid JSON")
+        }
+        try manifest.validate(header: header, manifestOffset: manifestOffset)
+        return manifest
+    }
+
+    func validate(header: FileHeader, manifestOffset: UInt64) throws {
+        func fail(_ detail: String) -> ArchiveError { .invalidManifest(detail) }
+        guard formatVersion == Int(ArchiveFormat.version) else { throw fail("formatVersion is \(formatVersion), the header says \(ArchiveFormat.version)") }
+        guard archiveId == header.archiveID.description else { throw fail("archiveId \(archiveId) differs from the header's \(header.archiveID)") }
+        guard chunkSize == header.chunkSize else { throw fail("chunkSize \(chunkSize) differs from the header's \(header.chunkSize)") }
+        guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
+
+        var streams = Set<UInt32>()
+        var names = Set<String>()
+        var extents: [(start: UInt64, end: UInt64)] = []
+        var rows: UInt64 = 0, raw: UInt64 = 0, stored: UInt64 = 0
+        for table in tables {
+            let name = table.qualifiedName
+            guard streams.insert(table.stream).inserted, table.stream != ArchiveFormat.manifestStreamID else {
+                throw fail("stream \(table.stream) of table \(name) is used twice or reserved")
+            }
+            guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("table \(name) appears twice") }
+            guard table.md5.count == 32, Hex.decode(table.md5) != nil, table.sha256.count == 64, Hex.decode(table.sha256) != nil else {
+                throw fail("table \(name) has a malformed digest")
+            }
+            var tableRaw: UInt64 = 0, tableStored: UInt64 = 0
+            for (previous, next) in zip(table.chunks, table.chunks.dropFirst()) where next.offset <= previous.offset {
+                throw fail("table \(name): its chunks are not in file order (offset \(next.offset) after \(previous.offset))")
+            }
+            for (sequence, chunk) in table.chunks.enumerated() {
+                let isLast = sequence == table.chunks.count - 1
+                guard chunk.rawLength >= 1, chunk.rawLength <= chunkSize, isLast || chunk.rawLength == chunkSize else {
+                    throw fail("table \(name), chunk \(sequence) has raw length \(chunk.rawLength) (chunk size \(chunkSize))")
+                }
+                let end = chunk.offset &+ UInt64(ArchiveFormat.frameHeaderLength) &+ UInt64(chunk.storedLength)
+                guard chunk.offset >= UInt64(ArchiveFormat.headerLength), end > chunk.offset, end <= manifestOffset else {
+                    throw fail("table \(name), chunk \(sequence) lies outside the data area (offset \(chunk.offset))")
+                }
+                extents.append((chunk.offset, end))
+                tableRaw += UInt64(chunk.rawLength)
+                tableStored += UInt64(chunk.storedLength)
+            }
+            guard tableRaw == table.rawBytes, tableStored == table.storedBytes else {
+                throw fail("table \(name): rawBytes/storedBytes (\(table.rawBytes)/\(table.storedBytes)) are not the sums over its chunks (\(tableRaw)/\(tableStored))")
+            }
+            rows += table.rows
+            raw += table.rawBytes
+            stored += table.storedBytes
+        }
+        guard totals == Totals(rows: rows, rawBytes: raw, storedBytes: stored) else { throw fail("totals are not the sums over the tables") }
+        extents.sort { $0.start < $1.start }
+        for (previous, next) in zip(extents, extents.dropFirst()) where next.start < previous.end {
+            throw fail("chunks at offsets \(previous.start) and \(next.start) overlap")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+            return keys.isEmpty ? "the top level" : String(keys.drop { $0 == "." })
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "field \(key.stringValue) is missing at \(path(context))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(path(context)) has the wrong type"
+        case .dataCorrupted(let context): return "it is not valid JSON (\(path(context)))"
+        @unknown default: return "it cannot be decoded"
+        }
+    }
+}
+
+extension Manifest {
+    /// Timestamps as the manifest writes them: RFC 3339, UTC, milliseconds.
+    public static func timestamp(_ date: Date) -> String {
+        date.formatted(
+            Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+
+/// A table with storage, as the catalog describes it.
+public struct TableDescriptor: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case table
+        case partition
+        case unlogged
+    }
+
+    public var oid: UInt32
+    public var schema: String
+    public var name: String
+    public var kind: Kind
+    /// The partitioned parent or first inheritance parent, schema-qualified and quoted.
+    public var parent: String?
+    /// Columns COPY reads and writes: no dropped and no generated columns.
+    public var columns: [String]
+    /// On-disk size, for scheduling largest first and for progress estimates.
+    public var estimatedBytes: UInt64
+
+    public var qualifiedName: String { "\(schema).\(name)" }
+    public var quotedName: String { SQLIdentifier.qualified(schema, name) }
+
+    /// The column list for COPY, or nothing for a table without columns
+    /// (`COPY t () …` is not valid SQL; without a list COPY skips generated columns).
+    public var copyColumnList: String {
+        columns.isEmpty ? "" : " (" + columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
+    }
+}
+
+/// A sequence and its state.
+public struct SequenceState: Sendable, Equatable {
+    public var schema: String
+    public var name: String
+    public var lastValue: Int64
+    public var isCalled: Bool
+    /// The table and column owning it (serial, identity, `OWNED BY`), if any.
+    public var ownerSchema: String?
+    public var ownerTable: String?
+    public var ownerColumn: String?
+
+    public var quotedName: String { SQLIdentifier.qualified(schema, name) }
+}
+
+/// The catalog queries the engine needs. All run in the caller's transaction,
+/// so inside a backup they see the snapshot.
+public enum Catalog {
+    /// Every table that has its own rows: ordinary tables, leaf partitions,
+    /// inheritance children, unlogged tables, in every schema that is not a
+    /// system schema. Tables that belong to an extension are left to the
+    /// extension. Sorted by schema and name.
+    public static func tables(_ connection: PostgresConnection) throws -> [TableDescriptor] {
+        let result = try connection.execute(
+            """
+            SELECT c.oid, n.nspname, c.relname, c.relpersistence, c.relispartition,
+                   pg_catalog.pg_relation_size(c.oid) AS bytes,
+                   (SELECT i.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits i
+                     WHERE i.inhrelid = c.oid ORDER BY i.inhseqno LIMIT 1) AS parent,
+                   (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
+                      FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS columns
+              FROM pg_catalog.pg_class c
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r'
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                  AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY n.nspname, c.relname
+            """, during: "listing tables")
+        return try result.rows.map { row in
+            guard let oid = row[0].flatMap({ UInt32($0) }), let schema = row[1], let name = row[2] else {
+                throw PostgresError.unexpectedResponse(during: "listing tables", message: "a catalog row has no name")
+            }
+            let kind: TableDescriptor.Kind = row[3] == "u" ? .unlogged : (row[4] == "t" ? .partition : .table)
+            return TableDescriptor(
+                oid: oid, schema: schema, name: name, kind: kind, parent: row[6],
+                columns: try decodeNames(row[7]), estimatedBytes: row[5].flatMap { UInt64($0) } ?? 0)
+        }
+    }
+
+    /// The COPY columns of one table in the connected database, or nil when
+    /// the table does not exist.
+    public static func columns(of schema: String, _ name: String, _ connection: PostgresConnection) throws -> [String]? {
+        let result = try connection.query(
+            """
+            SELECT (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
+                      FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+            """, [schema, name], during: "looking up table \(schema).\(name)")
+        guard let row = result.rows.first else { return nil }
+        return try decodeNames(row[0])
+    }
+
+    /// Every sequence outside the system schemas (and not an extension's),
+    /// with its current state and owning column. Sequence values are not
+    /// transactional: they are read as they are now, which inside a backup's
+    /// snapshot is at or past every value the snapshot's rows hold.
+    public static func sequences(_ connection: PostgresConnection) throws -> [SequenceState] {
+        let list = try connection.execute(
+            """
+            SELECT n.nspname, s.relname, tn.nspname, t.relname, a.attname
+              FROM pg_catalog.pg_class s
+              JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+              LEFT JOIN pg_catalog.pg_depend d
+                     ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = s.oid
+                    AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+                    AND d.refobjsubid > 0
+              LEFT JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+              LEFT JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+             WHERE s.relkind = 'S'
+               AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                  AND e.objid = s.oid AND e.deptype = 'e')
+             ORDER BY n.nspname, s.relname
+            """, during: "listing sequences")
+        return try list.rows.map { row in
+            guard let schema = row[0], let name = row[1] else {
+                throw PostgresError.unexpectedResponse(during: "listing sequences", message: "a catalog row has no name")
+            }
+            let quoted = SQLIdentifier.qualified(schema, name)
+            let state = try connection.execute(
+                "SELECT last_value::text, is_called FROM \(quoted)", during: "reading sequence \(schema).\(name)")
+            guard let value = state.rows.first?[0].flatMap({ Int64($0) }) else {
+                throw PostgresError.unexpectedResponse(during: "reading sequence \(schema).\(name)", message: "no value")
+            }
+            return SequenceState(
+                schema: schema, name: name, lastValue: value, isCalled: state.rows.first?[1] == "t",
+                ownerSchema: row[2], ownerTable: row[3], ownerColumn: row[4])
+        }
+    }
+
+    /// Partitioned tables (quoted, qualified) all of whose leaf partitions are
+    /// among `tables`.
+    public static func partitionedTables(coveredBy tables: [(schema: String, name: String)], _ connection: PostgresConnection) throws -> [String] {
+        let pairs = try JSONEncoder().encode(tables.map { [$0.schema, $0.name] })
+        let result = try connection.query(
+            """
+            SELECT p.oid::pg_catalog.regclass::text
+              FROM pg_catalog.pg_class p
+             WHERE p.relkind = 'p'
+               AND NOT EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_partition_tree(p.oid) tree
+                     JOIN pg_catalog.pg_class l ON l.oid = tree.relid
+                     JOIN pg_catalog.pg_namespace ln ON ln.oid = l.relnamespace
+                    WHERE tree.isleaf
+                      AND (ln.nspname, l.relname) NOT IN
+                          (SELECT e->>0, e->>1 FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) e))
+             ORDER BY 1
+            """, [String(decoding: pairs, as: UTF8.self)], during: "finding partitioned tables")
+        return result.rows.compactMap { $0[0] }
+    }
+
+    /// Column names arrive as a JSON array of strings (json_agg keeps any
+    /// character in a name intact, unlike array text output).
+    static func decodeNames(_ json: String?) throws -> [String] {
+        guard let json else { return [] }
+        guard let names = try? JSONDecoder().decode([String].self, from: Data(json.utf8)) else {
+            throw PostgresError.unexpectedResponse(during: "reading column names", message: "malformed JSON from the catalog")
+        }
+        return names
+    }
+}

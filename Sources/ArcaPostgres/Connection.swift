@@ -1,0 +1,256 @@
+import Foundation
+import CLibpq
+
+/// Rows of a finished query, copied out of libpq so no `PGresult` outlives
+/// the call that produced it.
+public struct QueryResult: Sendable {
+    public let columns: [String]
+    public let rows: [[String?]]
+    /// The command tag's row count (`INSERT 0 5`, `COPY 12`), when there is one.
+    public let affectedRows: UInt64?
+
+    public subscript(row: Int, column: String) -> String? {
+        guard let index = columns.firstIndex(of: column) else { preconditionFailure("no column \(column)") }
+        return rows[row][index]
+    }
+
+    public var singleValue: String? { rows.first?.first ?? nil }
+}
+
+/// One libpq connection. Owns its `PGconn` and closes it on `close()` or
+/// deinit. Blocking and not thread-safe, like libpq: one thread uses a
+/// connection at a time, and parallel work opens one connection per worker.
+public final class PostgresConnection {
+    private var handle: OpaquePointer?
+    public let target: String
+
+    /// Connects with a URL or conninfo string. `applicationName` shows in
+    /// `pg_stat_activity`, so operators can see (and tests can find) Arca.
+    public init(_ connection: ConnectionString, applicationName: String = "arca") throws {
+        target = connection.redacted
+        let conninfo = connection.conninfo + " application_name=\(ConnectionString.quote(applicationName))"
+            + (connection.value("connect_timeout") == nil ? " connect_timeout=10" : "")
+        let conn = PQconnectdb(conninfo)
+        guard let conn, PQstatus(conn) == CONNECTION_OK else {
+            let message = conn.map { String(cString: PQerrorMessage($0)).trimmingTrailingNewlines() } ?? "out of memory"
+            PQfinish(conn)
+            throw PostgresError.connectionFailed(target: target, message: Self.oneLine(message))
+        }
+        handle = conn
+        // NOTICEs (e.g. "truncate cascades") would go to stderr by default and
+        // interleave with Arca's own output; nothing in them needs action.
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+    }
+
+    deinit { PQfinish(handle) }
+
+    public func close() {
+        PQfinish(handle)
+        handle = nil
+    }
+
+    private var conn: OpaquePointer {
+        guard let handle else { preconditionFailure("connection used after close()") }
+        return handle
+    }
+
+    public var isAlive: Bool { handle != nil && PQstatus(handle) == CONNECTION_OK }
+    public var serverVersionNumber: Int { Int(PQserverVersion(conn)) }
+    public var backendPID: Int32 { PQbackendPID(conn) }
+    public var database: String { String(cString: PQdb(conn)) }
+    public var user: String { String(cString: PQuser(conn)) }
+
+    /// Runs one or more statements (simple query protocol) and returns the
+    /// last result.
+    @discardableResult
+    public func execute(_ sql: String, during: @autoclosure () -> String? = nil) throws -> QueryResult {
+        let result = PQexec(conn, sql)
+        defer { PQclear(result) }
+        return try consume(result, during: during() ?? Self.summary(of: sql))
+    }
+
+    /// Runs one statement with text parameters (`$1`, `$2`, …).
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [String?], during: @autoclosure () -> String? = nil) throws -> QueryResult {
+        let cStrings = parameters.map { $0.flatMap { strdup($0) } }
+        defer { cStrings.forEach { free($0) } }
+        let values = cStrings.map { UnsafePointer($0) }
+        let result = values.withUnsafeBufferPointer {
+            PQexecParams(conn, sql, Int32(parameters.count), nil, $0.baseAddress, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        return try consume(result, during: during() ?? Self.summary(of: sql))
+    }
+
+    // MARK: COPY
+
+    /// Runs `COPY … TO STDOUT` and hands each row's bytes to `body` (the
+    /// buffer is freed after `body` returns). Returns the server's row count.
+    /// If `body` throws, the COPY is cancelled and the error rethrown; the
+    /// connection stays usable when the server is still there.
+    public func copyOut(_ sql: String, during: String, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> UInt64 {
+        let start = PQexec(conn, sql)
+        defer { PQclear(start) }
+        guard PQresultStatus(start) == PGRES_COPY_OUT else {
+            _ = try consume(start, during: during)
+            throw PostgresError.unexpectedResponse(during: during, message: "the server did not start COPY OUT")
+        }
+        var buffer: UnsafeMutablePointer<CChar>?
+        while true {
+            let length = PQgetCopyData(conn, &buffer, 0)
+            if length > 0, let row = buffer {
+                defer { PQfreemem(row) }
+                do {
+                    try body(UnsafeRawBufferPointer(start: row, count: Int(length)))
+                } catch {
+                    cancelRunningCopyOut()
+                    throw error
+                }
+            } else if length == -1 {
+                break
+            } else {
+                // -2: the read failed; the result queue says why.
+                break
+            }
+        }
+        return try finishCommand(during: during)
+    }
+
+    /// Runs `COPY … FROM STDIN` and lets `body` send data through the writer.
+    /// Returns the server's row count. If `body` throws, the COPY is aborted
+    /// (the server rolls back the statement) and the error rethrown.
+    public func copyIn(_ sql: String, during: String, _ body: (CopyInWriter) throws -> Void) throws -> UInt64 {
+        let start = PQexec(conn, sql)
+        defer { PQclear(start) }
+        guard PQresultStatus(start) == PGRES_COPY_IN else {
+            _ = try consume(start, during: during)
+            throw PostgresError.unexpectedResponse(during: during, message: "the server did not start COPY IN")
+        }
+        let writer = CopyInWriter(conn: conn, during: during)
+        do {
+            try body(writer)
+        } catch {
+            if PQputCopyEnd(conn, "aborted by arca: \(error)".prefix(500).description) == 1 {
+                _ = try? finishCommand(during: during)
+            }
+            throw error
+        }
+        guard PQputCopyEnd(conn, nil) == 1 else { throw lostOrFailed(during: during) }
+        return try finishCommand(during: during)
+    }
+
+    // MARK: Results
+
+    /// Drains the result queue after COPY, returning the `COPY n` count.
+    private func finishCommand(during: String) throws -> UInt64 {
+        var count: UInt64 = 0
+        var failure: Error?
+        while let result = PQgetResult(conn) {
+            defer { PQclear(result) }
+            if failure != nil { continue }
+            do {
+                count = try consume(result, during: during).affectedRows ?? 0
+            } catch {
+                failure = error
+            }
+        }
+        if let failure { throw failure }
+        if PQstatus(conn) != CONNECTION_OK { throw lostOrFailed(during: during) }
+        return count
+    }
+
+    private func cancelRunningCopyOut() {
+        if let cancel = PQgetCancel(conn) {
+            var errorBuffer = [CChar](repeating: 0, count: 256)
+            _ = PQcancel(cancel, &errorBuffer, Int32(errorBuffer.count))
+            PQfreeCancel(cancel)
+        }
+        var buffer: UnsafeMutablePointer<CChar>?
+        while PQgetCopyData(conn, &buffer, 0) > 0 {
+            PQfreemem(buffer)
+        }
+        while let result = PQgetResult(conn) { PQclear(result) }
+    }
+
+    private func consume(_ result: OpaquePointer?, during: String) throws -> QueryResult {
+        guard let result else { throw lostOrFailed(during: during) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_COPY_OUT, PGRES_COPY_IN:
+            let columnCount = Int(PQnfields(result))
+            let rowCount = Int(PQntuples(result))
+            let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+            var rows: [[String?]] = []
+            rows.reserveCapacity(rowCount)
+            for row in 0..<rowCount {
+                rows.append((0..<columnCount).map { column in
+                    PQgetisnull(result, Int32(row), Int32(column)) == 1
+                        ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+                })
+            }
+            let tuples = String(cString: PQcmdTuples(result))
+            return QueryResult(columns: columns, rows: rows, affectedRows: UInt64(tuples))
+        default:
+            if PQstatus(conn) != CONNECTION_OK { throw lostOrFailed(during: during) }
+            throw PostgresError.server(Self.serverError(of: result), during: during)
+        }
+    }
+
+    func lostOrFailed(during: String) -> PostgresError {
+        let message = Self.oneLine(String(cString: PQerrorMessage(conn)))
+        if PQstatus(conn) != CONNECTION_OK {
+            return .connectionLost(during: during, message: message.isEmpty ? "server closed the connection" : message)
+        }
+        return .unexpectedResponse(during: during, message: message.isEmpty ? "no result" : message)
+    }
+
+    static func serverError(of result: OpaquePointer) -> ServerError {
+        func field(_ code: Character) -> String? {
+            PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+        }
+        return ServerError(
+            severity: field("V") ?? field("S") ?? "ERROR",
+            sqlState: field("C") ?? "XX000",
+            message: field("M") ?? oneLine(String(cString: PQresultErrorMessage(result))),
+            detail: field("D"), hint: field("H"))
+    }
+
+    static func oneLine(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+    }
+
+    /// A short description of a statement for error messages: its first
+    /// words, never its data.
+    static func summary(of sql: String) -> String {
+        let words = sql.split(whereSeparator: \.isWhitespace).prefix(4).joined(separator: " ")
+        return "\"\(words)\(sql.count > words.count ? " …" : "")\""
+    }
+}
+
+/// Sends data during `COPY … FROM STDIN`. Only valid inside `copyIn`'s body.
+public final class CopyInWriter {
+    private let conn: OpaquePointer
+    private let during: String
+
+    init(conn: OpaquePointer, during: String) {
+        self.conn = conn
+        self.during = during
+    }
+
+    public func send(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !bytes.isEmpty else { return }
+        var remaining = bytes
+        // PQputCopyData takes an Int32 length; send large buffers in pieces.
+        while !remaining.isEmpty {
+            let count = min(remaining.count, 1 << 30)
+            let sent = remaining.baseAddress!.withMemoryRebound(to: CChar.self, capacity: count) {
+                PQputCopyData(conn, $0, Int32(count))
+            }
+            guard sent == 1 else {
+                let message = PostgresConnection.oneLine(String(cString: PQerrorMessage(conn)))
+                if PQstatus(conn) != CONNECTION_OK { throw PostgresError.connectionLost(during: during, message: message) }
+                throw PostgresError.unexpectedResponse(during: during, message: message)
+            }
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[count...])
+        }
+    }
+}

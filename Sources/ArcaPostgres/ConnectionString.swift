@@ -1,0 +1,73 @@
+import Foundation
+import CLibpq
+
+/// A connection string as the user gave it (`postgresql://` URL or
+/// `key=value` conninfo), parsed by libpq itself so both forms mean exactly
+/// what they mean to every other PostgreSQL tool.
+public struct ConnectionString: Sendable, Equatable {
+    /// The options the user set explicitly, in libpq's order.
+    public let options: [(key: String, value: String)]
+
+    public enum ParseError: Error, CustomStringConvertible {
+        case invalid(String)
+        public var description: String {
+            switch self {
+            case .invalid(let message): "Invalid connection string: \(message)."
+            }
+        }
+    }
+
+    public init(_ text: String) throws {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let parsed = PQconninfoParse(text, &error) else {
+            let message = error.map { String(cString: $0).trimmingTrailingNewlines() } ?? "out of memory"
+            if let error { PQfreemem(error) }
+            throw ParseError.invalid(message)
+        }
+        defer { PQconninfoFree(parsed) }
+        var options: [(String, String)] = []
+        var cursor = parsed
+        while let keyword = cursor.pointee.keyword {
+            if let value = cursor.pointee.val { options.append((String(cString: keyword), String(cString: value))) }
+            cursor += 1
+        }
+        self.options = options
+    }
+
+    private init(options: [(key: String, value: String)]) { self.options = options }
+
+    public static func == (lhs: ConnectionString, rhs: ConnectionString) -> Bool {
+        lhs.options.elementsEqual(rhs.options) { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    public func value(_ key: String) -> String? { options.last { $0.key == key }?.value }
+
+    /// The same connection to another database on the same server.
+    public func replacing(database: String) -> ConnectionString {
+        ConnectionString(options: options.filter { $0.key != "dbname" } + [("dbname", database)])
+    }
+
+    /// A conninfo string libpq accepts, password included: for connecting only.
+    public var conninfo: String {
+        options.map { "\($0.key)=\(Self.quote($0.value))" }.joined(separator: " ")
+    }
+
+    /// What may be shown to people and written to logs: never the password.
+    public var redacted: String {
+        let shown = ["host", "hostaddr", "port", "dbname", "user"]
+        let parts = options.filter { shown.contains($0.key) }.map { "\($0.key)=\($0.value)" }
+        return parts.isEmpty ? "(libpq defaults)" : parts.joined(separator: " ")
+    }
+
+    static func quote(_ value: String) -> String {
+        "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
+    }
+}
+
+extension String {
+    func trimmingTrailingNewlines() -> String {
+        var text = self
+        while text.last?.isNewline == true { text.removeLast() }
+        return text
+    }
+}

@@ -1,0 +1,3 @@
+// libzstd: one independent frame per archive chunk.
+#include <zstd.h>
+#include <zstd_errors.h>
