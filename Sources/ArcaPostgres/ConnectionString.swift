@@ -55,7 +55,7 @@ public struct ConnectionString: Sendable, Equatable {
     /// What may be shown to people and written to logs: never the password.
     public var redacted: String {
         let shown = ["host", "hostaddr", "port", "dbname", "user"]
-        let parts = options.filter { shown.contains($0.key) }.map { "\($0.key)=\($0.value)" }
+        let parts = shown.compactMap { key in value(key).map { "\(key)=\($0)" } }
         return parts.isEmpty ? "(libpq defaults)" : parts.joined(separator: " ")
     }
 

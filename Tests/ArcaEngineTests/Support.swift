@@ -1,0 +1,59 @@
+import ArcaEngine
+import ArcaFormat
+import ArcaPostgres
+import ArcaTesting
+import Foundation
+import Testing
+
+/// Shared steps of the engine tests: back up, restore, compare.
+enum Steps {
+    static func repository(_ label: String) -> Repository {
+        Repository(root: TestPaths.temporaryDirectory(label) + "/repo")
+    }
+
+    @discardableResult
+    static func backup(
+        _ database: TestDatabase, into repository: Repository, chunkSize: UInt32 = ArchiveFormat.defaultChunkSize,
+        tables: TableFilter = TableFilter(), progress: (BackupProgress) -> Void = { _ in }
+    ) throws -> BackupResult {
+        var options = BackupOptions(source: database.connectionString, repository: repository)
+        options.chunkSize = chunkSize
+        options.tables = tables
+        return try BackupRunner(options: options).run(progress: progress)
+    }
+
+    @discardableResult
+    static func restore(_ path: String, into database: TestDatabase, tables: TableFilter = TableFilter(), confirmed: Bool = true) throws -> RestoreResult {
+        var options = RestoreOptions(archivePath: path, target: database.connectionString)
+        options.confirmed = confirmed
+        options.tables = tables
+        return try RestoreRunner(options: options).run()
+    }
+
+    static func expectEqual(_ first: TestDatabase, _ second: TestDatabase, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let result = try DatabaseComparison(first.connectionString, second.connectionString).run()
+        #expect(result.equal, "databases differ:\n\(result.differences.joined(separator: "\n"))", sourceLocation: sourceLocation)
+        if let shared = TestPaths.shared {
+            // The shared, independent comparison (schema dump, rows, sequences, matviews).
+            let output = try Tool.capture(shared + "/tools/compare.sh", [first.name, second.name])
+            #expect(output.status == 0, "compare.sh: \(output.stdout.prefix(3000))", sourceLocation: sourceLocation)
+        }
+    }
+
+    static func expectDifferent(_ first: TestDatabase, _ second: TestDatabase) throws {
+        #expect(!(try DatabaseComparison(first.connectionString, second.connectionString).run().equal))
+    }
+
+    /// Loads the type-family fixture into a new database.
+    static func typeFamilies(_ label: String) throws -> TestDatabase {
+        let database = try TestDatabase(label)
+        try database.load(file: TestPaths.fixtures + "/type_families.sql")
+        return database
+    }
+
+    static func files(in directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+    }
+}
+
+let sharedAbsent = "../shared (sample databases and compare.sh beside the checkout) is absent"

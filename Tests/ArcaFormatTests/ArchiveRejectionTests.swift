@@ -1,0 +1,199 @@
+@testable import ArcaFormat
+import Testing
+
+/// Every rejection FORMAT.md lists, each with its own error and location.
+@Suite struct ArchiveRejectionTests {
+    let streams = [
+        Sample.Stream(name: "Patient", bytes: Sample.copyText(rows: 600)),
+        Sample.Stream(schema: "clinic", name: "MedicalRecord", bytes: Sample.copyText(rows: 400, seed: 3)),
+    ]
+
+    func archive() throws -> (bytes: [UInt8], manifest: Manifest) { try Sample.archive(streams) }
+
+    func openError(_ bytes: [UInt8]) -> ArchiveError? {
+        do {
+            _ = try Sample.read(bytes)
+            return nil
+        } catch let error as ArchiveError {
+            return error
+        } catch {
+            Issue.record("unexpected error type \(error)")
+            return nil
+        }
+    }
+
+    @Test(arguments: [0, 1, 63, 64, 100, 191])
+    func tooShortIsTruncated(length: Int) throws {
+        let (bytes, _) = try archive()
+        guard case .truncated = openError(Array(bytes.prefix(length))) else { Issue.record("expected truncated"); return }
+    }
+
+    @Test func cutAnywhereIsRejected() throws {
+        let (bytes, _) = try archive()
+        for length in stride(from: 0, to: bytes.count, by: max(1, bytes.count / 97)) {
+            #expect(openError(Array(bytes.prefix(length))) != nil, "a file cut at \(length) bytes was accepted")
+        }
+    }
+
+    @Test func badMagic() throws {
+        var (bytes, _) = try archive()
+        bytes[1] = UInt8(ascii: "X")
+        guard case .badMagic = openError(bytes) else { Issue.record("expected badMagic"); return }
+    }
+
+    @Test func unknownVersion() throws {
+        var (bytes, _) = try archive()
+        bytes[8] = 2
+        #expect(openError(bytes) == .unsupportedVersion(2))
+    }
+
+    @Test func headerChecksum() throws {
+        let (bytes, _) = try archive()
+        guard case .checksumMismatch(.header, _, _) = openError(bytes.flipping(bit: 0, at: 30)) else {
+            Issue.record("expected a header checksum mismatch")
+            return
+        }
+    }
+
+    @Test func trailerEndMagic() throws {
+        let (bytes, _) = try archive()
+        guard case .badTrailer = openError(bytes.flipping(bit: 1, at: bytes.count - 2)) else { Issue.record("expected badTrailer"); return }
+    }
+
+    @Test func trailerChecksum() throws {
+        let (bytes, _) = try archive()
+        guard case .checksumMismatch(.trailer, _, _) = openError(bytes.flipping(bit: 3, at: bytes.count - 96 + 2)) else {
+            Issue.record("expected a trailer checksum mismatch")
+            return
+        }
+    }
+
+    @Test func manifestByteFlip() throws {
+        let (bytes, _) = try archive()
+        let reader = try Sample.read(bytes)
+        let inPayload = Int(reader.trailer.manifestOffset) + 40
+        guard case .checksumMismatch(.manifest, _, _) = openError(bytes.flipping(bit: 5, at: inPayload)) else {
+            Issue.record("expected a manifest checksum mismatch")
+            return
+        }
+        guard case .checksumMismatch(.manifest, _, _) = openError(bytes.flipping(bit: 5, at: Int(reader.trailer.manifestOffset) + 3)) else {
+            Issue.record("expected a manifest frame header checksum mismatch")
+            return
+        }
+    }
+
+    @Test func trailerFromAnotherArchive() throws {
+        let (bytes, _) = try archive()
+        var other = try Sample.archive([Sample.Stream(name: "x", bytes: [1, 2, 3])]).bytes
+        other.replaceSubrange(24..<40, with: [UInt8](repeating: 7, count: 16))
+        let spliced = Array(bytes.dropLast(96)) + Array(other.suffix(96))
+        #expect(openError(spliced) != nil)
+    }
+
+    @Test func manifestNotJSON() throws {
+        let (bytes, _) = try archive()
+        let damaged = try Sample.rewriteManifest(bytes) { $0 = Array("{not json".utf8) }
+        guard case .invalidManifest = openError(damaged) else { Issue.record("expected invalidManifest"); return }
+    }
+
+    @Test func manifestMissingField() throws {
+        let (bytes, _) = try archive()
+        let damaged = try Sample.rewriteManifest(bytes) { json in
+            var text = String(decoding: json, as: UTF8.self)
+            text = text.replacingOccurrences(of: #""backupId":"backup_20241201_140530","#, with: "")
+            json = Array(text.utf8)
+        }
+        #expect(openError(damaged) == .invalidManifest("field backupId is missing at the top level"))
+    }
+
+    @Test func manifestChunkOutsideTheFile() throws {
+        let (bytes, _) = try archive()
+        let damaged = try Sample.rewriteManifest(bytes) { json in
+            json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""offset":64,"#, with: #""offset":99999999,"#).utf8)
+        }
+        guard case .invalidManifest = openError(damaged) else { Issue.record("expected invalidManifest"); return }
+    }
+
+    @Test func chunkPayloadDamageIsLocated() throws {
+        let (bytes, manifest) = try archive()
+        let table = manifest.tables[1]
+        let chunk = table.chunks[1]
+        let damaged = bytes.flipping(bit: 2, at: Int(chunk.offset) + 32 + 10)
+
+        let report = try Sample.verify(damaged)
+        #expect(report.problems.count == 2)  // the chunk, and the body digest
+        #expect(report.problems.first == .checksumMismatch(
+            .chunk(table: "clinic.MedicalRecord", sequence: 1, offset: chunk.offset), expected: chunk.crc32c,
+            actual: CRC32C.checksum(Array(damaged[Int(chunk.offset) + 32..<Int(chunk.offset) + 32 + Int(chunk.storedLength)]))))
+        #expect(report.problems.first?.description.contains("table clinic.MedicalRecord, chunk 1") == true)
+
+        let reader = try Sample.read(damaged)
+        #expect(throws: ArchiveError.self) { try Sample.tableBytes(reader, reader.manifest.tables[1]) }
+        // The other table is intact and still readable on its own.
+        #expect(try Sample.tableBytes(reader, reader.manifest.tables[0]) == streams[0].bytes)
+    }
+
+    @Test func frameHeaderThatDisagreesWithTheIndex() throws {
+        var (bytes, manifest) = try archive()
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].chunks[0].offset, chunkSize: 4096) { $0.sequence = 5 }
+        let report = try Sample.verify(bytes)
+        guard case .indexMismatch(.chunk(table: "public.Patient", sequence: 0, _), _)? = report.problems.first else {
+            Issue.record("expected indexMismatch, got \(report.problems)")
+            return
+        }
+    }
+
+    @Test func rawLengthAboveTheChunkSize() throws {
+        var (bytes, manifest) = try archive()
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].chunks[0].offset, chunkSize: 4096) { $0.rawLength = 1 << 30 }
+        let report = try Sample.verify(bytes)
+        guard case .limitExceeded? = report.problems.first else { Issue.record("expected limitExceeded, got \(report.problems)"); return }
+    }
+
+    @Test func corruptZstdWithAValidChecksum() throws {
+        var (bytes, manifest) = try archive()
+        let chunk = manifest.tables[0].chunks[0]
+        let start = Int(chunk.offset) + 32
+        for index in start + 8..<start + Int(chunk.storedLength) - 4 { bytes[index] = 0x55 }
+        let crc = CRC32C.checksum(Array(bytes[start..<start + Int(chunk.storedLength)]))
+        try Sample.rewriteFrameHeader(&bytes, at: chunk.offset, chunkSize: 4096) { $0.payloadCRC = crc }
+        let rewritten = try Sample.rewriteManifest(bytes) { json in
+            json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""crc32c":\#(chunk.crc32c),"#, with: #""crc32c":\#(crc),"#).utf8)
+        }
+        let report = try Sample.verify(rewritten)
+        guard case .decompressionFailed(.chunk(table: "public.Patient", sequence: 0, _), _)? = report.problems.first else {
+            Issue.record("expected decompressionFailed, got \(report.problems)")
+            return
+        }
+    }
+
+    @Test func tableDigestMismatch() throws {
+        let (bytes, manifest) = try archive()
+        let wrong = String(repeating: "0", count: 32)
+        let damaged = try Sample.rewriteManifest(bytes) { json in
+            json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: manifest.tables[0].md5, with: wrong).utf8)
+        }
+        let report = try Sample.verify(damaged)
+        #expect(report.problems == [.digestMismatch(.table("public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)])
+        let reader = try Sample.read(damaged)
+        #expect(throws: ArchiveError.digestMismatch(.table("public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)) {
+            try Sample.tableBytes(reader, reader.manifest.tables[0])
+        }
+    }
+
+    @Test func everySingleBitFlipIsDetected() throws {
+        let (bytes, _) = try Sample.archive([Sample.Stream(name: "t", bytes: Sample.copyText(rows: 40))])
+        for index in bytes.indices {
+            let damaged = bytes.flipping(bit: index % 8, at: index)
+            let detected: Bool
+            do {
+                detected = !(try Sample.verify(damaged).isIntact)
+            } catch is ArchiveError {
+                detected = true
+            }
+            #expect(detected, "a flipped bit at offset \(index) went unnoticed")
+        }
+    }
+}
+
+import Foundation

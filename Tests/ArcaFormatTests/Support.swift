@@ -1,0 +1,114 @@
+@testable import ArcaFormat
+import Foundation
+
+/// Builds small archives in memory for the format tests.
+enum Sample {
+    static let archiveID = ArchiveID(bytes: Array(0x10..<0x20))
+
+    struct Stream {
+        var schema = "public"
+        var name: String
+        var bytes: [UInt8]
+    }
+
+    /// An archive with the given streams, written chunk by chunk with the
+    /// chunks of all streams interleaved round-robin, as a parallel writer would.
+    static func archive(_ streams: [Stream], chunkSize: UInt32 = 4096, level: Int32? = 3) throws -> (bytes: [UInt8], manifest: Manifest) {
+        let sink = MemorySink()
+        let header = FileHeader(chunkSize: chunkSize, compression: level == nil ? .stored : .zstd, compressionLevel: Int8(level ?? 0), archiveID: archiveID)
+        let writer = try ArchiveWriter(sink: sink, header: header)
+        let encoder = ChunkEncoder(maximumRawLength: Int(chunkSize), level: level)
+        let writers = streams.indices.map { StreamWriter(archive: writer, encoder: encoder, stream: UInt32($0)) }
+        var offsets = streams.map { _ in 0 }
+        var progressed = true
+        while progressed {
+            progressed = false
+            for (index, stream) in streams.enumerated() where offsets[index] < stream.bytes.count {
+                let end = min(stream.bytes.count, offsets[index] + Int(chunkSize))
+                try stream.bytes[offsets[index]..<end].withUnsafeBytes { try writers[index].append($0) }
+                offsets[index] = end
+                progressed = true
+            }
+        }
+        var tables: [Manifest.Table] = []
+        for (index, stream) in streams.enumerated() {
+            let summary = try writers[index].finish()
+            let rows = UInt64(stream.bytes.filter { $0 == UInt8(ascii: "\n") }.count)
+            tables.append(Manifest.Table(
+                schema: stream.schema, name: stream.name, kind: "table", parent: nil, columns: ["a", "b"], rows: rows,
+                stream: UInt32(index), rawBytes: summary.rawBytes, storedBytes: summary.storedBytes, md5: summary.md5,
+                sha256: summary.sha256, chunks: summary.chunks))
+        }
+        let manifest = Manifest(
+            archiveId: archiveID.description, backupId: "backup_20241201_140530", startedAt: "2024-12-01T14:05:30.123Z",
+            completedAt: "2024-12-01T14:05:31.000Z", tool: .init(version: "test"),
+            source: .init(database: "medical", serverVersion: "15.18", serverVersionNumber: 150018, snapshot: "00000003-0000001B-1", systemIdentifier: nil, encoding: "UTF8"),
+            compression: .init(level: Int(level ?? 0)), chunkSize: chunkSize, tables: tables, sequences: [])
+        _ = try writer.finish(manifest: manifest)
+        return (sink.bytes, manifest)
+    }
+
+    /// Deterministic COPY-like text: `rows` lines of tab-separated fields.
+    static func copyText(rows: Int, seed: Int = 1) -> [UInt8] {
+        var text = ""
+        for row in 0..<rows {
+            text += "\(row)\tpatient \(row * seed % 997)\tnote with \\t escapes and \\\\ backslashes \(row % 13)\n"
+        }
+        return Array(text.utf8)
+    }
+
+    /// Bytes zstd cannot shrink.
+    static func noise(_ count: Int, seed: UInt64 = 42) -> [UInt8] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return UInt8(truncatingIfNeeded: state >> 33)
+        }
+    }
+
+    static func read(_ bytes: [UInt8]) throws -> ArchiveReader { try ArchiveReader(source: MemorySource(bytes)) }
+
+    static func tableBytes(_ reader: ArchiveReader, _ table: Manifest.Table) throws -> [UInt8] {
+        var collected: [UInt8] = []
+        try reader.readTable(table) { collected.append(contentsOf: $0) }
+        return collected
+    }
+
+    static func verify(_ bytes: [UInt8]) throws -> VerificationReport {
+        try ArchiveVerifier(source: MemorySource(bytes)).verify()
+    }
+
+    /// Rewrites the frame header at `offset` through `change`, with a valid
+    /// header CRC: damage a CRC alone would not reveal.
+    static func rewriteFrameHeader(_ bytes: inout [UInt8], at offset: UInt64, chunkSize: UInt32, _ change: (inout FrameHeader) -> Void) throws {
+        let start = Int(offset)
+        var header = try FrameHeader.decode(Array(bytes[start..<start + 32]), at: offset, chunkSize: chunkSize)
+        change(&header)
+        bytes.replaceSubrange(start..<start + 32, with: header.encoded())
+    }
+
+    /// Replaces the manifest with `change(manifest)`, rewriting its frame and
+    /// the trailer (offsets, CRCs and body digests all valid).
+    static func rewriteManifest(_ bytes: [UInt8], _ change: (inout [UInt8]) -> Void) throws -> [UInt8] {
+        let reader = try read(bytes)
+        var json = reader.manifest.encoded()
+        change(&json)
+        var body = Array(bytes[0..<Int(reader.trailer.manifestOffset)])
+        let crc = CRC32C.checksum(json)
+        let frame = FrameHeader(type: .manifest, codec: .stored, streamID: ArchiveFormat.manifestStreamID, sequence: 0, rawLength: UInt32(json.count), storedLength: UInt32(json.count), payloadCRC: crc)
+        let manifestOffset = UInt64(body.count)
+        body += frame.encoded() + json
+        let trailer = Trailer(
+            manifestOffset: manifestOffset, manifestLength: UInt64(32 + json.count), archiveID: reader.header.archiveID,
+            bodyMD5: Digest.hash(.md5, body), bodySHA256: Digest.hash(.sha256, body))
+        return body + trailer.encoded()
+    }
+}
+
+extension Array where Element == UInt8 {
+    func flipping(bit: Int, at index: Int) -> [UInt8] {
+        var copy = self
+        copy[index] ^= UInt8(1 << bit)
+        return copy
+    }
+}

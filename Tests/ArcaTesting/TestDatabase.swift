@@ -1,0 +1,94 @@
+import ArcaPostgres
+import Foundation
+
+/// The PostgreSQL server the tests run against: the throwaway cluster that
+/// `scripts/test.sh` starts, found through the libpq variables it exports
+/// (PGHOST, PGPORT, PGUSER) and `ARCA_TEST_PG=1`. Tests fail, rather than
+/// skip, when it is missing: a skipped test proves nothing.
+public enum TestServer {
+    public struct NotConfigured: Error, CustomStringConvertible {
+        public var description: String {
+            "No PostgreSQL test server: run the tests with scripts/test.sh, which starts one and sets PGHOST, PGPORT, PGUSER and ARCA_TEST_PG=1."
+        }
+    }
+
+    public static func connectionString(database: String = "postgres") throws -> ConnectionString {
+        guard ProcessInfo.processInfo.environment["ARCA_TEST_PG"] == "1" else { throw NotConfigured() }
+        return try ConnectionString("dbname=\(database)")
+    }
+
+    public static func execute(_ sql: String) throws {
+        let connection = try PostgresConnection(try connectionString())
+        try connection.execute(sql)
+    }
+}
+
+/// A database of its own for one test, dropped by `drop()`. Names are unique
+/// per process and call, so tests can run in parallel.
+public final class TestDatabase: Sendable {
+    public let name: String
+    public let connectionString: ConnectionString
+
+    private static let counter = Counter()
+
+    public init(_ label: String) throws {
+        let safe = label.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        name = "t_\(String(safe).prefix(30))_\(getpid())_\(Self.counter.next())"
+        connectionString = try TestServer.connectionString(database: name)
+        try TestServer.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
+        try TestServer.execute("CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
+    }
+
+    public func drop() {
+        try? TestServer.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
+    }
+
+    public func connect() throws -> PostgresConnection {
+        try PostgresConnection(connectionString, applicationName: "arca tests")
+    }
+
+    @discardableResult
+    public func execute(_ sql: String) throws -> QueryResult {
+        try connect().execute(sql)
+    }
+
+    public func value(_ sql: String) throws -> String? {
+        try execute(sql).singleValue
+    }
+
+    /// Copies this database's schema (no data) into `other`, the way a user
+    /// prepares a target for a data-only restore.
+    public func copySchema(to other: TestDatabase) throws {
+        let dump = try Tool.run("pg_dump", ["--schema-only", "--no-owner", "--dbname", name])
+        // PostgreSQL 15.14+ wraps plain dumps in \restrict / \unrestrict psql
+        // meta-commands, which the server itself does not understand.
+        let sql = dump.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+            .filter { !$0.hasPrefix("\\restrict") && !$0.hasPrefix("\\unrestrict") }
+            .joined(separator: "\n")
+        try other.execute(sql)
+    }
+
+    /// Loads an SQL file with psql (files with COPY ... FROM stdin need psql).
+    public func load(file: String) throws {
+        try Tool.run("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--dbname", name, "-f", file])
+    }
+
+    /// A fingerprint of everything the comparison looks at, to show that a
+    /// failed operation left the database exactly as it was.
+    public func snapshotText() throws -> String {
+        try Tool.run("pg_dump", ["--data-only", "--dbname", name]).stdout
+            .split(separator: "\n").filter { !$0.hasPrefix("\\restrict") && !$0.hasPrefix("\\unrestrict") }
+            .joined(separator: "\n")
+    }
+}
+
+final class Counter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = 0
+    func next() -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        value += 1
+        return value
+    }
+}
