@@ -16,7 +16,9 @@ public struct TableDescriptor: Sendable, Equatable {
     public var parent: String?
     /// Columns COPY reads and writes: no dropped and no generated columns.
     public var columns: [String]
-    /// On-disk size, for scheduling largest first and for progress estimates.
+    /// On-disk size as of the last VACUUM/ANALYZE (`relpages`), for scheduling
+    /// largest first. Read from the catalog because `pg_relation_size` would
+    /// wait for a lock before the backup takes its own.
     public var estimatedBytes: UInt64
 
     public var qualifiedName: String { "\(schema).\(name)" }
@@ -54,7 +56,7 @@ public enum Catalog {
         let result = try connection.execute(
             """
             SELECT c.oid, n.nspname, c.relname, c.relpersistence, c.relispartition,
-                   pg_catalog.pg_relation_size(c.oid) AS bytes,
+                   c.relpages::bigint * pg_catalog.current_setting('block_size')::bigint AS bytes,
                    (SELECT i.inhparent::pg_catalog.regclass::text FROM pg_catalog.pg_inherits i
                      WHERE i.inhrelid = c.oid ORDER BY i.inhseqno LIMIT 1) AS parent,
                    (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
