@@ -70,6 +70,12 @@ public final class ArchiveReader {
     public init(source: ByteSource) throws {
         self.source = source
         let size = source.size
+        // Magic first: a file that is not an archive at all should say so,
+        // not that it is a truncated one.
+        if size >= UInt64(ArchiveFormat.magic.count) {
+            let magic = try source.read(at: 0, count: ArchiveFormat.magic.count, what: "the magic bytes")
+            guard magic == ArchiveFormat.magic else { throw ArchiveError.badMagic(found: magic) }
+        }
         guard size >= ArchiveFormat.minimumFileLength else {
             throw ArchiveError.truncated(what: "an archive", offset: 0, needed: ArchiveFormat.minimumFileLength, fileSize: size)
         }

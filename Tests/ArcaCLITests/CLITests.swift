@@ -1,0 +1,152 @@
+import ArcaTesting
+import Foundation
+import Testing
+
+/// `arca` as a user runs it: exit statuses, JSON output, messages.
+@Suite struct CLITests {
+    struct Run {
+        let output: Tool.Output
+        var status: Int32 { output.status }
+        var all: String { output.stdout + output.stderr }
+        func json() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any])
+        }
+    }
+
+    func arca(_ arguments: [String], environment: [String: String] = [:]) throws -> Run {
+        Run(output: try Tool.capture(TestPaths.arca, arguments, environment: environment))
+    }
+
+    @Test func backupListVerifyInspectRestoreCompare() throws {
+        let source = try TestDatabase("cli_src")
+        let target = try TestDatabase("cli_dst")
+        defer { source.drop(); target.drop() }
+        try source.execute("""
+            CREATE TABLE "Patient" (id serial PRIMARY KEY, name text);
+            INSERT INTO "Patient" (name) SELECT 'patient ' || g FROM generate_series(1, 1000) g;
+            """)
+        try source.copySchema(to: target)
+        let repo = TestPaths.temporaryDirectory("cli") + "/repo"
+        // The password must never be printed, whatever the command does.
+        let url = "postgresql://postgres:CliSecret99@/\(source.name)?host=\(ProcessInfo.processInfo.environment["PGHOST"] ?? "")"
+
+        let backup = try arca(["backup", "--database-url", url, "--repo", repo, "--json"])
+        #expect(backup.status == 0, "\(backup.all)")
+        let result = try backup.json()
+        let id = try #require(result["backupId"] as? String)
+        #expect(result["tables"] as? Int == 1)
+        #expect(result["rows"] as? Int == 1000)
+        #expect((result["bytes"] as? Int ?? 0) > 0)
+        #expect(result["durationSeconds"] is Double)
+        #expect((result["path"] as? String)?.hasSuffix("/local/\(id).arca") == true)
+
+        let human = try arca(["backup", "--repo", repo], environment: ["DATABASE_URL": url])
+        #expect(human.status == 0)
+        #expect(human.output.stdout.contains("complete"))
+
+        let list = try arca(["list", "--repo", repo, "--json"])
+        let backups = try #require(try list.json()["backups"] as? [[String: Any]])
+        #expect(backups.count == 2)
+        #expect(backups.last?["id"] as? String == id)
+
+        let verify = try arca(["verify", id, "--repo", repo])
+        #expect(verify.status == 0, "\(verify.all)")
+        #expect(verify.output.stdout.contains("intact"))
+        #expect(try arca(["list", "--repo", repo]).output.stdout.contains("verified"))
+
+        let inspect = try arca(["inspect", id, "--repo", repo, "--json"])
+        let tables = try #require(try inspect.json()["tables"] as? [[String: Any]])
+        #expect(tables.first?["name"] as? String == "Patient")
+
+        let refused = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)"])
+        #expect(refused.status == 2)
+        #expect(refused.output.stderr.contains("--confirm"))
+        #expect(try target.value(#"SELECT count(*) FROM "Patient""#) == "0")
+
+        let restore = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm", "--json"])
+        #expect(restore.status == 0, "\(restore.all)")
+        #expect(try restore.json()["restoredTables"] as? [String] == ["public.Patient"])
+
+        let compare = try arca(["compare", "dbname=\(source.name)", "dbname=\(target.name)"])
+        #expect(compare.status == 0, "\(compare.all)")
+        #expect(compare.output.stdout.hasPrefix("equal"))
+        try target.execute(#"DELETE FROM "Patient" WHERE id = 7"#)
+        #expect(try arca(["compare", "dbname=\(source.name)", "dbname=\(target.name)"]).status == 3)
+
+        for run in [backup, human, list, verify, inspect, refused, restore] {
+            #expect(!run.all.contains("CliSecret99"))
+        }
+        let failed = try arca(["backup", "--repo", repo, "--database-url", "postgresql://postgres:CliSecret99@127.0.0.1:1/x"])
+        #expect(failed.status == 1)
+        #expect(failed.output.stderr.contains("Cannot connect"))
+        #expect(!failed.all.contains("CliSecret99"))
+    }
+
+    @Test func damagedArchiveFailsVerifyWithStatus3() throws {
+        let source = try TestDatabase("cli_damaged")
+        defer { source.drop() }
+        try source.execute("CREATE TABLE notes AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 20000) g")
+        let repo = TestPaths.temporaryDirectory("cli-damaged") + "/repo"
+        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--repo", repo, "--json"])
+        let path = try #require(try backup.json()["path"] as? String)
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.seek(toOffset: 200)
+        try handle.write(contentsOf: [0xAA, 0xBB])
+        try handle.close()
+
+        let verify = try arca(["verify", path, "--repo", repo])
+        #expect(verify.status == 3)
+        #expect(verify.output.stderr.contains("table public.notes, chunk 0"), "\(verify.all)")
+        let json = try arca(["verify", path, "--repo", repo, "--json"])
+        #expect(json.status == 3)
+        #expect(try json.json()["intact"] as? Bool == false)
+    }
+
+    @Test func usageErrorsExitWith2() throws {
+        let unknown = try arca(["backup", "--no-such-flag"])
+        #expect(unknown.status == 2)
+        #expect(unknown.output.stderr.contains("--no-such-flag"))
+
+        let missingValue = try arca(["backup", "--level"])
+        #expect(missingValue.status == 2)
+
+        let badLevel = try arca(["backup", "--level", "99"], environment: ["DATABASE_URL": "dbname=x"])
+        #expect(badLevel.status == 2)
+
+        var environment = ProcessInfo.processInfo.environment
+        environment["DATABASE_URL"] = nil
+        let noDatabase = Run(output: try Tool.capture("/usr/bin/env", ["-u", "DATABASE_URL", TestPaths.arca, "backup", "--repo", "/tmp/unused"]))
+        #expect(noDatabase.status == 2)
+        #expect(noDatabase.output.stderr.contains("DATABASE_URL"))
+
+        let badURL = try arca(["backup", "--database-url", "postgresql://host/db?nosuchoption=1", "--repo", "/tmp/unused"])
+        #expect(badURL.status == 2)
+        #expect(badURL.output.stderr.contains("Invalid connection string"))
+    }
+
+    @Test func missingBackupsAndWrongPathsFailWithAHint() throws {
+        let repo = TestPaths.temporaryDirectory("cli-missing") + "/repo"
+        let missing = try arca(["verify", "backup_20200101_000000", "--repo", repo])
+        #expect(missing.status == 1)
+        #expect(missing.output.stderr.contains("arca list"))
+
+        let invalid = try arca(["inspect", "%2e%2e", "--repo", repo])
+        #expect(invalid.status == 1)
+        #expect(invalid.output.stderr.contains("neither a backup id"))
+
+        // A path is read as the user asked, and a file that is not an archive says so.
+        let notArchive = try arca(["inspect", "/etc/passwd", "--repo", repo])
+        #expect(notArchive.status == 3)
+        #expect(notArchive.output.stderr.contains("not an Arca archive"))
+
+        let directory = TestPaths.temporaryDirectory("cli-dir") + "/x.arca"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let notFile = try arca(["verify", directory, "--repo", repo])
+        #expect(notFile.status == 1)
+        #expect(notFile.output.stderr.contains("not a regular file"))
+
+        let empty = try arca(["list", "--repo", repo])
+        #expect(empty.status == 0)
+        #expect(empty.output.stdout.contains("No backups"))
+    }
+}
