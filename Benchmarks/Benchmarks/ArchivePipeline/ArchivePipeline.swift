@@ -1,0 +1,77 @@
+import ArcaFormat
+import Benchmark
+
+/// The chunk pipeline without a database: what one 4 MiB chunk of COPY text
+/// costs in each stage, and the whole write path end to end. Throughput is
+/// reported as bytes of raw COPY text per second.
+let chunkSize = 4 << 20
+
+/// Deterministic COPY-like text: a pgbench_accounts-shaped row repeated with
+/// varying numbers, which compresses about as well as real tables do.
+let copyText: [UInt8] = {
+    var text = [UInt8]()
+    text.reserveCapacity(chunkSize)
+    var row = 0
+    while text.count < chunkSize {
+        let line = "\(row)\t\(row % 100_000)\t\(row &* 7919 % 100_000)\tpatient note \(row % 997) " + String(repeating: " ", count: 60) + "\n"
+        text.append(contentsOf: line.utf8)
+        row += 1
+    }
+    return Array(text.prefix(chunkSize))
+}()
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
+        scalingFactor: .one,
+        maxDuration: .seconds(2),
+        maxIterations: 200)
+
+    Benchmark("CRC-32C of a 4 MiB chunk") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(copyText.withUnsafeBytes { CRC32C.checksum($0) })
+        }
+    }
+
+    Benchmark("MD5 + SHA-256 of a 4 MiB chunk") { benchmark in
+        let digests = StreamDigests()
+        for _ in benchmark.scaledIterations {
+            copyText.withUnsafeBytes { digests.update($0) }
+        }
+        blackHole(digests.finish())
+    }
+
+    for level in [1, 3, 6] as [Int32] {
+        Benchmark("zstd level \(level) compress a 4 MiB chunk") { benchmark in
+            let encoder = ChunkEncoder(maximumRawLength: chunkSize, level: level)
+            for _ in benchmark.scaledIterations {
+                blackHole(copyText.withUnsafeBytes { encoder.encode($0).payload.count })
+            }
+        }
+    }
+
+    Benchmark("Write + read back a 64 MiB stream (archive encode/decode)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            let sink = MemorySink()
+            let header = FileHeader(chunkSize: UInt32(chunkSize), compression: .zstd, compressionLevel: 3, archiveID: .random())
+            let writer = try ArchiveWriter(sink: sink, header: header)
+            let stream = StreamWriter(archive: writer, encoder: ChunkEncoder(maximumRawLength: chunkSize, level: 3), stream: 0)
+            for _ in 0..<16 { try copyText.withUnsafeBytes { try stream.append($0) } }
+            let summary = try stream.finish()
+            let manifest = Manifest(
+                archiveId: header.archiveID.description, backupId: "backup_20241201_140530", startedAt: "", completedAt: "",
+                tool: .init(version: "bench"),
+                source: .init(database: "bench", serverVersion: "15", serverVersionNumber: 150000, snapshot: "", systemIdentifier: nil, encoding: "UTF8"),
+                compression: .init(level: 3), chunkSize: UInt32(chunkSize),
+                tables: [.init(schema: "public", name: "t", kind: "table", parent: nil, columns: [], rows: 0, stream: 0,
+                               rawBytes: summary.rawBytes, storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256,
+                               chunks: summary.chunks)],
+                sequences: [])
+            _ = try writer.finish(manifest: manifest)
+            let reader = try ArchiveReader(source: MemorySource(sink.bytes))
+            var total = 0
+            try reader.readTable(reader.manifest.tables[0]) { total += $0.count }
+            blackHole(total)
+        }
+    }
+}

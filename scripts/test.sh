@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# scripts/test.sh — THE test command for Arca (CI runs it via .ci/run).
+#
+#   scripts/test.sh                    build + run the whole suite
+#   scripts/test.sh --filter Manifest  extra arguments go to `swift test`
+#
+# What it does, in order:
+#   1. scripts/setup.sh: make sure the system packages are installed
+#      (fast no-op when they already are).
+#   2. Start a throwaway PostgreSQL 15 cluster (scripts/pg-cluster.sh) in
+#      ./.build-pg on 127.0.0.1:$ARCA_TEST_PGPORT (default 54329). When this
+#      checkout is somewhere the postgres OS user cannot enter (e.g. under
+#      /root), pg-cluster.sh puts it in /tmp/arca-pg-<port> instead.
+#   3. Export PGHOST (the cluster's unix socket dir), PGPORT, PGUSER=postgres
+#      and ARCA_TEST_PG=1 (tells the test suite the live-PostgreSQL tests may
+#      run).
+#   4. swift build --build-tests, then swift test "$@" (default runner, no
+#      --parallel).
+#   5. On exit — success, failure or Ctrl-C — stop the cluster. This is done
+#      silently so that the last line of the log is swift test's own summary
+#      (CI reads it), and the script's exit code is swift test's.
+#
+# Environment knobs:
+#   ARCA_TEST_PGPORT   port of the test cluster (default 54329)
+#   ARCA_TEST_PGDIR    cluster directory (default <repo>/.build-pg)
+#   ARCA_TEST_PG_FRESH 1 = delete the cluster first so every run starts from an
+#                      empty one; 0 = reuse it. Default: 1 when CI=true, else 0.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd -P)
+
+PG_TEST_PORT=${ARCA_TEST_PGPORT:-54329}
+PG_TEST_DIR=${ARCA_TEST_PGDIR:-$REPO/.build-pg}
+if [[ "${CI:-}" == true ]]; then
+  PG_TEST_FRESH=${ARCA_TEST_PG_FRESH:-1}
+else
+  PG_TEST_FRESH=${ARCA_TEST_PG_FRESH:-0}
+fi
+
+section() { printf '\n==== %s ====\n' "$*"; }
+
+# CI runs with the machine's environment, which may lack the toolchain on PATH
+# in a non-login shell; the toolchain lives in /opt/swift on these machines.
+if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
+  PATH=/opt/swift/usr/bin:$PATH
+fi
+if ! command -v swift >/dev/null 2>&1; then
+  echo "test.sh: swift not found on PATH (expected a Swift 6 toolchain, e.g. /opt/swift/usr/bin)" >&2
+  exit 1
+fi
+
+section "System packages (scripts/setup.sh)"
+scripts/setup.sh
+
+section "PostgreSQL test cluster (port $PG_TEST_PORT)"
+# Installed before the start so that a half-started cluster is stopped too.
+# Quiet on purpose: nothing may be printed after swift test's summary line,
+# except a warning if stopping fails.
+# shellcheck disable=SC2317  # invoked via trap
+stop_cluster() {
+  if ! scripts/pg-cluster.sh stop "$PG_TEST_DIR" "$PG_TEST_PORT" >/dev/null 2>&1; then
+    echo "test.sh: warning: could not stop the test cluster in $PG_TEST_DIR" >&2
+  fi
+}
+trap stop_cluster EXIT
+
+# Signals: bash runs a trap only after the foreground command finishes, so a
+# SIGTERM during a 10-minute `swift test` would wait for it. Long commands are
+# therefore run in the background and waited for (`wait` is interrupted by a
+# trapped signal at once); on INT/TERM the child gets SIGTERM and we exit, which
+# runs the EXIT trap above. (A background child of a non-interactive shell
+# ignores SIGINT, hence TERM for both.)
+child=
+# shellcheck disable=SC2317  # invoked via trap
+on_signal() {
+  if [[ -n "$child" ]]; then
+    kill -TERM "$child" 2>/dev/null || true
+  fi
+  exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+
+# run CMD...: run in the background, wait, return its exit status.
+run() {
+  local rc=0
+  "$@" &
+  child=$!
+  wait "$child" || rc=$?
+  child=
+  return "$rc"
+}
+
+if [[ "$PG_TEST_FRESH" == 1 ]]; then
+  scripts/pg-cluster.sh destroy "$PG_TEST_DIR" "$PG_TEST_PORT"
+fi
+scripts/pg-cluster.sh start "$PG_TEST_DIR" "$PG_TEST_PORT"
+
+# Connection settings for the tests (and anything they spawn: psql, pg_dump).
+# Drop libpq variables from the caller's environment that would override or
+# redirect them (a PGHOSTADDR wins over PGHOST, a PGSERVICE adds settings...).
+unset PGHOSTADDR PGSERVICE PGSERVICEFILE PGDATABASE PGOPTIONS PGSSLMODE PGPASSWORD PGPASSFILE
+eval "$(scripts/pg-cluster.sh env "$PG_TEST_DIR" "$PG_TEST_PORT")"
+export PGHOST PGPORT PGUSER
+export ARCA_TEST_PG=1
+echo "PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER ARCA_TEST_PG=$ARCA_TEST_PG"
+psql -X -q -A -t -d postgres -c 'select version()'
+
+section "swift build --build-tests"
+run swift build --build-tests
+
+section "swift test${*:+ $*}"
+# Not piped anywhere: its output goes to the log unchanged and in full, and
+# it is the last thing printed.
+rc=0
+run swift test "$@" || rc=$?
+exit "$rc"
