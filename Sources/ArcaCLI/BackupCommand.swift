@@ -27,6 +27,9 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "Seconds to wait for a table lock held by another session.")
     var lockTimeout: Int = 60
 
+    @Flag(name: .long, help: "Leave large objects out of the backup.")
+    var noLargeObjects = false
+
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -43,6 +46,8 @@ struct BackupCommand: ParsableCommand {
         options.compressionLevel = level
         options.chunkSize = chunkSizeKib * 1024
         options.lockTimeoutMilliseconds = lockTimeout * 1000
+        options.excludeLargeObjects = noLargeObjects
+        options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
         do {
             result = try BackupRunner(options: options).run(progress: { progress in

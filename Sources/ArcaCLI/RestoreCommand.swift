@@ -5,10 +5,12 @@ import Foundation
 struct RestoreCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
-        abstract: "Restore an archive's table data into a database, all or nothing.",
+        abstract: "Restore an archive into a database, all or nothing.",
         discussion: """
-            The target must already have the tables. All restored tables are emptied and reloaded in one \
-            transaction: on any failure nothing changes. Without --confirm, arca only says what it would replace.
+            By default the target must be empty (--create makes it): the schema, every table's rows, keys, \
+            indexes, triggers, sequence values and large objects are restored in one transaction. --clean drops \
+            the archive's objects from a non-empty target first; --data-only reloads rows into existing tables. \
+            On any failure nothing changes. Without --confirm, arca only says what it would replace.
             """)
 
     @Argument(help: "A backup id in the repository, or the path of an .arca file.")
@@ -20,8 +22,26 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .long, help: "Confirm that the target's tables may be replaced.")
     var confirm = false
 
-    @Option(name: .customLong("table"), help: "Only tables matching this glob on schema.table (repeatable).")
+    @Option(name: .customLong("table"), help: "Only tables matching this glob on schema.table (repeatable; with --data-only).")
     var tables: [String] = []
+
+    @Flag(name: .long, help: "Create the target database first.")
+    var create = false
+
+    @Flag(name: .long, help: "Drop the archive's objects from the target before restoring them.")
+    var clean = false
+
+    @Flag(name: .long, help: "Only reload rows into tables that already exist.")
+    var dataOnly = false
+
+    @Flag(name: .long, help: "Make the restoring role own every object (for a server without the source's roles).")
+    var noOwner = false
+
+    @Flag(name: .long, help: "Do not restore privileges (GRANT/REVOKE).")
+    var noPrivileges = false
+
+    @Flag(name: .long, help: "Do not restore large objects.")
+    var noLargeObjects = false
 
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var output: JSONOption
@@ -33,6 +53,13 @@ struct RestoreCommand: ParsableCommand {
             var options = RestoreOptions(archivePath: try repository.repository.locate(backup), target: target)
             options.confirmed = confirm
             options.tables = TableFilter(include: tables)
+            options.create = create
+            options.clean = clean
+            options.dataOnly = dataOnly
+            options.noOwner = noOwner
+            options.noPrivileges = noPrivileges
+            options.excludeLargeObjects = noLargeObjects
+            options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
             if !output.json, confirm {
                 FileHandle.standardError.write(Data("Restoring into \(target.redacted) in one transaction: on any failure nothing changes.\n".utf8))
             }
@@ -41,8 +68,10 @@ struct RestoreCommand: ParsableCommand {
                 Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
             }
         } catch let error as RestoreError {
-            if case .notConfirmed = error { throw Output.fail(error, status: .usage) }
-            throw Output.fail(error)
+            switch error {
+            case .notConfirmed, .invalidOptions: throw Output.fail(error, status: .usage)
+            default: throw Output.fail(error)
+            }
         } catch {
             throw Output.fail(error)
         }
@@ -51,8 +80,8 @@ struct RestoreCommand: ParsableCommand {
             Output.json(result)
         } else {
             print("""
-                Restored \(result.backupId) into database \(result.database).
-                  tables  \(result.restoredTables.count), rows \(Format.count(result.rows))
+                Restored \(result.backupId) into database \(result.database) (\(result.mode)\(result.createdDatabase ? ", database created" : "")).
+                  tables  \(result.restoredTables.count), rows \(Format.count(result.rows)), large objects \(result.largeObjects)
                   data    \(Format.bytes(result.rawBytes)) in \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
                 """)
         }

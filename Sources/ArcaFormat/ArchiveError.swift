@@ -4,8 +4,10 @@ public enum ArchiveLocation: Sendable, Equatable, CustomStringConvertible {
     case trailer
     case manifest
     case frame(offset: UInt64)
-    case chunk(table: String, sequence: UInt64, offset: UInt64)
-    case table(String)
+    /// A chunk of a stream; `stream` is its display name (`table public.x`).
+    case chunk(stream: String, sequence: UInt64, offset: UInt64)
+    /// A whole stream, by display name.
+    case stream(String)
     case body
 
     public var description: String {
@@ -14,8 +16,8 @@ public enum ArchiveLocation: Sendable, Equatable, CustomStringConvertible {
         case .trailer: "the trailer"
         case .manifest: "the manifest"
         case .frame(let offset): "the frame at offset \(offset)"
-        case .chunk(let table, let sequence, let offset): "table \(table), chunk \(sequence) (offset \(offset))"
-        case .table(let table): "table \(table)"
+        case .chunk(let stream, let sequence, let offset): "\(stream), chunk \(sequence) (offset \(offset))"
+        case .stream(let stream): stream
         case .body: "the archive body"
         }
     }

@@ -121,16 +121,16 @@ public final class ArchiveReader {
         }
     }
 
-    public func location(of table: Manifest.Table, sequence: Int) -> ArchiveLocation {
-        .chunk(table: table.qualifiedName, sequence: UInt64(sequence), offset: table.chunks[sequence].offset)
+    public func location(of stream: some StreamDescriptor, sequence: Int) -> ArchiveLocation {
+        .chunk(stream: stream.displayName, sequence: UInt64(sequence), offset: stream.chunks[sequence].offset)
     }
 
-    /// Streams one table's raw COPY bytes to `body`, chunk by chunk, reading
-    /// only that table's chunks. The MD5 and SHA-256 of the whole stream are
+    /// Streams one stream's raw bytes (a table's COPY text, the schema dump, a
+    /// large object) to `body`, chunk by chunk, reading only its chunks. The MD5 and SHA-256 of the whole stream are
     /// checked before this returns: a caller that commits only after a normal
     /// return never commits damaged data.
-    public func readTable(
-        _ table: Manifest.Table, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void
+    public func readStream(
+        _ table: some StreamDescriptor, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
         let digests = StreamDigests()
@@ -148,9 +148,9 @@ public final class ArchiveReader {
             }
         }
         let (md5, sha256) = digests.finish()
-        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.table(table.qualifiedName), algorithm: "md5", expected: table.md5, actual: md5) }
+        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.stream(table.displayName), algorithm: "md5", expected: table.md5, actual: md5) }
         guard sha256 == table.sha256 else {
-            throw ArchiveError.digestMismatch(.table(table.qualifiedName), algorithm: "sha256", expected: table.sha256, actual: sha256)
+            throw ArchiveError.digestMismatch(.stream(table.displayName), algorithm: "sha256", expected: table.sha256, actual: sha256)
         }
     }
 }

@@ -38,11 +38,12 @@ public struct ArchiveVerifier {
         }
 
         struct Slot { let table: Int; let sequence: Int; let chunk: Manifest.Chunk }
-        let slots = manifest.tables.enumerated().flatMap { index, table in
-            table.chunks.enumerated().map { Slot(table: index, sequence: $0.offset, chunk: $0.element) }
+        let streams = manifest.streams
+        let slots = streams.enumerated().flatMap { index, stream in
+            stream.chunks.enumerated().map { Slot(table: index, sequence: $0.offset, chunk: $0.element) }
         }.sorted { $0.chunk.offset < $1.chunk.offset }
 
-        let digests = manifest.tables.map { _ in StreamDigests() }
+        let digests = streams.map { _ in StreamDigests() }
         var damagedTables = Set<Int>()
         let decoder = ChunkDecoder(maximumRawLength: Int(header.chunkSize))
         var buffer = [UInt8](repeating: 0, count: ArchiveFormat.frameHeaderLength + ZstdCompressor.bound(Int(header.chunkSize)))
@@ -63,7 +64,7 @@ public struct ArchiveVerifier {
 
         try consume(upTo: UInt64(ArchiveFormat.headerLength))
         for slot in slots {
-            let table = manifest.tables[slot.table]
+            let table = streams[slot.table]
             let location = reader.location(of: table, sequence: slot.sequence)
             if slot.chunk.offset > position {
                 report.problems.append(.indexMismatch(.frame(offset: position), "\(slot.chunk.offset - position) bytes are not listed in the manifest"))
@@ -94,12 +95,12 @@ public struct ArchiveVerifier {
         }
         try consume(upTo: reader.trailer.manifestOffset + reader.trailer.manifestLength)
 
-        for (index, table) in manifest.tables.enumerated() where !damagedTables.contains(index) {
+        for (index, stream) in streams.enumerated() where !damagedTables.contains(index) {
             let (md5, sha256) = digests[index].finish()
-            if md5 != table.md5 {
-                report.problems.append(.digestMismatch(.table(table.qualifiedName), algorithm: "md5", expected: table.md5, actual: md5))
-            } else if sha256 != table.sha256 {
-                report.problems.append(.digestMismatch(.table(table.qualifiedName), algorithm: "sha256", expected: table.sha256, actual: sha256))
+            if md5 != stream.md5 {
+                report.problems.append(.digestMismatch(.stream(stream.displayName), algorithm: "md5", expected: stream.md5, actual: md5))
+            } else if sha256 != stream.sha256 {
+                report.problems.append(.digestMismatch(.stream(stream.displayName), algorithm: "sha256", expected: stream.sha256, actual: sha256))
             }
         }
         report.tablesChecked = manifest.tables.count

@@ -14,7 +14,73 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var chunkSize: UInt32
     public var tables: [Table]
     public var sequences: [Sequence]
+    /// The database's schema as a pg_dump custom-format archive (pre-data
+    /// and post-data sections). Absent in a data-only archive.
+    public var schema: Schema?
+    public var largeObjects: [LargeObject]
+    /// The `--table` / `--exclude-table` patterns the backup was made with;
+    /// absent when it holds every table.
+    public var tableFilter: TableFilterRecord?
     public var totals: Totals
+
+    public struct TableFilterRecord: Codable, Sendable, Equatable {
+        public var include: [String]
+        public var exclude: [String]
+        public init(include: [String], exclude: [String]) {
+            self.include = include
+            self.exclude = exclude
+        }
+    }
+
+    /// The schema dump: the bytes of `pg_dump --format=custom
+    /// --section=pre-data --section=post-data`, read in the backup's snapshot.
+    public struct Schema: Codable, Sendable, Equatable, StreamDescriptor {
+        public var format: String
+        public var pgDumpVersion: String
+        public var stream: UInt32
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public var md5: String
+        public var sha256: String
+        public var chunks: [Chunk]
+
+        public init(format: String = "pg_dump-custom", pgDumpVersion: String, stream: UInt32, summary: StreamSummary) {
+            self.format = format
+            self.pgDumpVersion = pgDumpVersion
+            self.stream = stream
+            rawBytes = summary.rawBytes
+            storedBytes = summary.storedBytes
+            md5 = summary.md5
+            sha256 = summary.sha256
+            chunks = summary.chunks
+        }
+
+        public var displayName: String { "the schema dump" }
+    }
+
+    /// One large object's contents. Its metadata (owner, privileges,
+    /// comment) is in the schema dump.
+    public struct LargeObject: Codable, Sendable, Equatable, StreamDescriptor {
+        public var oid: UInt32
+        public var stream: UInt32
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public var md5: String
+        public var sha256: String
+        public var chunks: [Chunk]
+
+        public init(oid: UInt32, stream: UInt32, summary: StreamSummary) {
+            self.oid = oid
+            self.stream = stream
+            rawBytes = summary.rawBytes
+            storedBytes = summary.storedBytes
+            md5 = summary.md5
+            sha256 = summary.sha256
+            chunks = summary.chunks
+        }
+
+        public var displayName: String { "large object \(oid)" }
+    }
 
     /// A sequence's state in the snapshot, and the column that owns it.
     public struct Sequence: Codable, Sendable, Equatable {
@@ -107,7 +173,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Table: Codable, Sendable, Equatable {
+    public struct Table: Codable, Sendable, Equatable, StreamDescriptor {
         public var schema: String
         public var name: String
         public var kind: String
@@ -120,6 +186,13 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var md5: String
         public var sha256: String
         public var chunks: [Chunk]
+        /// OIDs of the table and of what belongs to it in the source
+        /// (indexes, constraints, triggers, rules, policies, column
+        /// defaults, owned sequences, extended statistics), so a subset
+        /// restore can pick its schema objects out of the schema dump.
+        public var objects: [UInt32]?
+
+        public var displayName: String { "table \(qualifiedName)" }
 
         public init(
             schema: String, name: String, kind: String, parent: String?, columns: [String], rows: UInt64,
@@ -145,9 +218,13 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     public init(
         archiveId: String, backupId: String, startedAt: String, completedAt: String, tool: Tool, source: Source,
-        compression: Compression, chunkSize: UInt32, tables: [Table], sequences: [Sequence]
+        compression: Compression, chunkSize: UInt32, tables: [Table], sequences: [Sequence],
+        schema: Schema? = nil, largeObjects: [LargeObject] = [], tableFilter: TableFilterRecord? = nil
     ) {
         self.sequences = sequences
+        self.schema = schema
+        self.largeObjects = largeObjects
+        self.tableFilter = tableFilter
         formatVersion = Int(ArchiveFormat.version)
         self.archiveId = archiveId
         self.backupId = backupId
@@ -158,10 +235,20 @@ public struct Manifest: Codable, Sendable, Equatable {
         self.compression = compression
         self.chunkSize = chunkSize
         self.tables = tables
-        totals = Totals(
+        totals = Totals(rows: 0, rawBytes: 0, storedBytes: 0)
+        totals = computedTotals
+    }
+
+    /// Every stream in the archive: tables, the schema dump, large objects.
+    public var streams: [any StreamDescriptor] {
+        tables as [any StreamDescriptor] + (schema.map { [$0] } ?? []) + largeObjects
+    }
+
+    var computedTotals: Totals {
+        Totals(
             rows: tables.reduce(0) { $0 + $1.rows },
-            rawBytes: tables.reduce(0) { $0 + $1.rawBytes },
-            storedBytes: tables.reduce(0) { $0 + $1.storedBytes })
+            rawBytes: streams.reduce(0) { $0 + $1.rawBytes },
+            storedBytes: streams.reduce(0) { $0 + $1.storedBytes })
     }
 
     public func encoded() -> [UInt8] {
@@ -194,44 +281,42 @@ public struct Manifest: Codable, Sendable, Equatable {
         guard chunkSize == header.chunkSize else { throw fail("chunkSize \(chunkSize) differs from the header's \(header.chunkSize)") }
         guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
 
-        var streams = Set<UInt32>()
+        var streamIDs = Set<UInt32>()
         var names = Set<String>()
         var extents: [(start: UInt64, end: UInt64)] = []
-        var rows: UInt64 = 0, raw: UInt64 = 0, stored: UInt64 = 0
         for table in tables {
-            let name = table.qualifiedName
-            guard streams.insert(table.stream).inserted, table.stream != ArchiveFormat.manifestStreamID else {
-                throw fail("stream \(table.stream) of table \(name) is used twice or reserved")
+            guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("table \(table.qualifiedName) appears twice") }
+        }
+        for descriptor in streams {
+            let name = descriptor.displayName
+            guard streamIDs.insert(descriptor.stream).inserted, descriptor.stream != ArchiveFormat.manifestStreamID else {
+                throw fail("stream \(descriptor.stream) of \(name) is used twice or reserved")
             }
-            guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("table \(name) appears twice") }
-            guard table.md5.count == 32, Hex.decode(table.md5) != nil, table.sha256.count == 64, Hex.decode(table.sha256) != nil else {
-                throw fail("table \(name) has a malformed digest")
+            guard descriptor.md5.count == 32, Hex.decode(descriptor.md5) != nil, descriptor.sha256.count == 64, Hex.decode(descriptor.sha256) != nil else {
+                throw fail("\(name) has a malformed digest")
             }
-            var tableRaw: UInt64 = 0, tableStored: UInt64 = 0
-            for (previous, next) in zip(table.chunks, table.chunks.dropFirst()) where next.offset <= previous.offset {
-                throw fail("table \(name): its chunks are not in file order (offset \(next.offset) after \(previous.offset))")
+            for (previous, next) in zip(descriptor.chunks, descriptor.chunks.dropFirst()) where next.offset <= previous.offset {
+                throw fail("\(name): its chunks are not in file order (offset \(next.offset) after \(previous.offset))")
             }
-            for (sequence, chunk) in table.chunks.enumerated() {
-                let isLast = sequence == table.chunks.count - 1
+            var raw: UInt64 = 0, stored: UInt64 = 0
+            for (sequence, chunk) in descriptor.chunks.enumerated() {
+                let isLast = sequence == descriptor.chunks.count - 1
                 guard chunk.rawLength >= 1, chunk.rawLength <= chunkSize, isLast || chunk.rawLength == chunkSize else {
-                    throw fail("table \(name), chunk \(sequence) has raw length \(chunk.rawLength) (chunk size \(chunkSize))")
+                    throw fail("\(name), chunk \(sequence) has raw length \(chunk.rawLength) (chunk size \(chunkSize))")
                 }
                 let end = chunk.offset &+ UInt64(ArchiveFormat.frameHeaderLength) &+ UInt64(chunk.storedLength)
                 guard chunk.offset >= UInt64(ArchiveFormat.headerLength), end > chunk.offset, end <= manifestOffset else {
-                    throw fail("table \(name), chunk \(sequence) lies outside the data area (offset \(chunk.offset))")
+                    throw fail("\(name), chunk \(sequence) lies outside the data area (offset \(chunk.offset))")
                 }
                 extents.append((chunk.offset, end))
-                tableRaw += UInt64(chunk.rawLength)
-                tableStored += UInt64(chunk.storedLength)
+                raw += UInt64(chunk.rawLength)
+                stored += UInt64(chunk.storedLength)
             }
-            guard tableRaw == table.rawBytes, tableStored == table.storedBytes else {
-                throw fail("table \(name): rawBytes/storedBytes (\(table.rawBytes)/\(table.storedBytes)) are not the sums over its chunks (\(tableRaw)/\(tableStored))")
+            guard raw == descriptor.rawBytes, stored == descriptor.storedBytes else {
+                throw fail("\(name): rawBytes/storedBytes (\(descriptor.rawBytes)/\(descriptor.storedBytes)) are not the sums over its chunks (\(raw)/\(stored))")
             }
-            rows += table.rows
-            raw += table.rawBytes
-            stored += table.storedBytes
         }
-        guard totals == Totals(rows: rows, rawBytes: raw, storedBytes: stored) else { throw fail("totals are not the sums over the tables") }
+        guard totals == computedTotals else { throw fail("totals are not the sums over the streams") }
         extents.sort { $0.start < $1.start }
         for (previous, next) in zip(extents, extents.dropFirst()) where next.start < previous.end {
             throw fail("chunks at offsets \(previous.start) and \(next.start) overlap")
@@ -258,4 +343,17 @@ extension Manifest {
         date.formatted(
             Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
     }
+}
+
+/// What every stream entry of the manifest has: its id, lengths, digests
+/// and chunk index. Tables, the schema dump and large objects are streams.
+public protocol StreamDescriptor: Sendable {
+    var stream: UInt32 { get }
+    var rawBytes: UInt64 { get }
+    var storedBytes: UInt64 { get }
+    var md5: String { get }
+    var sha256: String { get }
+    var chunks: [Manifest.Chunk] { get }
+    /// How errors name it: `public.Patient`, `large object 16403`.
+    var displayName: String { get }
 }

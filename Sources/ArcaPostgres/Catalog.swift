@@ -158,6 +158,72 @@ public enum Catalog {
         return result.rows.compactMap { $0[0] }
     }
 
+    /// OIDs of every large object, ascending.
+    public static func largeObjects(_ connection: PostgresConnection) throws -> [UInt32] {
+        try connection.execute("SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid", during: "listing large objects")
+            .rows.compactMap { $0[0].flatMap { UInt32($0) } }
+    }
+
+    /// For each table (by OID), the OIDs of what belongs to it: itself, its
+    /// indexes, constraints, triggers, rules, policies, column defaults,
+    /// owned sequences and extended statistics. These are the object ids
+    /// pg_dump's table of contents uses.
+    public static func dependentObjects(_ connection: PostgresConnection) throws -> [UInt32: [UInt32]] {
+        let result = try connection.execute(
+            """
+            SELECT t.oid, o.oid FROM pg_catalog.pg_class t,
+                   LATERAL (SELECT t.oid
+                            UNION ALL SELECT indexrelid FROM pg_catalog.pg_index WHERE indrelid = t.oid
+                            UNION ALL SELECT oid FROM pg_catalog.pg_constraint WHERE conrelid = t.oid
+                            UNION ALL SELECT oid FROM pg_catalog.pg_trigger WHERE tgrelid = t.oid AND NOT tgisinternal
+                            UNION ALL SELECT oid FROM pg_catalog.pg_rewrite WHERE ev_class = t.oid
+                            UNION ALL SELECT oid FROM pg_catalog.pg_policy WHERE polrelid = t.oid
+                            UNION ALL SELECT oid FROM pg_catalog.pg_attrdef WHERE adrelid = t.oid
+                            UNION ALL SELECT oid FROM pg_catalog.pg_statistic_ext WHERE stxrelid = t.oid
+                            UNION ALL SELECT d.objid FROM pg_catalog.pg_depend d
+                                       WHERE d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                         AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                         AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0) AS o(oid)
+             WHERE t.relkind IN ('r', 'p')
+             ORDER BY 1, 2
+            """, during: "listing the objects that belong to each table")
+        var objects: [UInt32: [UInt32]] = [:]
+        for row in result.rows {
+            guard let table = row[0].flatMap({ UInt32($0) }), let object = row[1].flatMap({ UInt32($0) }) else { continue }
+            objects[table, default: []].append(object)
+        }
+        return objects
+    }
+
+    /// What a database holds besides what every new database has: a short
+    /// description per kind of object, empty for an empty database.
+    public static func userObjects(_ connection: PostgresConnection) throws -> [String] {
+        let result = try connection.execute(
+            """
+            SELECT 'relation ' || c.oid::pg_catalog.regclass::text
+              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+            UNION ALL
+            SELECT 'schema ' || pg_catalog.quote_ident(nspname) FROM pg_catalog.pg_namespace
+             WHERE nspname NOT IN ('public', 'information_schema') AND nspname NOT LIKE 'pg\\_%'
+            UNION ALL
+            SELECT 'function ' || p.oid::pg_catalog.regprocedure::text
+              FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+            UNION ALL
+            SELECT 'type ' || t.oid::pg_catalog.regtype::text
+              FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+             WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+               AND t.typrelid = 0 AND t.typelem = 0
+            UNION ALL
+            SELECT 'extension ' || extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql'
+            UNION ALL
+            SELECT 'large object ' || oid FROM pg_catalog.pg_largeobject_metadata
+            LIMIT 20
+            """, during: "checking whether the database is empty")
+        return result.rows.compactMap { $0[0] }
+    }
+
     /// Column names arrive as a JSON array of strings (json_agg keeps any
     /// character in a name intact, unlike array text output).
     static func decodeNames(_ json: String?) throws -> [String] {

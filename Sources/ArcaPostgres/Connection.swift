@@ -28,7 +28,7 @@ public final class PostgresConnection {
     /// `pg_stat_activity`, so operators can see (and tests can find) Arca.
     public init(_ connection: ConnectionString, applicationName: String = "arca") throws {
         target = connection.redacted
-        let conninfo = connection.conninfo + " application_name=\(ConnectionString.quote(applicationName))"
+        let conninfo = connection.conninfo + " application_name=\(ConnectionString.quoteValue(applicationName))"
             + (connection.value("connect_timeout") == nil ? " connect_timeout=10" : "")
         let conn = PQconnectdb(conninfo)
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
@@ -49,7 +49,9 @@ public final class PostgresConnection {
         handle = nil
     }
 
-    private var conn: OpaquePointer {
+    private var conn: OpaquePointer { connectionHandle }
+
+    var connectionHandle: OpaquePointer {
         guard let handle else { preconditionFailure("connection used after close()") }
         return handle
     }
@@ -195,6 +197,8 @@ public final class PostgresConnection {
         }
     }
 
+    /// The error for a failed libpq call: a lost connection, or the server's
+    /// message (libpq keeps the last one, e.g. after a failed `lo_*` call).
     func lostOrFailed(during: String) -> PostgresError {
         let message = Self.oneLine(String(cString: PQerrorMessage(conn)))
         if PQstatus(conn) != CONNECTION_OK {

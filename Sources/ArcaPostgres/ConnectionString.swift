@@ -47,9 +47,15 @@ public struct ConnectionString: Sendable, Equatable {
         ConnectionString(options: options.filter { $0.key != "dbname" } + [("dbname", database)])
     }
 
+    /// The same connection string without one option (e.g. the password,
+    /// which child processes get through PGPASSWORD instead of argv).
+    public func removing(_ key: String) -> ConnectionString {
+        ConnectionString(options: options.filter { $0.key != key })
+    }
+
     /// A conninfo string libpq accepts, password included: for connecting only.
     public var conninfo: String {
-        options.map { "\($0.key)=\(Self.quote($0.value))" }.joined(separator: " ")
+        options.map { "\($0.key)=\(Self.quoteValue($0.value))" }.joined(separator: " ")
     }
 
     /// What may be shown to people and written to logs: never the password.
@@ -59,7 +65,7 @@ public struct ConnectionString: Sendable, Equatable {
         return parts.isEmpty ? "(libpq defaults)" : parts.joined(separator: " ")
     }
 
-    static func quote(_ value: String) -> String {
+    public static func quoteValue(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 }

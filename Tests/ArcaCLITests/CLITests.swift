@@ -25,7 +25,6 @@ import Testing
             CREATE TABLE "Patient" (id serial PRIMARY KEY, name text);
             INSERT INTO "Patient" (name) SELECT 'patient ' || g FROM generate_series(1, 1000) g;
             """)
-        try source.copySchema(to: target)
         let repo = TestPaths.temporaryDirectory("cli") + "/repo"
         // The password must never be printed, whatever the command does.
         let url = "postgresql://postgres:CliSecret99@/\(source.name)?host=\(ProcessInfo.processInfo.environment["PGHOST"] ?? "")"
@@ -61,11 +60,27 @@ import Testing
         let refused = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)"])
         #expect(refused.status == 2)
         #expect(refused.output.stderr.contains("--confirm"))
-        #expect(try target.value(#"SELECT count(*) FROM "Patient""#) == "0")
+        #expect(try target.value("SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == "0")
 
         let restore = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm", "--json"])
         #expect(restore.status == 0, "\(restore.all)")
         #expect(try restore.json()["restoredTables"] as? [String] == ["public.Patient"])
+
+        // Into a database that is no longer empty: refused unless --clean or --data-only.
+        let again = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm"])
+        #expect(again.status == 1)
+        #expect(again.output.stderr.contains("not empty"))
+        #expect(try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm", "--clean"]).status == 0)
+        #expect(try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm", "--data-only"]).status == 0)
+        let conflicting = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--confirm", "--data-only", "--clean"])
+        #expect(conflicting.status == 2)
+
+        // --create makes the database.
+        let created = "\(target.name)_created"
+        defer { try? TestServer.execute("DROP DATABASE IF EXISTS \(created) WITH (FORCE)") }
+        let create = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(created)", "--confirm", "--create"])
+        #expect(create.status == 0, "\(create.all)")
+        #expect(try arca(["compare", "dbname=\(source.name)", "dbname=\(created)"]).status == 0)
 
         let compare = try arca(["compare", "dbname=\(source.name)", "dbname=\(target.name)"])
         #expect(compare.status == 0, "\(compare.all)")

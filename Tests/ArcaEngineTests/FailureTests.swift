@@ -46,7 +46,7 @@ import Testing
         #expect(try repository.listings().first?.integrity == "failed")
 
         do {
-            try Steps.restore(backup.path, into: target)
+            try Steps.restoreData(backup.path, into: target)
             Issue.record("restore of a damaged archive succeeded")
         } catch let error as RestoreError {
             #expect("\(error)".contains("clinic.big_notes"))
@@ -68,7 +68,7 @@ import Testing
         let result = try Verification(path: path, repository: repository).run()
         #expect(!result.intact)
         #expect(result.problems.joined().contains("trailer"), "\(result.problems)")
-        #expect(throws: ArchiveError.self) { try Steps.restore(path, into: target) }
+        #expect(throws: ArchiveError.self) { try Steps.restoreData(path, into: target) }
         #expect(try target.value("SELECT count(*) FROM clinic.big_notes") == "0")
     }
 
@@ -143,7 +143,7 @@ import Testing
         let before = try target.snapshotText()
         let backup = try Steps.backup(source, into: Steps.repository("midway"))
         do {
-            try Steps.restore(backup.path, into: target)
+            try Steps.restoreData(backup.path, into: target)
             Issue.record("restore succeeded despite the constraint")
         } catch let error as RestoreError {
             #expect("\(error)".contains("public.all_types"))
@@ -165,7 +165,7 @@ import Testing
             #expect(tables.count == 23)
         }
         do {
-            try Steps.restore(backup.path, into: target)
+            try Steps.restoreData(backup.path, into: target)
             Issue.record("restore into a database without the tables succeeded")
         } catch RestoreError.tableMissing(let table, _) {
             #expect(table == "Odd Schema.invoice Europe \"other\"")

@@ -22,12 +22,23 @@ enum Steps {
         return try BackupRunner(options: options).run(progress: progress)
     }
 
+    /// A full restore unless `configure` says otherwise.
     @discardableResult
-    static func restore(_ path: String, into database: TestDatabase, tables: TableFilter = TableFilter(), confirmed: Bool = true) throws -> RestoreResult {
+    static func restore(
+        _ path: String, into database: TestDatabase, tables: TableFilter = TableFilter(), confirmed: Bool = true,
+        _ configure: (inout RestoreOptions) -> Void = { _ in }
+    ) throws -> RestoreResult {
         var options = RestoreOptions(archivePath: path, target: database.connectionString)
         options.confirmed = confirmed
         options.tables = tables
+        configure(&options)
         return try RestoreRunner(options: options).run()
+    }
+
+    /// Rows only, into the tables `database` already has.
+    @discardableResult
+    static func restoreData(_ path: String, into database: TestDatabase, tables: TableFilter = TableFilter(), confirmed: Bool = true) throws -> RestoreResult {
+        try restore(path, into: database, tables: tables, confirmed: confirmed) { $0.dataOnly = true }
     }
 
     static func expectEqual(_ first: TestDatabase, _ second: TestDatabase, sourceLocation: SourceLocation = #_sourceLocation) throws {

@@ -123,7 +123,7 @@ import Testing
         let report = try Sample.verify(damaged)
         #expect(report.problems.count == 2)  // the chunk, and the body digest
         #expect(report.problems.first == .checksumMismatch(
-            .chunk(table: "clinic.MedicalRecord", sequence: 1, offset: chunk.offset), expected: chunk.crc32c,
+            .chunk(stream: "table clinic.MedicalRecord", sequence: 1, offset: chunk.offset), expected: chunk.crc32c,
             actual: CRC32C.checksum(Array(damaged[Int(chunk.offset) + 32..<Int(chunk.offset) + 32 + Int(chunk.storedLength)]))))
         #expect(report.problems.first?.description.contains("table clinic.MedicalRecord, chunk 1") == true)
 
@@ -137,7 +137,7 @@ import Testing
         var (bytes, manifest) = try archive()
         try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].chunks[0].offset, chunkSize: 4096) { $0.sequence = 5 }
         let report = try Sample.verify(bytes)
-        guard case .indexMismatch(.chunk(table: "public.Patient", sequence: 0, _), _)? = report.problems.first else {
+        guard case .indexMismatch(.chunk(stream: "table public.Patient", sequence: 0, _), _)? = report.problems.first else {
             Issue.record("expected indexMismatch, got \(report.problems)")
             return
         }
@@ -161,7 +161,7 @@ import Testing
             json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""crc32c":\#(chunk.crc32c),"#, with: #""crc32c":\#(crc),"#).utf8)
         }
         let report = try Sample.verify(rewritten)
-        guard case .decompressionFailed(.chunk(table: "public.Patient", sequence: 0, _), _)? = report.problems.first else {
+        guard case .decompressionFailed(.chunk(stream: "table public.Patient", sequence: 0, _), _)? = report.problems.first else {
             Issue.record("expected decompressionFailed, got \(report.problems)")
             return
         }
@@ -174,9 +174,9 @@ import Testing
             json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: manifest.tables[0].md5, with: wrong).utf8)
         }
         let report = try Sample.verify(damaged)
-        #expect(report.problems == [.digestMismatch(.table("public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)])
+        #expect(report.problems == [.digestMismatch(.stream("table public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)])
         let reader = try Sample.read(damaged)
-        #expect(throws: ArchiveError.digestMismatch(.table("public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)) {
+        #expect(throws: ArchiveError.digestMismatch(.stream("table public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)) {
             try Sample.tableBytes(reader, reader.manifest.tables[0])
         }
     }

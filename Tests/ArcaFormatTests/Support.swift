@@ -70,7 +70,7 @@ enum Sample {
 
     static func tableBytes(_ reader: ArchiveReader, _ table: Manifest.Table) throws -> [UInt8] {
         var collected: [UInt8] = []
-        try reader.readTable(table) { collected.append(contentsOf: $0) }
+        try reader.readStream(table) { collected.append(contentsOf: $0) }
         return collected
     }
 

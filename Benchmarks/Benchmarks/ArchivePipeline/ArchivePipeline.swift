@@ -70,7 +70,7 @@ let benchmarks: @Sendable () -> Void = {
             _ = try writer.finish(manifest: manifest)
             let reader = try ArchiveReader(source: MemorySource(sink.bytes))
             var total = 0
-            try reader.readTable(reader.manifest.tables[0]) { total += $0.count }
+            try reader.readStream(reader.manifest.tables[0]) { total += $0.count }
             blackHole(total)
         }
     }

@@ -10,6 +10,11 @@ public struct BackupOptions: Sendable {
     public var tables = TableFilter()
     /// How long to wait for the ACCESS SHARE lock on each table before giving up.
     public var lockTimeoutMilliseconds = 60_000
+    /// Leave large objects out. Without it, a database with large objects is
+    /// never backed up without them.
+    public var excludeLargeObjects = false
+    /// Where pg_dump is (default: the newest installed PostgreSQL's bin folder, else PATH).
+    public var postgresBinDirectory: String?
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -44,6 +49,8 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
     case table(String, any Error)
     case lockTimeout(String, milliseconds: Int)
     case unmatchedPatterns([String])
+    case schema(any Error)
+    case largeObject(UInt32, any Error)
 
     public var description: String {
         switch self {
@@ -57,6 +64,10 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
             "Table \(table) stayed locked by another session for \(milliseconds) ms, so the backup could not read it. Find the blocking session in pg_stat_activity, or raise --lock-timeout."
         case .unmatchedPatterns(let patterns):
             "No table matches --table \(patterns.joined(separator: ", ")). `arca backup` refuses rather than write a backup without the tables you named."
+        case .schema(let error):
+            "Cannot capture the schema: \(error) No archive was written."
+        case .largeObject(let oid, let error):
+            "Backup of large object \(oid) failed: \(error) No archive was written."
         }
     }
 }
@@ -88,10 +99,30 @@ public struct BackupRunner: Sendable {
         let tables = try selectTables(connection)
         try lock(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
+        let (tools, objects, largeObjects): (PostgresTools, [UInt32: [UInt32]], [UInt32])
+        do {
+            tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory)
+            objects = try Catalog.dependentObjects(connection)
+            largeObjects = options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection)
+        } catch {
+            throw BackupError.schema(error)
+        }
 
         try options.repository.prepare()
         let reservation = try options.repository.reserve(startedAt: started)
+        let schemaPath = "\(options.repository.temporaryDirectory)/\(reservation.id).schema.partial"
+        defer { FileSystem.remove(schemaPath) }
         do {
+            // The schema is dumped first, in the same snapshot, by pg_dump.
+            do {
+                try tools.run("pg_dump", [
+                    "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
+                    "--snapshot=\(snapshot.source.snapshot)", "--lock-wait-timeout=\(options.lockTimeoutMilliseconds)",
+                    "--file=\(schemaPath)",
+                ], connection: options.source)
+            } catch {
+                throw BackupError.schema(error)
+            }
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
@@ -123,10 +154,35 @@ public struct BackupRunner: Sendable {
                 }
                 let summary = try stream.finish()
                 rawBytes += summary.rawBytes
-                entries.append(Manifest.Table(
+                var entry = Manifest.Table(
                     schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
                     columns: table.columns, rows: rows, stream: UInt32(index), rawBytes: summary.rawBytes,
-                    storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256, chunks: summary.chunks))
+                    storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256, chunks: summary.chunks)
+                entry.objects = objects[table.oid]
+                entries.append(entry)
+            }
+
+            var nextStream = UInt32(tables.count)
+            let schemaStream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
+            try Self.copyFile(schemaPath, into: schemaStream)
+            let schema = Manifest.Schema(pgDumpVersion: tools.version("pg_dump"), stream: nextStream, summary: try schemaStream.finish())
+            nextStream += 1
+
+            var largeObjectEntries: [Manifest.LargeObject] = []
+            for oid in largeObjects {
+                progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "large object \(oid)", rawBytes: rawBytes, elapsedSeconds: elapsed()))
+                let stream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
+                do {
+                    try connection.readLargeObject(oid, pieceSize: Int(options.chunkSize)) { try stream.append($0) }
+                } catch let error as RepositoryError {
+                    throw error
+                } catch {
+                    throw BackupError.largeObject(oid, error)
+                }
+                let summary = try stream.finish()
+                rawBytes += summary.rawBytes
+                largeObjectEntries.append(Manifest.LargeObject(oid: oid, stream: nextStream, summary: summary))
+                nextStream += 1
             }
             do {
                 try connection.execute("COMMIT", during: "ending the snapshot transaction")
@@ -140,7 +196,9 @@ public struct BackupRunner: Sendable {
                 startedAt: Manifest.timestamp(started), completedAt: Manifest.timestamp(now()),
                 tool: .init(version: ArcaVersion.current), source: snapshot.source,
                 compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: entries,
-                sequences: sequences)
+                sequences: sequences, schema: schema, largeObjects: largeObjectEntries,
+                tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
+                    ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
             let summary = try writer.finish(manifest: manifest)
             try reservation.sink.syncAndClose()
             let path = try options.repository.publish(reservation, fileMD5: summary.fileMD5)
@@ -151,6 +209,22 @@ public struct BackupRunner: Sendable {
         } catch {
             FileSystem.remove(reservation.temporaryPath)
             throw error
+        }
+    }
+
+    /// Streams a file (the schema dump) into the archive.
+    static func copyFile(_ path: String, into stream: StreamWriter) throws {
+        let source = try FileSource(path: path)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: UInt64 = 0
+        while offset < source.size {
+            let count = Int(min(UInt64(buffer.count), source.size - offset))
+            try buffer.withUnsafeMutableBytes { bytes in
+                let slice = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<count])
+                try source.read(at: offset, into: slice)
+                try stream.append(UnsafeRawBufferPointer(slice))
+            }
+            offset += UInt64(count)
         }
     }
 

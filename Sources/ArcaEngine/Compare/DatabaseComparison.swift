@@ -10,8 +10,9 @@ public struct DatabaseComparisonResult: Codable, Sendable {
 }
 
 /// Compares two databases the way a restore must be judged: the same tables
-/// with the same columns and types, the same rows (as a multiset, so physical
-/// order does not matter), and the same sequence states. Runs entirely in
+/// and materialized views with the same columns and types, the same rows (as
+/// a multiset, so physical order does not matter), the same sequence states
+/// and the same large objects. Runs entirely in
 /// SQL with constant memory: each table's rows are reduced to a count and two
 /// 64-bit sums of per-row MD5s.
 public struct DatabaseComparison: Sendable {
@@ -61,7 +62,7 @@ public struct DatabaseComparison: Sendable {
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped)
               FROM pg_catalog.pg_class c
               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind IN ('r', 'p', 'S')
+             WHERE c.relkind IN ('r', 'p', 'S', 'm')
                AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
@@ -78,18 +79,39 @@ public struct DatabaseComparison: Sendable {
                 fingerprint["sequence \(name)"] = state.singleValue ?? "?"
             case "p":
                 fingerprint["table \(name)"] = "partitioned (\(row[2] ?? ""))"
+            case "m":
+                let populated = try connection.execute(
+                    "SELECT relispopulated FROM pg_catalog.pg_class WHERE oid = \(SQLIdentifier.literal(name))::pg_catalog.regclass"
+                ).singleValue == "t"
+                fingerprint["materialized view \(name)"] = populated
+                    ? "(\(row[2] ?? "")) " + (try rowHash(name, connection)) : "not populated"
             default:
-                let hash = try connection.execute(
-                    """
-                    SELECT pg_catalog.count(*)::text || ' rows, hash ' ||
-                           COALESCE(pg_catalog.sum(('x' || pg_catalog.substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text || '/' ||
-                           COALESCE(pg_catalog.sum(('x' || pg_catalog.substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
-                      FROM (SELECT pg_catalog.md5(t::text) AS h FROM ONLY \(name) AS t) rows
-                    """, during: "hashing the rows of \(name)")
-                fingerprint["table \(name)"] = "(\(row[2] ?? "")) \(hash.singleValue ?? "?")"
+                fingerprint["table \(name)"] = "(\(row[2] ?? "")) " + (try rowHash(name, connection))
             }
+        }
+        // Large objects: content digest and owner, one at a time.
+        let objects = try connection.execute(
+            "SELECT oid::text, pg_catalog.pg_get_userbyid(lomowner) FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
+            during: "listing large objects")
+        for row in objects.rows {
+            guard let oid = row[0] else { continue }
+            let digest = try connection.execute(
+                "SELECT pg_catalog.md5(pg_catalog.lo_get(\(oid)::pg_catalog.oid))", during: "hashing large object \(oid)").singleValue
+            fingerprint["large object \(oid)"] = "md5 \(digest ?? "?"), owner \(row[1] ?? "?")"
         }
         try connection.execute("COMMIT")
         return fingerprint
+    }
+
+    /// A table's rows as a multiset: the count and two 64-bit sums of row MD5s.
+    static func rowHash(_ name: String, _ connection: PostgresConnection) throws -> String {
+        try connection.execute(
+            """
+            SELECT pg_catalog.count(*)::text || ' rows, hash ' ||
+                   COALESCE(pg_catalog.sum(('x' || pg_catalog.substr(h, 1, 16))::bit(64)::bigint::numeric), 0)::text || '/' ||
+                   COALESCE(pg_catalog.sum(('x' || pg_catalog.substr(h, 17, 16))::bit(64)::bigint::numeric), 0)::text
+              FROM (SELECT pg_catalog.md5(t::text) AS h FROM ONLY \(name) AS t) rows
+            """, during: "hashing the rows of \(name)"
+        ).singleValue ?? "?"
     }
 }

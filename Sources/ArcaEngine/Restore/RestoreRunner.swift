@@ -8,6 +8,20 @@ public struct RestoreOptions: Sendable {
     /// The user confirmed that the target's tables may be replaced.
     public var confirmed = false
     public var tables = TableFilter()
+    /// Create the target database first (connecting to the server's `postgres` database).
+    public var create = false
+    /// Drop the archive's objects from the target before recreating them.
+    public var clean = false
+    /// Load rows only, into tables that already exist (no schema).
+    public var dataOnly = false
+    /// Make the restoring role own every object instead of the source's owners.
+    public var noOwner = false
+    /// Leave out GRANT/REVOKE statements.
+    public var noPrivileges = false
+    /// Leave large objects out (they are otherwise never skipped).
+    public var excludeLargeObjects = false
+    /// Where pg_restore is (default: the newest installed PostgreSQL's bin folder, else PATH).
+    public var postgresBinDirectory: String?
 
     public init(archivePath: String, target: ConnectionString) {
         self.archivePath = archivePath
@@ -19,6 +33,10 @@ public struct RestoreResult: Codable, Sendable {
     public var backupId: String
     public var database: String
     public var restoredTables: [String]
+    /// `full` (schema and data) or `data-only`.
+    public var mode: String
+    public var createdDatabase: Bool
+    public var largeObjects: Int
     public var rows: UInt64
     public var rawBytes: UInt64
     public var durationSeconds: Double
@@ -41,6 +59,13 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case table(String, any Error)
     case rowCountMismatch(String, expected: UInt64, loaded: UInt64)
     case step(String, any Error)
+    case invalidOptions(String)
+    case noSchema
+    case targetNotEmpty(database: String, objects: [String])
+    case databaseExists(String)
+    case missingRole(String)
+    case largeObjectsNotRestored(Int)
+    case subsetNeedsDataOnly
 
     public var description: String {
         switch self {
@@ -63,15 +88,36 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "Table \(table): the archive holds \(expected) rows but \(loaded) were loaded. The transaction was rolled back; the target is unchanged."
         case .step(let step, let error):
             return "Restore failed while \(step): \(error) The transaction was rolled back; the target is unchanged."
+        case .invalidOptions(let message):
+            return "\(message) Nothing was changed."
+        case .noSchema:
+            return "The archive holds no schema, only table data. Restore it with --data-only into a database that has the tables."
+        case .targetNotEmpty(let database, let objects):
+            return "Database \(database) is not empty (it holds \(objects.prefix(5).joined(separator: ", "))\(objects.count > 5 ? ", …" : "")). Restore into an empty database (--create makes one), or add --clean to drop and recreate the archive's objects, or --data-only to reload rows into the existing tables. Nothing was changed."
+        case .databaseExists(let name):
+            return "Database \(name) already exists, so --create cannot create it. Drop it first, or restore into it without --create. Nothing was changed."
+        case .missingRole(let role):
+            return "Role \(role), which owns or is granted objects in the archive, does not exist on the target server. Create it, or restore with --no-owner --no-privileges to give everything to the restoring role. The transaction was rolled back; the target is unchanged."
+        case .largeObjectsNotRestored(let count):
+            return "The archive holds \(count) large object(s), which a --table restore does not restore. Add --no-large-objects to restore the tables without them. Nothing was changed."
+        case .subsetNeedsDataOnly:
+            return "Restoring a subset of tables together with their schema is not supported yet: the archive was made with --table/--exclude-table, or --table was given. Create the schema first and restore with --data-only. Nothing was changed."
         }
     }
 }
 
-/// Loads an archive's table data into a database that already has the
-/// schema, all or nothing: one transaction empties the restored tables and
-/// refills them through COPY FROM STDIN, with user triggers and foreign-key
-/// checks off for the restored rows. Each table's MD5 and SHA-256 are checked
-/// before its COPY is completed; any failure rolls everything back.
+/// Restores an archive, all or nothing, in one transaction on the target.
+///
+/// - Full (default): into an empty database (or, with `--clean`, after
+///   dropping the archive's objects): the schema's pre-data section, every
+///   table's rows through COPY FROM STDIN, the post-data section (keys,
+///   indexes, triggers: built after the data, so they neither slow the load
+///   nor fire on restored rows), sequence values and large objects.
+/// - Data only: into tables that exist; the restored tables are emptied and
+///   reloaded with user triggers and foreign-key checks off.
+///
+/// Each table's MD5 and SHA-256 are checked before its COPY completes; any
+/// failure rolls everything back (and drops a database `--create` made).
 public struct RestoreRunner: Sendable {
     public let options: RestoreOptions
 
@@ -81,36 +127,149 @@ public struct RestoreRunner: Sendable {
         let clock = ContinuousClock.now
         let reader = try ArchiveReader(source: try FileSource(path: options.archivePath))
         let manifest = reader.manifest
+        if options.dataOnly && (options.clean || options.create) {
+            throw RestoreError.invalidOptions("--data-only reloads rows into existing tables; it cannot be combined with --clean or --create.")
+        }
         let unmatched = options.tables.unmatchedIncludes(manifest.tables.map { ($0.schema, $0.name) })
         guard unmatched.isEmpty else { throw RestoreError.unmatchedPatterns(unmatched) }
         let tables = manifest.tables.filter { options.tables.matches(schema: $0.schema, name: $0.name) }
-
-        let connection = try PostgresConnection(options.target, applicationName: "arca restore")
-        let database = connection.database
-        guard options.confirmed else {
-            throw RestoreError.notConfirmed(database: database, tables: tables.map(\.qualifiedName))
+        let subset = tables.count < manifest.tables.count || manifest.tableFilter != nil
+        if !options.dataOnly {
+            guard manifest.schema != nil else { throw RestoreError.noSchema }
+            guard !subset else { throw RestoreError.subsetNeedsDataOnly }
         }
-        try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
-        try connection.execute("BEGIN", during: "starting the restore transaction")
+        let largeObjects = options.excludeLargeObjects ? [] : manifest.largeObjects
+        if subset, !largeObjects.isEmpty { throw RestoreError.largeObjectsNotRestored(largeObjects.count) }
+
+        let databaseName = options.target.value("dbname") ?? options.target.value("user") ?? "the target database"
+        guard options.confirmed else {
+            throw RestoreError.notConfirmed(database: databaseName, tables: tables.map(\.qualifiedName))
+        }
+
+        // Everything that can fail without the target is done first.
+        let scripts = options.dataOnly ? SchemaScripts() : try schemaScripts(reader)
+        var createdDatabase = false
+        if options.create {
+            try createDatabase(databaseName, encoding: manifest.source.encoding)
+            createdDatabase = true
+        }
         do {
-            let result = try load(tables, of: manifest, from: reader, into: connection, progress: progress)
-            try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
-            let duration = ContinuousClock.now - clock
-            return RestoreResult(
-                backupId: manifest.backupId, database: database, restoredTables: tables.map(\.qualifiedName),
-                rows: result.rows, rawBytes: result.rawBytes,
-                durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            let connection = try PostgresConnection(options.target, applicationName: "arca restore")
+            if !options.dataOnly, !options.clean {
+                let objects = try step("checking that the target is empty") { try Catalog.userObjects(connection) }
+                guard objects.isEmpty else { throw RestoreError.targetNotEmpty(database: connection.database, objects: objects) }
+            }
+            try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
+            try connection.execute("BEGIN", during: "starting the restore transaction")
+            do {
+                if options.dataOnly {
+                    try prepareDataOnly(tables, connection)
+                } else {
+                    try runCleanScript(scripts.clean, connection)
+                    try runScript(scripts.preData, "creating the schema (pre-data)", connection)
+                    try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
+                }
+                let loaded = try load(tables, from: reader, into: connection, progress: progress)
+                if !options.dataOnly {
+                    try runScript(scripts.postData, "building keys, indexes and triggers (post-data)", connection)
+                }
+                try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, connection) }
+                try restoreLargeObjects(largeObjects, from: reader, connection)
+                try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
+                progress(RestoreProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: loaded.rawBytes))
+                let duration = ContinuousClock.now - clock
+                return RestoreResult(
+                    backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
+                    mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase,
+                    largeObjects: largeObjects.count, rows: loaded.rows, rawBytes: loaded.rawBytes,
+                    durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            } catch {
+                // A lost connection has rolled back on the server already.
+                if connection.isAlive { _ = try? connection.execute("ROLLBACK") }
+                throw error
+            }
         } catch {
-            // A lost connection has rolled back on the server already.
-            if connection.isAlive { _ = try? connection.execute("ROLLBACK") }
+            if createdDatabase { dropDatabase(databaseName) }
             throw error
         }
     }
 
-    private func load(
-        _ tables: [Manifest.Table], of manifest: Manifest, from reader: ArchiveReader, into connection: PostgresConnection,
-        progress: (RestoreProgress) -> Void
-    ) throws -> (rows: UInt64, rawBytes: UInt64) {
+    // MARK: Schema
+
+    private func schemaScripts(_ reader: ArchiveReader) throws -> SchemaScripts {
+        guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
+        let serverMajor = reader.manifest.source.serverVersionNumber / 10000
+        let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
+        // pg_restore reads the dump from a private temporary file.
+        let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileSystem.makePrivateDirectory(directory)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/schema.dump"
+        let sink = try FileSink(creatingExclusively: path)
+        try reader.readStream(schema) { try sink.write($0) }
+        try sink.syncAndClose()
+        return try SchemaScripts.generate(
+            dumpPath: path, tools: tools,
+            options: .init(clean: options.clean, noOwner: options.noOwner, noPrivileges: options.noPrivileges))
+    }
+
+    private func runScript(_ script: String, _ what: String, _ connection: PostgresConnection) throws {
+        guard !script.isEmpty else { return }
+        do {
+            try connection.execute(script, during: what)
+        } catch let error as PostgresError {
+            if error.sqlState == "42704", case .server(let server, _) = error, server.message.hasPrefix("role \"") {
+                let role = server.message.dropFirst(6).prefix { $0 != "\"" }
+                throw RestoreError.missingRole(String(role))
+            }
+            throw RestoreError.step(what, error)
+        }
+    }
+
+    /// Runs the DROP statements of `--clean` one by one, each in a savepoint,
+    /// going past the ones that fail, as pg_restore --clean does: some are
+    /// redundant (an index or an inherited constraint goes with its table)
+    /// and fail. That is safe: an object that really stays in the way makes
+    /// its CREATE in pre-data fail, which rolls the whole restore back.
+    private func runCleanScript(_ script: String, _ connection: PostgresConnection) throws {
+        var statement = ""
+        for line in script.split(separator: "\n") where !line.hasPrefix("--") {
+            statement += statement.isEmpty ? line : "\n" + line
+            guard line.hasSuffix(";") else { continue }
+            defer { statement = "" }
+            try connection.execute("SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+            do {
+                try connection.execute(statement, during: "dropping the archive's objects (--clean)")
+                try connection.execute("RELEASE SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+            } catch let error as PostgresError {
+                if case .connectionLost = error { throw RestoreError.step("dropping the archive's objects (--clean)", error) }
+                try connection.execute("ROLLBACK TO SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+            }
+        }
+    }
+
+    private func createDatabase(_ name: String, encoding: String) throws {
+        let maintenance = try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore")
+        let exists = try maintenance.query("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", [name], during: "looking up database \(name)")
+        guard exists.rows.isEmpty else { throw RestoreError.databaseExists(name) }
+        try step("creating database \(name)") {
+            try maintenance.execute(
+                "CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING \(SQLIdentifier.literal(encoding))",
+                during: "CREATE DATABASE")
+        }
+    }
+
+    /// Undoes `--create` after a failure, so a failed restore leaves nothing.
+    private func dropDatabase(_ name: String) {
+        guard let maintenance = try? PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore") else { return }
+        _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
+    }
+
+    // MARK: Data
+
+    /// Data-only: the tables must exist with the archive's columns; they are
+    /// emptied, and triggers and foreign-key checks are off for the load.
+    private func prepareDataOnly(_ tables: [Manifest.Table], _ connection: PostgresConnection) throws {
         do {
             try connection.execute("SET LOCAL session_replication_role = replica", during: "disabling triggers for the restore")
         } catch let error as PostgresError where error.sqlState == "42501" {
@@ -125,20 +284,24 @@ public struct RestoreRunner: Sendable {
                 throw RestoreError.columnsDiffer(table.qualifiedName, archive: table.columns, target: target)
             }
         }
-        if !tables.isEmpty {
-            do {
-                // ONLY: an inheritance child that is not being restored keeps
-                // its rows. Partitioned tables all of whose partitions are
-                // restored join the list, because a foreign key declared on a
-                // partitioned table makes TRUNCATE require it.
-                let parents = try Catalog.partitionedTables(coveredBy: tables.map { ($0.schema, $0.name) }, connection)
-                let names = tables.map { "ONLY " + SQLIdentifier.qualified($0.schema, $0.name) } + parents
-                try connection.execute("TRUNCATE \(names.joined(separator: ", "))", during: "emptying the tables to restore")
-            } catch {
-                throw RestoreError.truncateRefused(error)
-            }
+        guard !tables.isEmpty else { return }
+        do {
+            // ONLY: an inheritance child that is not being restored keeps
+            // its rows. Partitioned tables all of whose partitions are
+            // restored join the list, because a foreign key declared on a
+            // partitioned table makes TRUNCATE require it.
+            let parents = try Catalog.partitionedTables(coveredBy: tables.map { ($0.schema, $0.name) }, connection)
+            let names = tables.map { "ONLY " + SQLIdentifier.qualified($0.schema, $0.name) } + parents
+            try connection.execute("TRUNCATE \(names.joined(separator: ", "))", during: "emptying the tables to restore")
+        } catch {
+            throw RestoreError.truncateRefused(error)
         }
+    }
 
+    private func load(
+        _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection,
+        progress: (RestoreProgress) -> Void
+    ) throws -> (rows: UInt64, rawBytes: UInt64) {
         let decoder = ChunkDecoder(maximumRawLength: Int(reader.header.chunkSize))
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for (index, table) in tables.enumerated() {
@@ -150,7 +313,7 @@ public struct RestoreRunner: Sendable {
                     "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
-                    try reader.readTable(table, decoder: decoder) { raw in try writer.send(raw) }
+                    try reader.readStream(table, decoder: decoder) { raw in try writer.send(raw) }
                 }
             } catch {
                 throw RestoreError.table(table.qualifiedName, error)
@@ -159,8 +322,6 @@ public struct RestoreRunner: Sendable {
             rows += loaded
             rawBytes += table.rawBytes
         }
-        try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, connection) }
-        progress(RestoreProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes))
         return (rows, rawBytes)
     }
 
@@ -178,6 +339,24 @@ public struct RestoreRunner: Sendable {
             try connection.execute(
                 "SELECT pg_catalog.setval(\(SQLIdentifier.literal(name)), \(sequence.lastValue), \(sequence.isCalled))",
                 during: "setting sequence \(sequence.schema).\(sequence.name)")
+        }
+    }
+
+    /// Writes each large object's contents. A full restore's pre-data
+    /// created them (with owner, privileges and comment); a data-only
+    /// restore creates the missing ones.
+    private func restoreLargeObjects(_ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection) throws {
+        for object in objects {
+            do {
+                let exists = options.dataOnly
+                    ? !(try connection.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1", [String(object.oid)]).rows.isEmpty)
+                    : true
+                try connection.writeLargeObject(object.oid, create: !exists) { write in
+                    try reader.readStream(object) { try write($0) }
+                }
+            } catch {
+                throw RestoreError.step("restoring large object \(object.oid)", error)
+            }
         }
     }
 

@@ -1,0 +1,124 @@
+import ArcaPostgres
+import Foundation
+
+public enum SchemaError: Error, Sendable, CustomStringConvertible {
+    case toolMissing(String, searched: [String])
+    case toolTooOld(String, version: String, serverMajor: Int)
+    case toolFailed(String, status: Int32, message: String)
+
+    public var description: String {
+        switch self {
+        case .toolMissing(let tool, let searched):
+            "\(tool) was not found (looked in \(searched.joined(separator: ", "))). Install postgresql-client, or set ARCA_PG_BINDIR to the folder holding \(tool)."
+        case .toolTooOld(let tool, let version, let serverMajor):
+            "\(tool) \(version) cannot handle a PostgreSQL \(serverMajor) server: it must be at least version \(serverMajor). Install postgresql-client-\(serverMajor), or set ARCA_PG_BINDIR to its bin folder."
+        case .toolFailed(let tool, let status, let message):
+            "\(tool) failed (exit status \(status)): \(message)"
+        }
+    }
+}
+
+/// pg_dump and pg_restore, which Arca uses for the schema instead of
+/// generating DDL itself: they always match the server. Found in the
+/// folder the caller names (`ARCA_PG_BINDIR` in the CLI), else the newest
+/// `/usr/lib/postgresql/N/bin`, else PATH, and checked to be at least as new
+/// as the server.
+struct PostgresTools: Sendable {
+    let directory: String?
+
+    static func locate(serverMajor: Int, directory explicit: String?) throws -> PostgresTools {
+        var searched: [String] = []
+        var candidates: [String] = []
+        if let explicit, !explicit.isEmpty {
+            // An explicit folder is used or refused, never silently replaced.
+            guard FileManager.default.isExecutableFile(atPath: explicit + "/pg_dump") else {
+                throw SchemaError.toolMissing("pg_dump", searched: [explicit])
+            }
+            let tools = PostgresTools(directory: explicit)
+            try tools.checkVersion("pg_dump", serverMajor: serverMajor)
+            return tools
+        }
+        let installed = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])
+            .compactMap(Int.init).sorted(by: >).map { "/usr/lib/postgresql/\($0)/bin" }
+        candidates += installed
+        for directory in candidates {
+            searched.append(directory)
+            if FileManager.default.isExecutableFile(atPath: directory + "/pg_dump") {
+                let tools = PostgresTools(directory: directory)
+                try tools.checkVersion("pg_dump", serverMajor: serverMajor)
+                return tools
+            }
+        }
+        searched.append("PATH")
+        let onPath = PostgresTools(directory: nil)
+        do {
+            try onPath.checkVersion("pg_dump", serverMajor: serverMajor)
+        } catch SchemaError.toolFailed {
+            throw SchemaError.toolMissing("pg_dump", searched: searched)
+        }
+        return onPath
+    }
+
+    func checkVersion(_ tool: String, serverMajor: Int) throws {
+        let output = try run(tool, ["--version"])
+        // "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
+        let words = String(decoding: output, as: UTF8.self).split(separator: " ")
+        let version = words.count > 2 ? String(words[2]) : "?"
+        let major = Int(version.prefix { $0.isNumber }) ?? 0
+        guard major >= serverMajor else { throw SchemaError.toolTooOld(tool, version: version, serverMajor: serverMajor) }
+    }
+
+    func version(_ tool: String) -> String {
+        guard let output = try? run(tool, ["--version"]) else { return "?" }
+        let words = String(decoding: output, as: UTF8.self).split(separator: " ")
+        return words.count > 2 ? String(words[2]).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+    }
+
+    /// Runs a tool against `connection` without putting the password on its
+    /// command line (where `ps` would show it): it goes in PGPASSWORD.
+    @discardableResult
+    func run(_ tool: String, _ arguments: [String], connection: ConnectionString? = nil) throws -> Data {
+        var environment = ProcessInfo.processInfo.environment
+        var arguments = arguments
+        if let connection {
+            arguments.append("--dbname=\(connection.removing("password").conninfo)")
+            if let password = connection.value("password") { environment["PGPASSWORD"] = password }
+        }
+        let process = Process()
+        if let directory {
+            process.executableURL = URL(fileURLWithPath: directory + "/" + tool)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [tool] + arguments
+        }
+        process.environment = environment
+        let stdout = Pipe(), stderr = Pipe()
+        process.standardOutput = stdout
+        process.standardError = stderr
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw SchemaError.toolMissing(tool, searched: [directory ?? "PATH"])
+        }
+        // Drain stderr on another thread so neither pipe can fill and block the tool.
+        let errors = ErrorCollector()
+        let reader = Thread { errors.data = stderr.fileHandleForReading.readDataToEndOfFile(); errors.done.signal() }
+        reader.start()
+        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        errors.done.wait()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errors.data, as: UTF8.self)
+                .split(whereSeparator: \.isNewline).prefix(5).joined(separator: " ")
+            throw SchemaError.toolFailed(tool, status: process.terminationStatus, message: message.isEmpty ? "no message" : message)
+        }
+        return output
+    }
+
+    private final class ErrorCollector: @unchecked Sendable {
+        var data = Data()
+        let done = DispatchSemaphore(value: 0)
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+
+/// The SQL that rebuilds the schema around the data, produced by pg_restore
+/// from the schema dump an archive carries:
+///
+/// - `clean`: DROP statements for every object of the dump (`--clean`),
+/// - `preData`: what must exist before rows are loaded (types, functions,
+///   tables, sequences, views),
+/// - `postData`: what is built after (keys, indexes, triggers, rules,
+///   policies, materialized view refreshes).
+struct SchemaScripts: Sendable {
+    var clean = ""
+    var preData = ""
+    var postData = ""
+
+    struct Options: Sendable {
+        var clean = false
+        var noOwner = false
+        var noPrivileges = false
+    }
+
+    static func generate(dumpPath: String, tools: PostgresTools, options: Options) throws -> SchemaScripts {
+        var common: [String] = []
+        if options.noOwner { common.append("--no-owner") }
+        if options.noPrivileges { common.append("--no-privileges") }
+        func script(_ extra: [String]) throws -> [Substring] {
+            let output = try tools.run("pg_restore", common + extra + ["--file=-", dumpPath])
+            return withoutMetaCommands(String(decoding: output, as: UTF8.self))
+        }
+        var scripts = SchemaScripts()
+        scripts.preData = try script(["--section=pre-data"]).joined(separator: "\n")
+        scripts.postData = try script(["--section=post-data"]).joined(separator: "\n")
+        if options.clean {
+            // pg_restore --clean prints the same script with one block of
+            // DROP statements (for every section, in dependency order)
+            // inserted after the header: that block is the clean script.
+            scripts.clean = insertedBlock(plain: try script([]), withClean: try script(["--clean", "--if-exists"]))
+                .joined(separator: "\n")
+        }
+        return scripts
+    }
+
+    /// Plain scripts from PostgreSQL 15.14 on are wrapped in `\restrict KEY`
+    /// and `\unrestrict KEY`: psql meta-commands that the server itself does
+    /// not accept. Nothing else in a pg_restore script is a meta-command.
+    static func withoutMetaCommands(_ script: String) -> [Substring] {
+        script.split(separator: "\n", omittingEmptySubsequences: false).filter {
+            !$0.hasPrefix("\\restrict ") && !$0.hasPrefix("\\unrestrict ")
+        }
+    }
+
+    /// The lines `withClean` has between its common prefix and suffix with `plain`.
+    static func insertedBlock(plain: [Substring], withClean: [Substring]) -> ArraySlice<Substring> {
+        var prefix = 0
+        while prefix < plain.count, prefix < withClean.count, plain[prefix] == withClean[prefix] { prefix += 1 }
+        var suffix = 0
+        while suffix < plain.count - prefix, suffix < withClean.count - prefix,
+              plain[plain.count - 1 - suffix] == withClean[withClean.count - 1 - suffix] {
+            suffix += 1
+        }
+        return withClean[prefix..<(withClean.count - suffix)]
+    }
+}
