@@ -195,6 +195,25 @@ public enum Catalog {
         return objects
     }
 
+    /// For each table, its ancestors (partitioned parents and inheritance
+    /// parents, recursively): restoring a table needs them to exist.
+    public static func ancestors(_ connection: PostgresConnection) throws -> [UInt32: [UInt32]] {
+        let result = try connection.execute(
+            """
+            WITH RECURSIVE up(child, parent) AS (
+                SELECT inhrelid, inhparent FROM pg_catalog.pg_inherits
+                UNION
+                SELECT up.child, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.parent)
+            SELECT child, parent FROM up ORDER BY 1, 2
+            """, during: "listing table ancestors")
+        var ancestors: [UInt32: [UInt32]] = [:]
+        for row in result.rows {
+            guard let child = row[0].flatMap({ UInt32($0) }), let parent = row[1].flatMap({ UInt32($0) }) else { continue }
+            ancestors[child, default: []].append(parent)
+        }
+        return ancestors
+    }
+
     /// What a database holds besides what every new database has: a short
     /// description per kind of object, empty for an empty database.
     public static func userObjects(_ connection: PostgresConnection) throws -> [String] {

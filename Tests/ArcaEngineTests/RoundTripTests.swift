@@ -43,10 +43,10 @@ import Testing
         let source = try TestDatabase("pgbench_src")
         let target = try TestDatabase("pgbench_dst")
         defer { source.drop(); target.drop() }
-        try Tool.run("pgbench", ["-i", "-s", "2", "-q", source.name])
+        try Tool.run("pgbench", ["-i", "-s", "5", "-q", source.name])
         let repository = Steps.repository("pgbench")
         let backup = try Steps.backup(source, into: repository)
-        #expect(backup.rows == 200_000 + 20 + 2)
+        #expect(backup.rows == 500_000 + 50 + 5)
         let restored = try Steps.restore(backup.path, into: target)
         #expect(restored.mode == "full")
         try Steps.expectEqual(source, target)

@@ -99,10 +99,11 @@ public struct BackupRunner: Sendable {
         let tables = try selectTables(connection)
         try lock(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
-        let (tools, objects, largeObjects): (PostgresTools, [UInt32: [UInt32]], [UInt32])
+        let (tools, objects, ancestors, largeObjects): (PostgresTools, [UInt32: [UInt32]], [UInt32: [UInt32]], [UInt32])
         do {
             tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory)
             objects = try Catalog.dependentObjects(connection)
+            ancestors = try Catalog.ancestors(connection)
             largeObjects = options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection)
         } catch {
             throw BackupError.schema(error)
@@ -158,7 +159,9 @@ public struct BackupRunner: Sendable {
                     schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
                     columns: table.columns, rows: rows, stream: UInt32(index), rawBytes: summary.rawBytes,
                     storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256, chunks: summary.chunks)
-                entry.objects = objects[table.oid]
+                // A table's schema objects include its ancestors': a partition
+                // or inheritance child cannot be created without its parent.
+                entry.objects = ([table.oid] + (ancestors[table.oid] ?? [])).flatMap { objects[$0] ?? [] }
                 entries.append(entry)
             }
 

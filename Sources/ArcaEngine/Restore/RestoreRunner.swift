@@ -66,6 +66,7 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case missingRole(String)
     case largeObjectsNotRestored(Int)
     case subsetNeedsDataOnly
+    case refersToUnrestored(String)
 
     public var description: String {
         switch self {
@@ -100,8 +101,10 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "Role \(role), which owns or is granted objects in the archive, does not exist on the target server. Create it, or restore with --no-owner --no-privileges to give everything to the restoring role. The transaction was rolled back; the target is unchanged."
         case .largeObjectsNotRestored(let count):
             return "The archive holds \(count) large object(s), which a --table restore does not restore. Add --no-large-objects to restore the tables without them. Nothing was changed."
+        case .refersToUnrestored(let message):
+            return "A restored table refers to a table that is not restored (\(message)): a foreign key or an inheritance needs it. Add that table with --table. The transaction was rolled back; the target is unchanged."
         case .subsetNeedsDataOnly:
-            return "Restoring a subset of tables together with their schema is not supported yet: the archive was made with --table/--exclude-table, or --table was given. Create the schema first and restore with --data-only. Nothing was changed."
+            return "This archive does not record which schema objects belong to each table, so a subset of its tables cannot be restored with their schema. Create the schema first and restore with --data-only. Nothing was changed."
         }
     }
 }
@@ -133,10 +136,12 @@ public struct RestoreRunner: Sendable {
         let unmatched = options.tables.unmatchedIncludes(manifest.tables.map { ($0.schema, $0.name) })
         guard unmatched.isEmpty else { throw RestoreError.unmatchedPatterns(unmatched) }
         let tables = manifest.tables.filter { options.tables.matches(schema: $0.schema, name: $0.name) }
-        let subset = tables.count < manifest.tables.count || manifest.tableFilter != nil
+        // --table restores those tables with their own schema objects only
+        // (no views, no other tables), even when it names every table.
+        let subset = !options.tables.include.isEmpty || !options.tables.exclude.isEmpty || manifest.tableFilter != nil
         if !options.dataOnly {
             guard manifest.schema != nil else { throw RestoreError.noSchema }
-            guard !subset else { throw RestoreError.subsetNeedsDataOnly }
+            guard !subset || tables.allSatisfy({ $0.objects != nil }) else { throw RestoreError.subsetNeedsDataOnly }
         }
         let largeObjects = options.excludeLargeObjects ? [] : manifest.largeObjects
         if subset, !largeObjects.isEmpty { throw RestoreError.largeObjectsNotRestored(largeObjects.count) }
@@ -147,7 +152,9 @@ public struct RestoreRunner: Sendable {
         }
 
         // Everything that can fail without the target is done first.
-        let scripts = options.dataOnly ? SchemaScripts() : try schemaScripts(reader)
+        let scripts = options.dataOnly
+            ? SchemaScripts()
+            : try schemaScripts(reader, keeping: subset ? Set(tables.flatMap { $0.objects ?? [] }) : nil)
         var createdDatabase = false
         if options.create {
             try createDatabase(databaseName, encoding: manifest.source.encoding)
@@ -173,7 +180,7 @@ public struct RestoreRunner: Sendable {
                 if !options.dataOnly {
                     try runScript(scripts.postData, "building keys, indexes and triggers (post-data)", connection)
                 }
-                try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, connection) }
+                try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, subset: subset, connection) }
                 try restoreLargeObjects(largeObjects, from: reader, connection)
                 try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
                 progress(RestoreProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: loaded.rawBytes))
@@ -196,7 +203,7 @@ public struct RestoreRunner: Sendable {
 
     // MARK: Schema
 
-    private func schemaScripts(_ reader: ArchiveReader) throws -> SchemaScripts {
+    private func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
         let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
@@ -210,7 +217,9 @@ public struct RestoreRunner: Sendable {
         try sink.syncAndClose()
         return try SchemaScripts.generate(
             dumpPath: path, tools: tools,
-            options: .init(clean: options.clean, noOwner: options.noOwner, noPrivileges: options.noPrivileges))
+            options: .init(
+                clean: options.clean, noOwner: options.noOwner, noPrivileges: options.noPrivileges, keptObjects: objects,
+                largeObjects: !options.excludeLargeObjects))
     }
 
     private func runScript(_ script: String, _ what: String, _ connection: PostgresConnection) throws {
@@ -221,6 +230,9 @@ public struct RestoreRunner: Sendable {
             if error.sqlState == "42704", case .server(let server, _) = error, server.message.hasPrefix("role \"") {
                 let role = server.message.dropFirst(6).prefix { $0 != "\"" }
                 throw RestoreError.missingRole(String(role))
+            }
+            if error.sqlState == "42P01", case .server(let server, _) = error, !options.tables.include.isEmpty || !options.tables.exclude.isEmpty {
+                throw RestoreError.refersToUnrestored(server.message)
             }
             throw RestoreError.step(what, error)
         }
@@ -329,11 +341,10 @@ public struct RestoreRunner: Sendable {
     /// restored column, and standalone ones when the whole archive is
     /// restored. The snapshot's value is at or past every restored value the
     /// sequence generated.
-    private func restoreSequences(of tables: [Manifest.Table], manifest: Manifest, _ connection: PostgresConnection) throws {
+    private func restoreSequences(of tables: [Manifest.Table], manifest: Manifest, subset: Bool, _ connection: PostgresConnection) throws {
         let restored = Set(tables.map(\.qualifiedName))
-        let wholeArchive = options.tables.include.isEmpty && options.tables.exclude.isEmpty
         for sequence in manifest.sequences {
-            let keep = sequence.ownedBy.map { restored.contains("\($0.schema).\($0.table)") } ?? wholeArchive
+            let keep = sequence.ownedBy.map { restored.contains("\($0.schema).\($0.table)") } ?? !subset
             guard keep else { continue }
             let name = SQLIdentifier.qualified(sequence.schema, sequence.name)
             try connection.execute(

@@ -17,12 +17,23 @@ struct SchemaScripts: Sendable {
         var clean = false
         var noOwner = false
         var noPrivileges = false
+        /// Restore only these tables' relation-level objects (see `TableOfContents`).
+        var keptObjects: Set<UInt32>?
+        var largeObjects = true
     }
 
     static func generate(dumpPath: String, tools: PostgresTools, options: Options) throws -> SchemaScripts {
         var common: [String] = []
         if options.noOwner { common.append("--no-owner") }
         if options.noPrivileges { common.append("--no-privileges") }
+        if options.keptObjects != nil || !options.largeObjects {
+            let listing = String(decoding: try tools.run("pg_restore", ["--list", dumpPath]), as: UTF8.self)
+            let contents = TableOfContents(listing: listing)
+            let list = contents.selecting(objects: options.keptObjects, largeObjects: options.largeObjects)
+            let listPath = (dumpPath as NSString).deletingLastPathComponent + "/restore.list"
+            try Data(list.utf8).write(to: URL(fileURLWithPath: listPath))
+            common.append("--use-list=\(listPath)")
+        }
         func script(_ extra: [String]) throws -> [Substring] {
             let output = try tools.run("pg_restore", common + extra + ["--file=-", dumpPath])
             return withoutMetaCommands(String(decoding: output, as: UTF8.self))
