@@ -43,8 +43,8 @@ if [[ -n "${DATABASE_URL:-}" ]]; then
   "$ARCA" verify "$ID"
   "$ARCA" inspect "$ID"
   echo
-  echo "Restore it into a database that has the schema with:"
-  echo "  $ARCA restore $ID --target-url postgresql://.../target --confirm"
+  echo "Restore it into a new database with:"
+  echo "  $ARCA restore $ID --target-url postgresql://.../new_database --create --confirm"
   exit 0
 fi
 
@@ -72,12 +72,8 @@ ID=$("$ARCA" list --json | python3 -c 'import json, sys; print(json.load(sys.std
 section "Verify $ID"
 "$ARCA" verify "$ID"
 
-section "Restore into $TARGET"
-# arca restores data into an existing schema; the schema comes from pg_dump.
-# (PostgreSQL 15.14+ wraps plain dumps in \restrict psql meta-commands.)
-createdb "$TARGET"
-pg_dump --schema-only "$SOURCE" | grep -v -E '^\\(un)?restrict ' | psql -X -q -v ON_ERROR_STOP=1 -d "$TARGET" >/dev/null
-"$ARCA" restore "$ID" --target-url "dbname=$TARGET" --confirm
+section "Restore into a new database $TARGET"
+"$ARCA" restore "$ID" --target-url "dbname=$TARGET" --create --confirm
 
 section "Compare $SOURCE with $TARGET"
 "$ARCA" compare "dbname=$SOURCE" "dbname=$TARGET"
