@@ -24,6 +24,12 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
     var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024
 
+    @Option(name: .long, help: "Parallel connections (default: the number of cores, at least 2).")
+    var jobs: Int = BackupOptions.defaultJobs
+
+    @Option(name: .long, help: "Copy tables larger than this many MiB as several ctid ranges in parallel.")
+    var splitThresholdMib: UInt64 = 256
+
     @Option(name: .long, help: "Seconds to wait for a table lock held by another session.")
     var lockTimeout: Int = 60
 
@@ -38,6 +44,8 @@ struct BackupCommand: ParsableCommand {
             throw ValidationError("--chunk-size-kib must be between 4 and 262144.")
         }
         guard lockTimeout > 0 else { throw ValidationError("--lock-timeout must be positive.") }
+        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") }
+        guard splitThresholdMib >= 1 else { throw ValidationError("--split-threshold-mib must be at least 1.") }
     }
 
     func run() throws {
@@ -47,6 +55,8 @@ struct BackupCommand: ParsableCommand {
         options.chunkSize = chunkSizeKib * 1024
         options.lockTimeoutMilliseconds = lockTimeout * 1000
         options.excludeLargeObjects = noLargeObjects
+        options.jobs = jobs
+        options.splitThresholdBytes = splitThresholdMib << 20
         options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
         do {

@@ -41,7 +41,7 @@ struct InspectCommand: ParsableCommand {
             [
                 table.qualifiedName, Format.count(table.rows), Format.bytes(table.rawBytes), Format.bytes(table.storedBytes),
                 table.storedBytes > 0 ? String(format: "%.1fx", Double(table.rawBytes) / Double(table.storedBytes)) : "-",
-                String(table.chunks.count), table.md5,
+                table.parts.count == 1 ? String(table.chunkCount) : "\(table.chunkCount) in \(table.parts.count) parts", table.md5,
             ]
         }
         printTable([header] + rows)

@@ -121,8 +121,16 @@ public final class ArchiveReader {
         }
     }
 
-    public func location(of stream: some StreamDescriptor, sequence: Int) -> ArchiveLocation {
-        .chunk(stream: stream.displayName, sequence: UInt64(sequence), offset: stream.chunks[sequence].offset)
+    static func location(of stream: some StreamDescriptor, named name: String, sequence: Int) -> ArchiveLocation {
+        .chunk(stream: name, sequence: UInt64(sequence), offset: stream.chunks[sequence].offset)
+    }
+
+    /// Streams a table's rows (all its parts, in order) to `body`.
+    public func readTable(_ table: Manifest.Table, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
+        for (index, part) in table.parts.enumerated() {
+            try readStream(part, named: table.displayName(part: index), decoder: decoder, body)
+        }
     }
 
     /// Streams one stream's raw bytes (a table's COPY text, the schema dump, a
@@ -130,7 +138,7 @@ public final class ArchiveReader {
     /// checked before this returns: a caller that commits only after a normal
     /// return never commits damaged data.
     public func readStream(
-        _ table: some StreamDescriptor, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void
+        _ table: some StreamDescriptor, named name: String, decoder: ChunkDecoder? = nil, _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
         let digests = StreamDigests()
@@ -142,15 +150,15 @@ public final class ArchiveReader {
             try frame.withUnsafeBytes { bytes in
                 let raw = try decoder.decode(
                     frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
-                    chunkSize: header.chunkSize, location: location(of: table, sequence: sequence))
+                    chunkSize: header.chunkSize, location: Self.location(of: table, named: name, sequence: sequence))
                 digests.update(raw)
                 try body(raw)
             }
         }
         let (md5, sha256) = digests.finish()
-        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.stream(table.displayName), algorithm: "md5", expected: table.md5, actual: md5) }
+        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.stream(name), algorithm: "md5", expected: table.md5, actual: md5) }
         guard sha256 == table.sha256 else {
-            throw ArchiveError.digestMismatch(.stream(table.displayName), algorithm: "sha256", expected: table.sha256, actual: sha256)
+            throw ArchiveError.digestMismatch(.stream(name), algorithm: "sha256", expected: table.sha256, actual: sha256)
         }
     }
 }

@@ -40,7 +40,7 @@ public struct ArchiveVerifier {
         struct Slot { let table: Int; let sequence: Int; let chunk: Manifest.Chunk }
         let streams = manifest.streams
         let slots = streams.enumerated().flatMap { index, stream in
-            stream.chunks.enumerated().map { Slot(table: index, sequence: $0.offset, chunk: $0.element) }
+            stream.descriptor.chunks.enumerated().map { Slot(table: index, sequence: $0.offset, chunk: $0.element) }
         }.sorted { $0.chunk.offset < $1.chunk.offset }
 
         let digests = streams.map { _ in StreamDigests() }
@@ -64,8 +64,8 @@ public struct ArchiveVerifier {
 
         try consume(upTo: UInt64(ArchiveFormat.headerLength))
         for slot in slots {
-            let table = streams[slot.table]
-            let location = reader.location(of: table, sequence: slot.sequence)
+            let named = streams[slot.table]
+            let location = ArchiveReader.location(of: named.descriptor, named: named.name, sequence: slot.sequence)
             if slot.chunk.offset > position {
                 report.problems.append(.indexMismatch(.frame(offset: position), "\(slot.chunk.offset - position) bytes are not listed in the manifest"))
                 try consume(upTo: slot.chunk.offset)
@@ -77,7 +77,7 @@ public struct ArchiveVerifier {
                 hashBody(UnsafeRawBufferPointer(frame))
                 do {
                     let raw = try decoder.decode(
-                        frame: UnsafeRawBufferPointer(frame), expected: slot.chunk, stream: table.stream,
+                        frame: UnsafeRawBufferPointer(frame), expected: slot.chunk, stream: named.descriptor.stream,
                         sequence: UInt64(slot.sequence), chunkSize: header.chunkSize, location: location)
                     digests[slot.table].update(raw)
                     report.rawBytes += UInt64(raw.count)
@@ -95,12 +95,13 @@ public struct ArchiveVerifier {
         }
         try consume(upTo: reader.trailer.manifestOffset + reader.trailer.manifestLength)
 
-        for (index, stream) in streams.enumerated() where !damagedTables.contains(index) {
+        for (index, named) in streams.enumerated() where !damagedTables.contains(index) {
             let (md5, sha256) = digests[index].finish()
+            let stream = named.descriptor
             if md5 != stream.md5 {
-                report.problems.append(.digestMismatch(.stream(stream.displayName), algorithm: "md5", expected: stream.md5, actual: md5))
+                report.problems.append(.digestMismatch(.stream(named.name), algorithm: "md5", expected: stream.md5, actual: md5))
             } else if sha256 != stream.sha256 {
-                report.problems.append(.digestMismatch(.stream(stream.displayName), algorithm: "sha256", expected: stream.sha256, actual: sha256))
+                report.problems.append(.digestMismatch(.stream(named.name), algorithm: "sha256", expected: stream.sha256, actual: sha256))
             }
         }
         report.tablesChecked = manifest.tables.count

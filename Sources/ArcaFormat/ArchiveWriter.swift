@@ -1,3 +1,5 @@
+import Foundation
+
 /// A chunk after encoding: the bytes to store, how, and their CRC. The payload
 /// points into the encoder's buffer and is valid until its next `encode`.
 public struct EncodedChunk {
@@ -47,13 +49,17 @@ public struct ArchiveSummary: Sendable {
 /// frames as they come, the manifest and trailer at `finish`. Never seeks.
 /// Keeps the body digests (for the trailer) and the whole-file MD5 (for the
 /// sidecar) as it writes, so nothing is read back.
-public final class ArchiveWriter {
+///
+/// Thread-safe: parallel encoders append whole frames, one at a time, so the
+/// chunks of different streams interleave in the file.
+public final class ArchiveWriter: @unchecked Sendable {
     public let header: FileHeader
     public private(set) var offset: UInt64 = 0
     private let sink: ByteSink
     private let md5 = Digest(.md5)
     private let sha256 = Digest(.sha256)
     private var finished = false
+    private let lock = NSLock()
 
     public init(sink: ByteSink, header: FileHeader) throws {
         precondition(ArchiveFormat.chunkSizeRange.contains(header.chunkSize))
@@ -64,6 +70,8 @@ public final class ArchiveWriter {
 
     /// Appends one data chunk frame and returns its manifest entry.
     public func writeChunk(stream: UInt32, sequence: UInt64, _ chunk: EncodedChunk) throws -> Manifest.Chunk {
+        lock.lock()
+        defer { lock.unlock() }
         precondition(!finished && chunk.rawLength >= 1 && chunk.rawLength <= header.chunkSize)
         let frameOffset = offset
         let frame = FrameHeader(
@@ -77,6 +85,8 @@ public final class ArchiveWriter {
     /// Writes the manifest frame and the trailer. The manifest's `archiveId`
     /// and `chunkSize` must be this writer's.
     public func finish(manifest: Manifest) throws -> ArchiveSummary {
+        lock.lock()
+        defer { lock.unlock() }
         precondition(!finished)
         precondition(manifest.archiveId == header.archiveID.description && manifest.chunkSize == header.chunkSize)
         finished = true
@@ -124,15 +134,13 @@ public struct StreamSummary: Sendable {
     public let chunks: [Manifest.Chunk]
 }
 
-/// Cuts one stream (a table's COPY output) into chunks of exactly the chunk
-/// size, hashes the raw bytes, encodes and writes each chunk. Memory is one
-/// chunk buffer, whatever the stream's length.
-public final class StreamWriter {
+/// Hashes, encodes and writes one stream's chunks, in order. Used by one
+/// thread at a time; the chunks come already cut (a full chunk, or the
+/// stream's last, shorter one).
+public final class StreamEncoder {
     public let stream: UInt32
     private let archive: ArchiveWriter
     private let encoder: ChunkEncoder
-    private let buffer: UnsafeMutableRawBufferPointer
-    private var filled = 0
     private let digests = StreamDigests()
     private var chunks: [Manifest.Chunk] = []
     private var rawBytes: UInt64 = 0
@@ -142,39 +150,79 @@ public final class StreamWriter {
         self.archive = archive
         self.encoder = encoder
         self.stream = stream
-        buffer = .allocate(byteCount: Int(archive.header.chunkSize), alignment: 16)
     }
 
-    deinit { buffer.deallocate() }
-
-    public var bytesWritten: UInt64 { rawBytes + UInt64(filled) }
-
-    public func append(_ bytes: UnsafeRawBufferPointer) throws {
-        var remaining = bytes
-        while !remaining.isEmpty {
-            let count = min(remaining.count, buffer.count - filled)
-            UnsafeMutableRawBufferPointer(rebasing: buffer[filled..<filled + count])
-                .copyMemory(from: UnsafeRawBufferPointer(rebasing: remaining[0..<count]))
-            filled += count
-            remaining = UnsafeRawBufferPointer(rebasing: remaining[count...])
-            if filled == buffer.count { try flush() }
-        }
-    }
-
-    public func finish() throws -> StreamSummary {
-        if filled > 0 { try flush() }
-        let (md5, sha256) = digests.finish()
-        return StreamSummary(rawBytes: rawBytes, storedBytes: storedBytes, md5: md5, sha256: sha256, chunks: chunks)
-    }
-
-    private func flush() throws {
-        let raw = UnsafeRawBufferPointer(rebasing: buffer[0..<filled])
+    public func encode(_ raw: UnsafeRawBufferPointer) throws {
         digests.update(raw)
         let encoded = encoder.encode(raw)
         let entry = try archive.writeChunk(stream: stream, sequence: UInt64(chunks.count), encoded)
         chunks.append(entry)
-        rawBytes += UInt64(filled)
+        rawBytes += UInt64(raw.count)
         storedBytes += UInt64(entry.storedLength)
-        filled = 0
+    }
+
+    public func finish() -> StreamSummary {
+        let (md5, sha256) = digests.finish()
+        return StreamSummary(rawBytes: rawBytes, storedBytes: storedBytes, md5: md5, sha256: sha256, chunks: chunks)
+    }
+}
+
+/// A chunk-sized buffer that fills up with a stream's bytes. Owns its memory.
+public final class ChunkBuffer: @unchecked Sendable {
+    public let capacity: Int
+    public private(set) var count = 0
+    private let storage: UnsafeMutableRawBufferPointer
+
+    public init(capacity: Int) {
+        self.capacity = capacity
+        storage = .allocate(byteCount: capacity, alignment: 16)
+    }
+
+    deinit { storage.deallocate() }
+
+    public var isFull: Bool { count == capacity }
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: storage[0..<count]) }
+    public func reset() { count = 0 }
+
+    /// Copies as much of `source` as fits; returns how much was taken.
+    public func fill(from source: UnsafeRawBufferPointer) -> Int {
+        let taken = min(source.count, capacity - count)
+        UnsafeMutableRawBufferPointer(rebasing: storage[count..<count + taken])
+            .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[0..<taken]))
+        count += taken
+        return taken
+    }
+}
+
+/// Cuts one stream into chunks of exactly the chunk size and encodes them on
+/// the calling thread: for streams that need no pipeline (the schema dump,
+/// large objects, tests). Memory is one chunk buffer.
+public final class StreamWriter {
+    private let buffer: ChunkBuffer
+    private let encoder: StreamEncoder
+
+    public init(archive: ArchiveWriter, encoder: ChunkEncoder, stream: UInt32) {
+        buffer = ChunkBuffer(capacity: Int(archive.header.chunkSize))
+        self.encoder = StreamEncoder(archive: archive, encoder: encoder, stream: stream)
+    }
+
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var remaining = bytes
+        while !remaining.isEmpty {
+            let taken = buffer.fill(from: remaining)
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[taken...])
+            if buffer.isFull {
+                try encoder.encode(buffer.bytes)
+                buffer.reset()
+            }
+        }
+    }
+
+    public func finish() throws -> StreamSummary {
+        if buffer.count > 0 {
+            try encoder.encode(buffer.bytes)
+            buffer.reset()
+        }
+        return encoder.finish()
     }
 }

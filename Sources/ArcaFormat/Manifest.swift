@@ -32,6 +32,34 @@ public struct Manifest: Codable, Sendable, Equatable {
         }
     }
 
+    /// A run of a table's rows: its whole COPY stream, or the rows of one
+    /// ctid range of it.
+    public struct Part: Codable, Sendable, Equatable, StreamDescriptor {
+        public var stream: UInt32
+        public var rows: UInt64
+        /// For a split table, the pages `[firstPage, endPage)` (endPage
+        /// absent: to the end of the table) the part's rows were read from.
+        public var firstPage: UInt32?
+        public var endPage: UInt32?
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public var md5: String
+        public var sha256: String
+        public var chunks: [Chunk]
+
+        public init(stream: UInt32, rows: UInt64, firstPage: UInt32? = nil, endPage: UInt32? = nil, summary: StreamSummary) {
+            self.stream = stream
+            self.rows = rows
+            self.firstPage = firstPage
+            self.endPage = endPage
+            rawBytes = summary.rawBytes
+            storedBytes = summary.storedBytes
+            md5 = summary.md5
+            sha256 = summary.sha256
+            chunks = summary.chunks
+        }
+    }
+
     /// The schema dump: the bytes of `pg_dump --format=custom
     /// --section=pre-data --section=post-data`, read in the backup's snapshot.
     public struct Schema: Codable, Sendable, Equatable, StreamDescriptor {
@@ -55,7 +83,6 @@ public struct Manifest: Codable, Sendable, Equatable {
             chunks = summary.chunks
         }
 
-        public var displayName: String { "the schema dump" }
     }
 
     /// One large object's contents. Its metadata (owner, privileges,
@@ -79,7 +106,6 @@ public struct Manifest: Codable, Sendable, Equatable {
             chunks = summary.chunks
         }
 
-        public var displayName: String { "large object \(oid)" }
     }
 
     /// A sequence's state in the snapshot, and the column that owns it.
@@ -173,43 +199,61 @@ public struct Manifest: Codable, Sendable, Equatable {
         }
     }
 
-    public struct Table: Codable, Sendable, Equatable, StreamDescriptor {
+    public struct Table: Codable, Sendable, Equatable {
         public var schema: String
         public var name: String
         public var kind: String
         public var parent: String?
         public var columns: [String]
         public var rows: UInt64
-        public var stream: UInt32
         public var rawBytes: UInt64
         public var storedBytes: UInt64
+        /// For a table of one part, the digests of its COPY stream; of
+        /// several, the digests of its parts' digests (FORMAT.md, "Split tables").
         public var md5: String
         public var sha256: String
-        public var chunks: [Chunk]
+        /// The table's rows in restore order: one part, or several ctid
+        /// ranges copied in parallel.
+        public var parts: [Part]
         /// OIDs of the table and of what belongs to it in the source
         /// (indexes, constraints, triggers, rules, policies, column
         /// defaults, owned sequences, extended statistics), so a subset
         /// restore can pick its schema objects out of the schema dump.
         public var objects: [UInt32]?
 
-        public var displayName: String { "table \(qualifiedName)" }
-
         public init(
-            schema: String, name: String, kind: String, parent: String?, columns: [String], rows: UInt64,
-            stream: UInt32, rawBytes: UInt64, storedBytes: UInt64, md5: String, sha256: String, chunks: [Chunk]
+            schema: String, name: String, kind: String, parent: String?, columns: [String], parts: [Part],
+            objects: [UInt32]? = nil
         ) {
             self.schema = schema
             self.name = name
             self.kind = kind
             self.parent = parent
             self.columns = columns
-            self.rows = rows
-            self.stream = stream
-            self.rawBytes = rawBytes
-            self.storedBytes = storedBytes
-            self.md5 = md5
-            self.sha256 = sha256
-            self.chunks = chunks
+            self.parts = parts
+            self.objects = objects
+            rows = parts.reduce(0) { $0 + $1.rows }
+            rawBytes = parts.reduce(0) { $0 + $1.rawBytes }
+            storedBytes = parts.reduce(0) { $0 + $1.storedBytes }
+            (md5, sha256) = Self.digests(of: parts)
+        }
+
+        /// The table-level digests FORMAT.md defines from its parts'.
+        public static func digests(of parts: [Part]) -> (md5: String, sha256: String) {
+            if parts.count == 1 { return (parts[0].md5, parts[0].sha256) }
+            let md5 = Digest(.md5), sha256 = Digest(.sha256)
+            for part in parts {
+                md5.update(Hex.decode(part.md5) ?? [])
+                sha256.update(Hex.decode(part.sha256) ?? [])
+            }
+            return (Hex.encode(md5.finish()), Hex.encode(sha256.finish()))
+        }
+
+        public var chunkCount: Int { parts.reduce(0) { $0 + $1.chunks.count } }
+
+        /// How errors name part `index`.
+        public func displayName(part index: Int) -> String {
+            parts.count == 1 ? "table \(qualifiedName)" : "table \(qualifiedName) part \(index + 1)/\(parts.count)"
         }
 
         /// `schema.name`, unquoted: how people and `--table` globs name it.
@@ -239,16 +283,24 @@ public struct Manifest: Codable, Sendable, Equatable {
         totals = computedTotals
     }
 
-    /// Every stream in the archive: tables, the schema dump, large objects.
-    public var streams: [any StreamDescriptor] {
-        tables as [any StreamDescriptor] + (schema.map { [$0] } ?? []) + largeObjects
+    /// Every stream in the archive (table parts, the schema dump, large
+    /// objects) with the name errors use for it.
+    public var streams: [NamedStream] {
+        tables.flatMap { table in table.parts.indices.map { NamedStream(name: table.displayName(part: $0), descriptor: table.parts[$0]) } }
+            + (schema.map { [NamedStream(name: "the schema dump", descriptor: $0)] } ?? [])
+            + largeObjects.map { NamedStream(name: "large object \($0.oid)", descriptor: $0) }
+    }
+
+    public struct NamedStream: Sendable {
+        public let name: String
+        public let descriptor: any StreamDescriptor
     }
 
     var computedTotals: Totals {
         Totals(
             rows: tables.reduce(0) { $0 + $1.rows },
-            rawBytes: streams.reduce(0) { $0 + $1.rawBytes },
-            storedBytes: streams.reduce(0) { $0 + $1.storedBytes })
+            rawBytes: streams.reduce(0) { $0 + $1.descriptor.rawBytes },
+            storedBytes: streams.reduce(0) { $0 + $1.descriptor.storedBytes })
     }
 
     public func encoded() -> [UInt8] {
@@ -285,10 +337,19 @@ public struct Manifest: Codable, Sendable, Equatable {
         var names = Set<String>()
         var extents: [(start: UInt64, end: UInt64)] = []
         for table in tables {
-            guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("table \(table.qualifiedName) appears twice") }
+            let name = "table \(table.qualifiedName)"
+            guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("\(name) appears twice") }
+            guard !table.parts.isEmpty else { throw fail("\(name) has no parts") }
+            guard table.rows == table.parts.reduce(0, { $0 + $1.rows }),
+                  table.rawBytes == table.parts.reduce(0, { $0 + $1.rawBytes }),
+                  table.storedBytes == table.parts.reduce(0, { $0 + $1.storedBytes })
+            else { throw fail("\(name): rows/rawBytes/storedBytes are not the sums over its parts") }
+            guard (table.md5, table.sha256) == Table.digests(of: table.parts) else {
+                throw fail("\(name): its digests do not match its parts'")
+            }
         }
-        for descriptor in streams {
-            let name = descriptor.displayName
+        for named in streams {
+            let name = named.name, descriptor = named.descriptor
             guard streamIDs.insert(descriptor.stream).inserted, descriptor.stream != ArchiveFormat.manifestStreamID else {
                 throw fail("stream \(descriptor.stream) of \(name) is used twice or reserved")
             }
@@ -346,7 +407,7 @@ extension Manifest {
 }
 
 /// What every stream entry of the manifest has: its id, lengths, digests
-/// and chunk index. Tables, the schema dump and large objects are streams.
+/// and chunk index. Table parts, the schema dump and large objects are streams.
 public protocol StreamDescriptor: Sendable {
     var stream: UInt32 { get }
     var rawBytes: UInt64 { get }
@@ -354,6 +415,4 @@ public protocol StreamDescriptor: Sendable {
     var md5: String { get }
     var sha256: String { get }
     var chunks: [Manifest.Chunk] { get }
-    /// How errors name it: `public.Patient`, `large object 16403`.
-    var displayName: String { get }
 }

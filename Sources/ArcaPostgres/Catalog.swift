@@ -158,6 +158,20 @@ public enum Catalog {
         return result.rows.compactMap { $0[0] }
     }
 
+    /// On-disk sizes of tables. Waits for no lock only once the caller
+    /// holds one on each table (pg_relation_size takes ACCESS SHARE).
+    public static func relationSizes(_ oids: [UInt32], _ connection: PostgresConnection) throws -> [UInt32: UInt64] {
+        let list = "{" + oids.map(String.init).joined(separator: ",") + "}"
+        let result = try connection.query(
+            "SELECT o, pg_catalog.pg_relation_size(o) FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS o",
+            [list], during: "measuring tables")
+        var sizes: [UInt32: UInt64] = [:]
+        for row in result.rows {
+            if let oid = row[0].flatMap({ UInt32($0) }), let size = row[1].flatMap({ UInt64($0) }) { sizes[oid] = size }
+        }
+        return sizes
+    }
+
     /// OIDs of every large object, ascending.
     public static func largeObjects(_ connection: PostgresConnection) throws -> [UInt32] {
         try connection.execute("SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid", during: "listing large objects")

@@ -35,7 +35,7 @@ import Testing
         let backup = try Steps.backup(source, into: repository, chunkSize: 1 << 20)
         let manifest = try ArchiveReader(source: try FileSource(path: backup.path)).manifest
         let table = try #require(manifest.tables.first { $0.qualifiedName == "clinic.big_notes" })
-        let chunk = table.chunks[2]
+        let chunk = table.parts[0].chunks[2]
         try damage(backup.path, at: chunk.offset + 32 + UInt64(chunk.storedLength / 2))
 
         let result = try Verification(path: backup.path, repository: repository).run()
@@ -100,14 +100,14 @@ import Testing
         defer { source.drop() }
         try source.execute("""
             CREATE TABLE "Patient" (id int, note text);
-            CREATE TABLE "MedicalRecord" AS SELECT g AS id, repeat(md5(g::text), 8) AS body FROM generate_series(1, 100000) g;
+            CREATE TABLE "MedicalRecord" AS SELECT g AS id, repeat(md5(g::text), 8) AS body FROM generate_series(1, 400000) g;
             """)
         let repository = Steps.repository("killed")
         var killed = false
         do {
             try Steps.backup(source, into: repository, chunkSize: 64 << 10) { progress in
                 // Once the big table is streaming, terminate the backup's backend.
-                guard !killed, progress.currentTable == "public.MedicalRecord", progress.rawBytes > 2 << 20 else { return }
+                guard !killed, progress.currentTable == "public.MedicalRecord", progress.rawBytes > 1 << 20 else { return }
                 killed = true
                 try? TestServer.execute("""
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity

@@ -240,7 +240,7 @@ import Testing
         let repository = Steps.repository("createfail")
         let backup = try Steps.backup(source, into: repository, chunkSize: 1 << 20)
         let manifest = try ArchiveReader(source: try FileSource(path: backup.path)).manifest
-        let chunk = try #require(manifest.tables.first { $0.name == "big_notes" }?.chunks.last)
+        let chunk = try #require(manifest.tables.first { $0.name == "big_notes" }?.parts.last?.chunks.last)
         let handle = try #require(FileHandle(forUpdatingAtPath: backup.path))
         try handle.seek(toOffset: chunk.offset + 40)
         try handle.write(contentsOf: [0x42, 0x42, 0x42])

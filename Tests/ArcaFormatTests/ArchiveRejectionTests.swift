@@ -117,7 +117,7 @@ import Testing
     @Test func chunkPayloadDamageIsLocated() throws {
         let (bytes, manifest) = try archive()
         let table = manifest.tables[1]
-        let chunk = table.chunks[1]
+        let chunk = table.parts[0].chunks[1]
         let damaged = bytes.flipping(bit: 2, at: Int(chunk.offset) + 32 + 10)
 
         let report = try Sample.verify(damaged)
@@ -135,7 +135,7 @@ import Testing
 
     @Test func frameHeaderThatDisagreesWithTheIndex() throws {
         var (bytes, manifest) = try archive()
-        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].chunks[0].offset, chunkSize: 4096) { $0.sequence = 5 }
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset, chunkSize: 4096) { $0.sequence = 5 }
         let report = try Sample.verify(bytes)
         guard case .indexMismatch(.chunk(stream: "table public.Patient", sequence: 0, _), _)? = report.problems.first else {
             Issue.record("expected indexMismatch, got \(report.problems)")
@@ -145,14 +145,14 @@ import Testing
 
     @Test func rawLengthAboveTheChunkSize() throws {
         var (bytes, manifest) = try archive()
-        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].chunks[0].offset, chunkSize: 4096) { $0.rawLength = 1 << 30 }
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset, chunkSize: 4096) { $0.rawLength = 1 << 30 }
         let report = try Sample.verify(bytes)
         guard case .limitExceeded? = report.problems.first else { Issue.record("expected limitExceeded, got \(report.problems)"); return }
     }
 
     @Test func corruptZstdWithAValidChecksum() throws {
         var (bytes, manifest) = try archive()
-        let chunk = manifest.tables[0].chunks[0]
+        let chunk = manifest.tables[0].parts[0].chunks[0]
         let start = Int(chunk.offset) + 32
         for index in start + 8..<start + Int(chunk.storedLength) - 4 { bytes[index] = 0x55 }
         let crc = CRC32C.checksum(Array(bytes[start..<start + Int(chunk.storedLength)]))

@@ -19,21 +19,21 @@ import Testing
             #expect(table.md5 == Hex.encode(Digest.hash(.md5, stream.bytes)))
             #expect(table.sha256 == Hex.encode(Digest.hash(.sha256, stream.bytes)))
             #expect(table.rawBytes == UInt64(stream.bytes.count))
-            #expect(table.chunks.count == (stream.bytes.count + 4095) / 4096)
+            #expect(table.parts[0].chunks.count == (stream.bytes.count + 4095) / 4096)
         }
         // Streams interleave: the first chunk of the second stream precedes the last of the first.
-        #expect(reader.manifest.tables[1].chunks[0].offset < reader.manifest.tables[0].chunks.last!.offset)
+        #expect(reader.manifest.tables[1].parts[0].chunks[0].offset < reader.manifest.tables[0].parts[0].chunks.last!.offset)
 
         let report = try Sample.verify(bytes)
         #expect(report.isIntact, "\(report.problems)")
-        #expect(report.chunksChecked == reader.manifest.tables.reduce(0) { $0 + $1.chunks.count })
+        #expect(report.chunksChecked == reader.manifest.tables.reduce(0) { $0 + $1.parts[0].chunks.count })
         #expect(report.fileMD5 == Hex.encode(Digest.hash(.md5, bytes)))
     }
 
     @Test func incompressibleChunksAreStored() throws {
         let (bytes, _) = try Sample.archive([Sample.Stream(name: "noise", bytes: Sample.noise(8192))])
         let reader = try Sample.read(bytes)
-        let chunk = reader.manifest.tables[0].chunks[0]
+        let chunk = reader.manifest.tables[0].parts[0].chunks[0]
         let header = try FrameHeader.decode(Array(bytes[Int(chunk.offset)..<Int(chunk.offset) + 32]), at: chunk.offset, chunkSize: 4096)
         #expect(header.codec == .stored)
         #expect(header.storedLength == header.rawLength)

@@ -35,9 +35,8 @@ enum Sample {
             let summary = try writers[index].finish()
             let rows = UInt64(stream.bytes.filter { $0 == UInt8(ascii: "\n") }.count)
             tables.append(Manifest.Table(
-                schema: stream.schema, name: stream.name, kind: "table", parent: nil, columns: ["a", "b"], rows: rows,
-                stream: UInt32(index), rawBytes: summary.rawBytes, storedBytes: summary.storedBytes, md5: summary.md5,
-                sha256: summary.sha256, chunks: summary.chunks))
+                schema: stream.schema, name: stream.name, kind: "table", parent: nil, columns: ["a", "b"],
+                parts: [Manifest.Part(stream: UInt32(index), rows: rows, summary: summary)]))
         }
         let manifest = Manifest(
             archiveId: archiveID.description, backupId: "backup_20241201_140530", startedAt: "2024-12-01T14:05:30.123Z",
@@ -70,7 +69,7 @@ enum Sample {
 
     static func tableBytes(_ reader: ArchiveReader, _ table: Manifest.Table) throws -> [UInt8] {
         var collected: [UInt8] = []
-        try reader.readStream(table) { collected.append(contentsOf: $0) }
+        try reader.readTable(table) { collected.append(contentsOf: $0) }
         return collected
     }
 

@@ -63,14 +63,13 @@ let benchmarks: @Sendable () -> Void = {
                 tool: .init(version: "bench"),
                 source: .init(database: "bench", serverVersion: "15", serverVersionNumber: 150000, snapshot: "", systemIdentifier: nil, encoding: "UTF8"),
                 compression: .init(level: 3), chunkSize: UInt32(chunkSize),
-                tables: [.init(schema: "public", name: "t", kind: "table", parent: nil, columns: [], rows: 0, stream: 0,
-                               rawBytes: summary.rawBytes, storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256,
-                               chunks: summary.chunks)],
+                tables: [.init(schema: "public", name: "t", kind: "table", parent: nil, columns: [],
+                               parts: [.init(stream: 0, rows: 0, summary: summary)])],
                 sequences: [])
             _ = try writer.finish(manifest: manifest)
             let reader = try ArchiveReader(source: MemorySource(sink.bytes))
             var total = 0
-            try reader.readStream(reader.manifest.tables[0]) { total += $0.count }
+            try reader.readTable(reader.manifest.tables[0]) { total += $0.count }
             blackHole(total)
         }
     }

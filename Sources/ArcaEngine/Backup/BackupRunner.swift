@@ -15,6 +15,12 @@ public struct BackupOptions: Sendable {
     public var excludeLargeObjects = false
     /// Where pg_dump is (default: the newest installed PostgreSQL's bin folder, else PATH).
     public var postgresBinDirectory: String?
+    /// Parallel connections (each with a reader and an encoder thread).
+    public var jobs = BackupOptions.defaultJobs
+    /// Tables larger than this are copied as several ctid ranges at once.
+    public var splitThresholdBytes: UInt64 = 256 << 20
+
+    public static var defaultJobs: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -129,43 +135,39 @@ public struct BackupRunner: Sendable {
                 archiveID: .random())
             let writer = try ArchiveWriter(sink: reservation.sink, header: header)
             let encoder = ChunkEncoder(maximumRawLength: Int(options.chunkSize), level: options.compressionLevel)
+            // Table data: every table (or ctid range of a big one) through
+            // the parallel pipeline, all in the exported snapshot.
+            let sizes = try relationSizes(tables, connection)
+            let tasks = plan(tables, sizes: sizes)
+            let copy = ParallelCopy(
+                tasks: tasks, jobs: options.jobs, source: options.source, snapshot: snapshot.source.snapshot,
+                encoding: snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
+                archive: writer, level: options.compressionLevel)
+            let results = try copy.run {
+                let status = copy.status()
+                progress(BackupProgress(
+                    tablesDone: status.tasksDone, tablesTotal: tasks.count, currentTable: status.running.first,
+                    rawBytes: status.rawBytes, elapsedSeconds: elapsed()))
+            }
             var entries: [Manifest.Table] = []
             var rawBytes: UInt64 = 0
-            let progressStep: UInt64 = 1 << 20
-            var nextReport = progressStep
-
             for (index, table) in tables.enumerated() {
-                progress(BackupProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes, elapsedSeconds: elapsed()))
-                let stream = StreamWriter(archive: writer, encoder: encoder, stream: UInt32(index))
-                let rows: UInt64
-                do {
-                    rows = try connection.copyOut(
-                        "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", during: "COPY of \(table.qualifiedName)"
-                    ) { row in
-                        try stream.append(row)
-                        if rawBytes + stream.bytesWritten >= nextReport {
-                            nextReport += progressStep
-                            progress(BackupProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes + stream.bytesWritten, elapsedSeconds: elapsed()))
-                        }
-                    }
-                } catch let error as RepositoryError {
-                    throw error
-                } catch {
-                    throw BackupError.table(table.qualifiedName, error)
+                let parts = tasks.indices.filter { tasks[$0].table == index }.map { task in
+                    Manifest.Part(
+                        stream: tasks[task].stream, rows: results[task].rows, firstPage: tasks[task].firstPage,
+                        endPage: tasks[task].endPage, summary: results[task].summary)
                 }
-                let summary = try stream.finish()
-                rawBytes += summary.rawBytes
-                var entry = Manifest.Table(
-                    schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
-                    columns: table.columns, rows: rows, stream: UInt32(index), rawBytes: summary.rawBytes,
-                    storedBytes: summary.storedBytes, md5: summary.md5, sha256: summary.sha256, chunks: summary.chunks)
                 // A table's schema objects include its ancestors': a partition
                 // or inheritance child cannot be created without its parent.
-                entry.objects = ([table.oid] + (ancestors[table.oid] ?? [])).flatMap { objects[$0] ?? [] }
+                let entry = Manifest.Table(
+                    schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
+                    columns: table.columns, parts: parts,
+                    objects: ([table.oid] + (ancestors[table.oid] ?? [])).flatMap { objects[$0] ?? [] })
+                rawBytes += entry.rawBytes
                 entries.append(entry)
             }
 
-            var nextStream = UInt32(tables.count)
+            var nextStream = UInt32(tasks.count)
             let schemaStream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
             try Self.copyFile(schemaPath, into: schemaStream)
             let schema = Manifest.Schema(pgDumpVersion: tools.version("pg_dump"), stream: nextStream, summary: try schemaStream.finish())
@@ -213,6 +215,52 @@ public struct BackupRunner: Sendable {
             FileSystem.remove(reservation.temporaryPath)
             throw error
         }
+    }
+
+    /// Exact sizes, now that the tables are locked (the catalog's relpages
+    /// may be stale): they order the work and decide which tables to split.
+    private func relationSizes(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws -> [UInt64] {
+        guard !tables.isEmpty else { return [] }
+        do {
+            let sizes = try Catalog.relationSizes(tables.map(\.oid), connection)
+            return tables.map { sizes[$0.oid] ?? $0.estimatedBytes }
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+    }
+
+    /// One task per table, except tables over the split threshold, which
+    /// become one task per range of pages, in order: at least one per job,
+    /// about one per threshold's worth of pages, at most 64. The last range
+    /// is open-ended.
+    func plan(_ tables: [TableDescriptor], sizes: [UInt64]) -> [CopyTask] {
+        var tasks: [CopyTask] = []
+        let blockSize: UInt64 = 8192
+        for (index, table) in tables.enumerated() {
+            let select = table.columns.isEmpty ? "" : table.columns.map(SQLIdentifier.quote).joined(separator: ", ")
+            let size = sizes[index]
+            let pages = size / blockSize
+            let wanted = Int(min(64, max(UInt64(options.jobs), (size + options.splitThresholdBytes - 1) / max(options.splitThresholdBytes, 1))))
+            if options.jobs > 1, size > options.splitThresholdBytes, !table.columns.isEmpty, pages >= UInt64(wanted) {
+                for part in 0..<wanted {
+                    let first = UInt32(pages * UInt64(part) / UInt64(wanted))
+                    let end = part == wanted - 1 ? nil : UInt32(pages * UInt64(part + 1) / UInt64(wanted))
+                    var condition = "ctid >= '(\(first),0)'::pg_catalog.tid"
+                    if let end { condition += " AND ctid < '(\(end),0)'::pg_catalog.tid" }
+                    tasks.append(CopyTask(
+                        table: index, part: part, stream: UInt32(tasks.count),
+                        sql: "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT",
+                        name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
+                        estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
+                }
+            } else {
+                tasks.append(CopyTask(
+                    table: index, part: 0, stream: UInt32(tasks.count),
+                    sql: "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", name: table.qualifiedName,
+                    estimatedBytes: size))
+            }
+        }
+        return tasks
     }
 
     /// Streams a file (the schema dump) into the archive.

@@ -213,7 +213,7 @@ public struct RestoreRunner: Sendable {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/schema.dump"
         let sink = try FileSink(creatingExclusively: path)
-        try reader.readStream(schema) { try sink.write($0) }
+        try reader.readStream(schema, named: "the schema dump") { try sink.write($0) }
         try sink.syncAndClose()
         return try SchemaScripts.generate(
             dumpPath: path, tools: tools,
@@ -325,7 +325,7 @@ public struct RestoreRunner: Sendable {
                     "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
-                    try reader.readStream(table, decoder: decoder) { raw in try writer.send(raw) }
+                    try reader.readTable(table, decoder: decoder) { raw in try writer.send(raw) }
                 }
             } catch {
                 throw RestoreError.table(table.qualifiedName, error)
@@ -363,7 +363,7 @@ public struct RestoreRunner: Sendable {
                     ? !(try connection.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1", [String(object.oid)]).rows.isEmpty)
                     : true
                 try connection.writeLargeObject(object.oid, create: !exists) { write in
-                    try reader.readStream(object) { try write($0) }
+                    try reader.readStream(object, named: "large object \(object.oid)") { try write($0) }
                 }
             } catch {
                 throw RestoreError.step("restoring large object \(object.oid)", error)

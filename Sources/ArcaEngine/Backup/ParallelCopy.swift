@@ -1,0 +1,237 @@
+import ArcaFormat
+import ArcaPostgres
+import Foundation
+
+/// One unit of work: a table, or one ctid range of a big one.
+struct CopyTask: Sendable {
+    var table: Int
+    var part: Int
+    var stream: UInt32
+    var sql: String
+    /// `public.x`, or `public.x part 2/4` for a range of a split table.
+    var name: String
+    var estimatedBytes: UInt64
+    var firstPage: UInt32?
+    var endPage: UInt32?
+}
+
+struct CopyResult: Sendable {
+    var rows: UInt64
+    var summary: StreamSummary
+}
+
+/// Streams many COPYs into one archive in parallel, inside one snapshot.
+///
+/// Each of `jobs` workers is two threads joined by a bounded queue:
+///
+///     connection ──COPY rows──▶ reader ──full chunks──▶ encoder ──frames──▶ archive
+///                              (fills)   (queue of 1)  (MD5, SHA-256,
+///                                                       zstd, write)
+///
+/// so neither the server connection nor the compressor waits on the other.
+/// Chunk buffers circulate in a pool of three per worker: one being filled,
+/// one queued, one being encoded. Memory is therefore bounded by
+/// `jobs × 3 × chunk size` plus one zstd output buffer per worker, whatever
+/// the size of the tables. Tasks are taken largest first.
+final class ParallelCopy: @unchecked Sendable {
+    let tasks: [CopyTask]
+    let jobs: Int
+    let source: ConnectionString
+    let snapshot: String
+    let encoding: String
+    let lockTimeoutMilliseconds: Int
+    let archive: ArchiveWriter
+    let level: Int32
+
+    private let lock = NSLock()
+    private var next = 0
+    private var results: [Int: CopyResult] = [:]
+    private var failure: (any Error)?
+    private var queues: [BoundedQueue<Item>] = []
+    private var pools: [BoundedQueue<ChunkBuffer>] = []
+    private(set) var rawBytesRead: UInt64 = 0
+    private(set) var tasksDone = 0
+    private(set) var running: [String] = []
+
+    enum Item {
+        case chunk(task: Int, ChunkBuffer)
+        case end(task: Int, rows: UInt64)
+    }
+
+    init(
+        tasks: [CopyTask], jobs: Int, source: ConnectionString, snapshot: String, encoding: String,
+        lockTimeoutMilliseconds: Int, archive: ArchiveWriter, level: Int32
+    ) {
+        self.tasks = tasks
+        self.jobs = max(1, min(jobs, max(tasks.count, 1)))
+        self.source = source
+        self.snapshot = snapshot
+        self.encoding = encoding
+        self.lockTimeoutMilliseconds = lockTimeoutMilliseconds
+        self.archive = archive
+        self.level = level
+    }
+
+    /// Runs every task; calls `progress` on the calling thread about every
+    /// 200 ms. Returns the results in task order, or throws the first failure.
+    func run(progress: () -> Void) throws -> [CopyResult] {
+        let order = tasks.indices.sorted { tasks[$0].estimatedBytes > tasks[$1].estimatedBytes }
+        let chunkSize = Int(archive.header.chunkSize)
+        let group = DispatchGroup()
+        for _ in 0..<jobs {
+            let queue = BoundedQueue<Item>(capacity: 1)
+            let pool = BoundedQueue<ChunkBuffer>(capacity: 3)
+            for _ in 0..<3 { try pool.push(ChunkBuffer(capacity: chunkSize)) }
+            queues.append(queue)
+            pools.append(pool)
+            group.enter()
+            Thread { [self] in
+                defer { group.leave() }
+                readerLoop(order: order, queue: queue, pool: pool)
+            }.start()
+            group.enter()
+            Thread { [self] in
+                defer { group.leave() }
+                encoderLoop(queue: queue, pool: pool)
+            }.start()
+        }
+        while group.wait(timeout: .now() + .milliseconds(200)) == .timedOut { progress() }
+        progress()
+        if let failure { throw failure }
+        return tasks.indices.map { results[$0]! }
+    }
+
+    private func take() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard failure == nil, next < tasks.count else { return nil }
+        next += 1
+        return next - 1
+    }
+
+    private func fail(_ error: any Error) {
+        lock.lock()
+        if failure == nil { failure = error }
+        lock.unlock()
+        // Wake every thread: readers stop at their next chunk, encoders drain.
+        for queue in queues { queue.close() }
+        for pool in pools { pool.close() }
+    }
+
+    private func readerLoop(order: [Int], queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) {
+        defer { queue.close() }
+        let connection: PostgresConnection
+        do {
+            connection = try PostgresConnection(source, applicationName: "arca backup")
+            try SessionSettings.apply(to: connection, encoding: encoding)
+            try connection.execute(
+                """
+                BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                SET TRANSACTION SNAPSHOT \(SQLIdentifier.literal(snapshot));
+                SET LOCAL row_security = off;
+                SET LOCAL lock_timeout = \(lockTimeoutMilliseconds)
+                """, during: "joining the backup's snapshot")
+        } catch let error as PostgresError {
+            fail(BackupError.snapshot(error))
+            return
+        } catch {
+            fail(error)
+            return
+        }
+        while let position = take() {
+            let index = order[position]
+            let task = tasks[index]
+            lock.lock(); running.append(task.name); lock.unlock()
+            do {
+                guard var buffer = pool.pop() else { return }
+                let rows = try connection.copyOut(task.sql, during: "COPY of \(task.name)") { row in
+                    var remaining = row
+                    while !remaining.isEmpty {
+                        let taken = buffer.fill(from: remaining)
+                        remaining = UnsafeRawBufferPointer(rebasing: remaining[taken...])
+                        if buffer.isFull {
+                            count(rawBytes: UInt64(buffer.count))
+                            try queue.push(.chunk(task: index, buffer))
+                            guard let fresh = pool.pop() else { throw BoundedQueue<Item>.Closed() }
+                            buffer = fresh
+                        }
+                    }
+                }
+                count(rawBytes: UInt64(buffer.count))
+                if buffer.count > 0 {
+                    try queue.push(.chunk(task: index, buffer))
+                } else {
+                    try pool.push(buffer)
+                }
+                try queue.push(.end(task: index, rows: rows))
+            } catch is BoundedQueue<Item>.Closed {
+                return
+            } catch is BoundedQueue<ChunkBuffer>.Closed {
+                return
+            } catch let error as RepositoryError {
+                fail(error)
+                return
+            } catch let error where Self.isLockTimeout(error) {
+                fail(BackupError.lockTimeout(Self.tableName(task.name), milliseconds: lockTimeoutMilliseconds))
+                return
+            } catch {
+                fail(BackupError.table(Self.tableName(task.name), error))
+                return
+            }
+            lock.lock(); running.removeAll { $0 == task.name }; lock.unlock()
+        }
+        _ = try? connection.execute("COMMIT")
+    }
+
+    private func encoderLoop(queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) {
+        let encoder = ChunkEncoder(maximumRawLength: Int(archive.header.chunkSize), level: level)
+        var streams: [Int: StreamEncoder] = [:]
+        while let item = queue.pop() {
+            do {
+                switch item {
+                case .chunk(let index, let buffer):
+                    let stream = streams[index] ?? StreamEncoder(archive: archive, encoder: encoder, stream: tasks[index].stream)
+                    streams[index] = stream
+                    try stream.encode(buffer.bytes)
+                    buffer.reset()
+                    try pool.push(buffer)
+                case .end(let index, let rows):
+                    let summary = (streams.removeValue(forKey: index)
+                        ?? StreamEncoder(archive: archive, encoder: encoder, stream: tasks[index].stream)).finish()
+                    lock.lock()
+                    results[index] = CopyResult(rows: rows, summary: summary)
+                    tasksDone += 1
+                    lock.unlock()
+                }
+            } catch is BoundedQueue<ChunkBuffer>.Closed {
+                return
+            } catch {
+                fail(error)
+                return
+            }
+        }
+    }
+
+    private func count(rawBytes: UInt64) {
+        lock.lock()
+        rawBytesRead += rawBytes
+        lock.unlock()
+    }
+
+    /// A consistent view for progress reports.
+    func status() -> (rawBytes: UInt64, tasksDone: Int, running: [String]) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (rawBytesRead, tasksDone, running)
+    }
+
+    static func isLockTimeout(_ error: any Error) -> Bool {
+        (error as? PostgresError)?.sqlState == "55P03"
+    }
+
+    /// `public.x part 2/4` → `public.x`.
+    static func tableName(_ name: String) -> String {
+        guard let range = name.range(of: " part ", options: .backwards) else { return name }
+        return String(name[..<range.lowerBound])
+    }
+}
