@@ -193,7 +193,11 @@ public final class PostgresConnection {
             return QueryResult(columns: columns, rows: rows, affectedRows: UInt64(tuples))
         default:
             if PQstatus(conn) != CONNECTION_OK { throw lostOrFailed(during: during) }
-            throw PostgresError.server(Self.serverError(of: result), during: during)
+            let error = Self.serverError(of: result)
+            // Class 57P: the server is shutting down or the backend was
+            // terminated; the connection is gone even if libpq has not noticed.
+            if error.sqlState.hasPrefix("57P") { throw PostgresError.connectionLost(during: during, message: error.message) }
+            throw PostgresError.server(error, during: during)
         }
     }
 
