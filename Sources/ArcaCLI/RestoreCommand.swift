@@ -43,8 +43,15 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not restore large objects.")
     var noLargeObjects = false
 
+    @Option(name: .long, help: "Parallel connections; with --create only (default 1).")
+    var jobs: Int = 1
+
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var output: JSONOption
+
+    func validate() throws {
+        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") }
+    }
 
     func run() throws {
         let target = try connectionString(targetURL, option: "--target-url")
@@ -59,9 +66,16 @@ struct RestoreCommand: ParsableCommand {
             options.noOwner = noOwner
             options.noPrivileges = noPrivileges
             options.excludeLargeObjects = noLargeObjects
+            options.jobs = jobs
             options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
             if !output.json, confirm {
-                FileHandle.standardError.write(Data("Restoring into \(target.redacted) in one transaction: on any failure nothing changes.\n".utf8))
+                let how = jobs > 1 && create
+                    ? "with \(jobs) connections into a staging database, renamed to the target only when complete: on any failure the target is not created"
+                    : "in one transaction: on any failure nothing changes"
+                FileHandle.standardError.write(Data("Restoring into \(target.redacted) \(how).\n".utf8))
+                if jobs > 1, !create {
+                    FileHandle.standardError.write(Data("Note: --jobs needs --create (a parallel restore cannot share one transaction); restoring with one connection.\n".utf8))
+                }
             }
             result = try RestoreRunner(options: options).run { progress in
                 guard !output.json else { return }

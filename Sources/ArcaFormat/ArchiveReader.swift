@@ -61,7 +61,11 @@ public final class ChunkDecoder {
 /// Opens an archive for reading: validates the header, the trailer and the
 /// manifest (FORMAT.md, "How a reader proceeds", steps 1 to 4) and then reads
 /// any table's chunks by offset.
-public final class ArchiveReader {
+///
+/// Immutable after `init`; several threads may read different streams at
+/// once when the source supports concurrent reads (a file read with `pread`
+/// does), each with its own `ChunkDecoder`.
+public final class ArchiveReader: @unchecked Sendable {
     public let source: ByteSource
     public let header: FileHeader
     public let trailer: Trailer

@@ -20,6 +20,9 @@ public struct RestoreOptions: Sendable {
     public var noPrivileges = false
     /// Leave large objects out (they are otherwise never skipped).
     public var excludeLargeObjects = false
+    /// Parallel connections. More than one needs `create`: the restore then
+    /// goes into a staging database renamed when complete (ParallelRestore).
+    public var jobs = 1
     /// Where pg_restore is (default: the newest installed PostgreSQL's bin folder, else PATH).
     public var postgresBinDirectory: String?
 
@@ -36,6 +39,8 @@ public struct RestoreResult: Codable, Sendable {
     /// `full` (schema and data) or `data-only`.
     public var mode: String
     public var createdDatabase: Bool
+    /// Connections the restore used (1 unless `--jobs` with `--create`).
+    public var jobs: Int
     public var largeObjects: Int
     public var rows: UInt64
     public var rawBytes: UInt64
@@ -155,6 +160,17 @@ public struct RestoreRunner: Sendable {
         let scripts = options.dataOnly
             ? SchemaScripts()
             : try schemaScripts(reader, keeping: subset ? Set(tables.flatMap { $0.objects ?? [] }) : nil)
+        if options.jobs > 1, options.create {
+            let loaded = try runParallel(
+                Plan(reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
+                progress: progress)
+            let duration = ContinuousClock.now - clock
+            return RestoreResult(
+                backupId: manifest.backupId, database: databaseName, restoredTables: tables.map(\.qualifiedName),
+                mode: "full", createdDatabase: true, jobs: options.jobs, largeObjects: largeObjects.count,
+                rows: loaded.rows, rawBytes: loaded.rawBytes,
+                durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+        }
         var createdDatabase = false
         if options.create {
             try createDatabase(databaseName, encoding: manifest.source.encoding)
@@ -187,7 +203,7 @@ public struct RestoreRunner: Sendable {
                 let duration = ContinuousClock.now - clock
                 return RestoreResult(
                     backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
-                    mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase,
+                    mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase, jobs: 1,
                     largeObjects: largeObjects.count, rows: loaded.rows, rawBytes: loaded.rawBytes,
                     durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
             } catch {
@@ -203,7 +219,7 @@ public struct RestoreRunner: Sendable {
 
     // MARK: Schema
 
-    private func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
+    func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
         let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
@@ -222,7 +238,7 @@ public struct RestoreRunner: Sendable {
                 largeObjects: !options.excludeLargeObjects))
     }
 
-    private func runScript(_ script: String, _ what: String, _ connection: PostgresConnection) throws {
+    func runScript(_ script: String, _ what: String, _ connection: PostgresConnection) throws {
         guard !script.isEmpty else { return }
         do {
             try connection.execute(script, during: what)
@@ -243,7 +259,7 @@ public struct RestoreRunner: Sendable {
     /// redundant (an index or an inherited constraint goes with its table)
     /// and fail. That is safe: an object that really stays in the way makes
     /// its CREATE in pre-data fail, which rolls the whole restore back.
-    private func runCleanScript(_ script: String, _ connection: PostgresConnection) throws {
+    func runCleanScript(_ script: String, _ connection: PostgresConnection) throws {
         var statement = ""
         for line in script.split(separator: "\n") where !line.hasPrefix("--") {
             statement += statement.isEmpty ? line : "\n" + line
@@ -260,10 +276,11 @@ public struct RestoreRunner: Sendable {
         }
     }
 
-    private func createDatabase(_ name: String, encoding: String) throws {
+    func createDatabase(_ name: String, encoding: String, checkOnly: Bool = false) throws {
         let maintenance = try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore")
         let exists = try maintenance.query("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", [name], during: "looking up database \(name)")
         guard exists.rows.isEmpty else { throw RestoreError.databaseExists(name) }
+        guard !checkOnly else { return }
         try step("creating database \(name)") {
             try maintenance.execute(
                 "CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING \(SQLIdentifier.literal(encoding))",
@@ -272,7 +289,7 @@ public struct RestoreRunner: Sendable {
     }
 
     /// Undoes `--create` after a failure, so a failed restore leaves nothing.
-    private func dropDatabase(_ name: String) {
+    func dropDatabase(_ name: String) {
         guard let maintenance = try? PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore") else { return }
         _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
     }
@@ -281,7 +298,7 @@ public struct RestoreRunner: Sendable {
 
     /// Data-only: the tables must exist with the archive's columns; they are
     /// emptied, and triggers and foreign-key checks are off for the load.
-    private func prepareDataOnly(_ tables: [Manifest.Table], _ connection: PostgresConnection) throws {
+    func prepareDataOnly(_ tables: [Manifest.Table], _ connection: PostgresConnection) throws {
         do {
             try connection.execute("SET LOCAL session_replication_role = replica", during: "disabling triggers for the restore")
         } catch let error as PostgresError where error.sqlState == "42501" {
@@ -310,7 +327,7 @@ public struct RestoreRunner: Sendable {
         }
     }
 
-    private func load(
+    func load(
         _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection,
         progress: (RestoreProgress) -> Void
     ) throws -> (rows: UInt64, rawBytes: UInt64) {
@@ -321,8 +338,10 @@ public struct RestoreRunner: Sendable {
             let columns = table.columns.isEmpty ? "" : " (" + table.columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
             let loaded: UInt64
             do {
+                // Every restored table was created or emptied in this
+                // transaction, so its rows can be written already frozen.
                 loaded = try connection.copyIn(
-                    "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN",
+                    "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN WITH (FREEZE)",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
                     try reader.readTable(table, decoder: decoder) { raw in try writer.send(raw) }
@@ -341,7 +360,7 @@ public struct RestoreRunner: Sendable {
     /// restored column, and standalone ones when the whole archive is
     /// restored. The snapshot's value is at or past every restored value the
     /// sequence generated.
-    private func restoreSequences(of tables: [Manifest.Table], manifest: Manifest, subset: Bool, _ connection: PostgresConnection) throws {
+    func restoreSequences(of tables: [Manifest.Table], manifest: Manifest, subset: Bool, _ connection: PostgresConnection) throws {
         let restored = Set(tables.map(\.qualifiedName))
         for sequence in manifest.sequences {
             let keep = sequence.ownedBy.map { restored.contains("\($0.schema).\($0.table)") } ?? !subset
@@ -356,7 +375,7 @@ public struct RestoreRunner: Sendable {
     /// Writes each large object's contents. A full restore's pre-data
     /// created them (with owner, privileges and comment); a data-only
     /// restore creates the missing ones.
-    private func restoreLargeObjects(_ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection) throws {
+    func restoreLargeObjects(_ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection) throws {
         for object in objects {
             do {
                 let exists = options.dataOnly
@@ -372,7 +391,7 @@ public struct RestoreRunner: Sendable {
     }
 
     @discardableResult
-    private func step<T>(_ name: String, _ body: () throws -> T) throws -> T {
+    func step<T>(_ name: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
         } catch let error as RestoreError {

@@ -72,3 +72,41 @@ struct SchemaScripts: Sendable {
         return withClean[prefix..<(withClean.count - suffix)]
     }
 }
+
+/// A post-data script cut into pg_restore's entries, so that the slow ones
+/// (index builds, primary and unique keys, checks) can run in parallel, on
+/// several connections, before the rest (foreign keys, which need those keys;
+/// partition index attachments; triggers; rules; policies; comments;
+/// privileges; materialized view refreshes), which runs in order.
+struct PostDataScript: Sendable {
+    /// The `SET` statements every connection runs first.
+    var header = ""
+    var parallel: [String] = []
+    var serial: [String] = []
+
+    init(_ script: String) {
+        var entries: [(type: String, text: String)] = []
+        var headerLines: [Substring] = []
+        var current: (type: String, lines: [Substring])?
+        for line in script.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("-- Name: "), let typeRange = line.range(of: "; Type: ") {
+                if let current { entries.append((current.type, current.lines.joined(separator: "\n"))) }
+                let type = line[typeRange.upperBound...].prefix { $0 != ";" }
+                current = (String(type), [])
+            } else if current != nil {
+                current!.lines.append(line)
+            } else {
+                headerLines.append(line)
+            }
+        }
+        if let current { entries.append((current.type, current.lines.joined(separator: "\n"))) }
+        header = headerLines.filter { !$0.hasPrefix("--") }.joined(separator: "\n")
+        for entry in entries where !entry.text.allSatisfy({ $0.isWhitespace || $0 == "-" }) {
+            if entry.type == "INDEX" || entry.type == "CONSTRAINT" {
+                parallel.append(entry.text)
+            } else {
+                serial.append(entry.text)
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import ArcaFormat
+import ArcaPostgres
+import Foundation
+
+/// `restore --jobs N --create`: parallel, and still all or nothing.
+///
+/// Parallel connections cannot share one transaction, so atomicity comes
+/// from the database name instead: everything is restored into a staging
+/// database (`arca_restore_<random>`) that nobody uses, and only when every
+/// step succeeded is it renamed to the target's name. A failure drops the
+/// staging database; the target name never exists half-restored.
+///
+/// Inside the staging database: the pre-data section in one transaction;
+/// then the tables, largest first, on `jobs` connections (a table of one
+/// part with TRUNCATE and `COPY … FREEZE` in one transaction, so its rows are
+/// written frozen and need no later vacuum; the parts of a split table each
+/// on their own); then indexes and keys in parallel; then the rest of
+/// post-data, sequences and large objects in order.
+extension RestoreRunner {
+    struct Plan: Sendable {
+        var reader: ArchiveReader
+        var tables: [Manifest.Table]
+        var subset: Bool
+        var largeObjects: [Manifest.LargeObject]
+        var scripts: SchemaScripts
+        var databaseName: String
+    }
+
+    func runParallel(_ plan: Plan, progress: (RestoreProgress) -> Void) throws -> (rows: UInt64, rawBytes: UInt64) {
+        let manifest = plan.reader.manifest
+        let encoding = manifest.source.encoding
+        // The target must not exist; checked before any work, and again by the rename.
+        try createDatabase(plan.databaseName, encoding: encoding, checkOnly: true)
+        let staging = "arca_restore_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        try createDatabase(staging, encoding: encoding)
+        let stagingTarget = options.target.replacing(database: staging)
+        do {
+            let main = try PostgresConnection(stagingTarget, applicationName: "arca restore")
+            try SessionSettings.apply(to: main, encoding: encoding)
+            try main.execute("BEGIN", during: "starting the schema transaction")
+            try runScript(plan.scripts.preData, "creating the schema (pre-data)", main)
+            try step("committing the schema") { try main.execute("COMMIT", during: "COMMIT") }
+
+            let loaded = try loadInParallel(plan, into: stagingTarget, progress: progress)
+
+            let postData = PostDataScript(plan.scripts.postData)
+            let header = postData.header
+            try WorkerPool.run(
+                jobs: options.jobs, items: postData.parallel.count,
+                makeWorker: { () throws -> PostgresConnection in
+                    let connection = try PostgresConnection(stagingTarget, applicationName: "arca restore")
+                    try SessionSettings.apply(to: connection, encoding: encoding)
+                    try self.runScript(header, "preparing a post-data session", connection)
+                    return connection
+                },
+                perform: { connection, index in
+                    try self.runScript(postData.parallel[index], "building indexes and keys (post-data)", connection)
+                })
+            try SessionSettings.apply(to: main, encoding: encoding)
+            try main.execute("BEGIN", during: "starting the post-data transaction")
+            try runScript(([header] + postData.serial).joined(separator: "\n"), "building foreign keys, triggers and the rest of post-data", main)
+            try SessionSettings.apply(to: main, encoding: encoding)
+            try step("restoring sequence values") { try restoreSequences(of: plan.tables, manifest: manifest, subset: plan.subset, main) }
+            try restoreLargeObjects(plan.largeObjects, from: plan.reader, main)
+            try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
+            main.close()
+            try publish(staging, as: plan.databaseName)
+            return loaded
+        } catch {
+            dropDatabase(staging)
+            throw error
+        }
+    }
+
+    private func loadInParallel(
+        _ plan: Plan, into target: ConnectionString, progress: (RestoreProgress) -> Void
+    ) throws -> (rows: UInt64, rawBytes: UInt64) {
+        struct Task: Sendable {
+            var table: Int
+            var part: Int?   // nil: the whole table, frozen
+            var bytes: UInt64
+        }
+        var tasks: [Task] = []
+        for (index, table) in plan.tables.enumerated() {
+            if table.parts.count == 1 {
+                tasks.append(Task(table: index, part: nil, bytes: table.rawBytes))
+            } else {
+                tasks += table.parts.indices.map { Task(table: index, part: $0, bytes: table.parts[$0].rawBytes) }
+            }
+        }
+        let work = tasks.sorted { $0.bytes > $1.bytes }
+        let counters = Counters()
+        let encoding = plan.reader.manifest.source.encoding
+        let chunkSize = Int(plan.reader.header.chunkSize)
+
+        try WorkerPool.run(
+            jobs: options.jobs, items: work.count,
+            makeWorker: { () throws -> (PostgresConnection, ChunkDecoder) in
+                let connection = try PostgresConnection(target, applicationName: "arca restore")
+                try SessionSettings.apply(to: connection, encoding: encoding)
+                return (connection, ChunkDecoder(maximumRawLength: chunkSize))
+            },
+            perform: { worker, index in
+                let (connection, decoder) = worker
+                let task = work[index]
+                let table = plan.tables[task.table]
+                let name = SQLIdentifier.qualified(table.schema, table.name)
+                let columns = table.columns.isEmpty ? "" : " (" + table.columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
+                let expected = task.part.map { table.parts[$0].rows } ?? table.rows
+                do {
+                    try connection.execute("BEGIN", during: "starting a table transaction")
+                    // Truncating in the loading transaction is what allows FREEZE.
+                    if task.part == nil { try connection.execute("TRUNCATE ONLY \(name)", during: "preparing \(table.qualifiedName)") }
+                    let loaded = try connection.copyIn(
+                        "COPY \(name)\(columns) FROM STDIN" + (task.part == nil ? " WITH (FREEZE)" : ""),
+                        during: "COPY into \(table.qualifiedName)"
+                    ) { writer in
+                        if let part = task.part {
+                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder) { try writer.send($0) }
+                        } else {
+                            try plan.reader.readTable(table, decoder: decoder) { try writer.send($0) }
+                        }
+                    }
+                    guard loaded == expected else {
+                        throw RestoreError.rowCountMismatch(table.qualifiedName, expected: expected, loaded: loaded)
+                    }
+                    try connection.execute("COMMIT", during: "committing \(table.qualifiedName)")
+                    counters.add(rows: loaded, bytes: task.bytes)
+                } catch let error as RestoreError {
+                    throw error
+                } catch {
+                    throw RestoreError.table(table.qualifiedName, error)
+                }
+            },
+            progress: {
+                let (_, bytes, done) = counters.read()
+                progress(RestoreProgress(tablesDone: done, tablesTotal: work.count, currentTable: nil, rawBytes: bytes))
+            })
+        let (rows, bytes, _) = counters.read()
+        return (rows, bytes)
+    }
+
+    /// Renames the finished staging database to the target's name. Nobody
+    /// may be connected for a rename: connections are closed first, and
+    /// stray ones (autovacuum) are turned away and ended.
+    private func publish(_ staging: String, as name: String) throws {
+        let maintenance = try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore")
+        let quotedStaging = SQLIdentifier.quote(staging)
+        try step("publishing the restored database") {
+            try maintenance.execute("ALTER DATABASE \(quotedStaging) WITH ALLOW_CONNECTIONS false", during: "closing the staging database")
+            var attempt = 0
+            while true {
+                try maintenance.query(
+                    "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND pid <> pg_catalog.pg_backend_pid()",
+                    [staging], during: "ending sessions on the staging database")
+                do {
+                    try maintenance.execute("ALTER DATABASE \(quotedStaging) RENAME TO \(SQLIdentifier.quote(name))", during: "renaming the staging database")
+                    break
+                } catch let error as PostgresError where error.sqlState == "55006" && attempt < 50 {
+                    attempt += 1
+                    Thread.sleep(forTimeInterval: 0.1)
+                }
+            }
+            try maintenance.execute("ALTER DATABASE \(SQLIdentifier.quote(name)) WITH ALLOW_CONNECTIONS true", during: "opening the restored database")
+        }
+    }
+
+    final class Counters: @unchecked Sendable {
+        private let lock = NSLock()
+        private var rows: UInt64 = 0
+        private var bytes: UInt64 = 0
+        private var done = 0
+
+        func add(rows: UInt64, bytes: UInt64) {
+            lock.lock()
+            self.rows += rows
+            self.bytes += bytes
+            done += 1
+            lock.unlock()
+        }
+
+        func read() -> (UInt64, UInt64, Int) {
+            lock.lock()
+            defer { lock.unlock() }
+            return (rows, bytes, done)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import ArcaEngine
+import ArcaFormat
+import ArcaPostgres
+import ArcaTesting
+import Foundation
+import Testing
+
+/// `restore --jobs N --create`: a staging database renamed when complete.
+/// Serialized: it counts staging databases, which only this suite makes.
+@Suite(.serialized) struct ParallelRestoreTests {
+    func stagingDatabases() throws -> String? {
+        try PostgresConnection(try TestServer.connectionString())
+            .execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'arca\\_restore\\_%'").singleValue
+    }
+
+    @Test func parallelRestoreEqualsTheSource() throws {
+        let source = try TestDatabase("prestore_src")
+        defer { source.drop() }
+        try source.load(file: TestPaths.fixtures + "/schema_objects.sql")
+        try source.execute("""
+            CREATE TABLE clinic.big_record AS SELECT g AS id, repeat(md5(g::text), 4) AS body FROM generate_series(1, 40000) g;
+            ALTER TABLE clinic.big_record ADD PRIMARY KEY (id);
+            CREATE INDEX big_record_body ON clinic.big_record (body);
+            """)
+        var options = BackupOptions(source: source.connectionString, repository: Steps.repository("prestore"))
+        options.jobs = 3
+        options.splitThresholdBytes = 1 << 20
+        options.chunkSize = 256 << 10
+        let backup = try BackupRunner(options: options).run()
+        #expect(try ArchiveReader(source: try FileSource(path: backup.path)).manifest.tables.contains { $0.parts.count > 1 })
+
+        let target = try TestDatabase("prestore_dst")
+        target.drop()
+        defer { target.drop() }
+        let result = try Steps.restore(backup.path, into: target) {
+            $0.create = true
+            $0.jobs = 3
+        }
+        #expect(result.jobs == 3)
+        #expect(result.createdDatabase)
+        try Steps.expectEqual(source, target)
+        #expect(try stagingDatabases() == "0")
+        // Loaded with COPY FREEZE: every tuple already carries the frozen bits
+        // (HEAP_XMIN_FROZEN = 0x0300), so no vacuum has to rewrite the pages.
+        try target.execute("CREATE EXTENSION pageinspect")
+        #expect(try target.value("SELECT count(*) FROM heap_page_items(get_raw_page('clinic.ward', 0)) WHERE t_infomask & 768 <> 768") == "0")
+        #expect(try target.value("SELECT count(*) FROM heap_page_items(get_raw_page('clinic.ward', 0))") != "0")
+    }
+
+    @Test func aFailedParallelRestoreCreatesNothing() throws {
+        let source = try Steps.typeFamilies("pfail_src")
+        defer { source.drop() }
+        let backup = try Steps.backup(source, into: Steps.repository("pfail"), chunkSize: 1 << 20)
+        let manifest = try ArchiveReader(source: try FileSource(path: backup.path)).manifest
+        let chunk = try #require(manifest.tables.first { $0.name == "big_notes" }?.parts.last?.chunks.last)
+        let handle = try #require(FileHandle(forUpdatingAtPath: backup.path))
+        try handle.seek(toOffset: chunk.offset + 40)
+        try handle.write(contentsOf: [0x13, 0x37])
+        try handle.close()
+
+        let target = try TestDatabase("pfail_dst")
+        target.drop()
+        defer { target.drop() }
+        do {
+            try Steps.restore(backup.path, into: target) {
+                $0.create = true
+                $0.jobs = 2
+            }
+            Issue.record("a damaged archive restored in parallel")
+        } catch let error as RestoreError {
+            #expect("\(error)".contains("clinic.big_notes"))
+        }
+        let exists = try PostgresConnection(try TestServer.connectionString())
+            .query("SELECT count(*) FROM pg_database WHERE datname = $1", [target.name]).singleValue
+        #expect(exists == "0")
+        #expect(try stagingDatabases() == "0")
+    }
+}
