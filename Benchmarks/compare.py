@@ -143,11 +143,11 @@ def benchmark(args, database):
     results = {}
     arca_raw = 0
 
-    def arca_backup():
+    def arca_backup(jobs):
         nonlocal arca_raw
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(work, "arca.json")
-        seconds, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {j} --json > {out}")
+        seconds, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --json > {out}")
         report = json.load(open(out))
         arca_raw = report["rawBytes"]
         return seconds, rss, report["bytes"]
@@ -176,11 +176,12 @@ def benchmark(args, database):
         seconds, _ = timed_parallel([c + " | zstd -3 -q -c > /dev/null" for c in copy_statements(database, j)], j)
         return seconds, 0, 0
 
-    def arca_restore():
+    def arca_restore(jobs):
         target = f"{database}_arca_restored"
         sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
         archive = next(os.path.join(repo, "local", f) for f in os.listdir(os.path.join(repo, "local")) if f.endswith(".arca"))
-        seconds, rss = timed(f"{args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm")
+        seconds, rss = timed(
+            f"{args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
         return seconds, rss, 0
 
     def pg_restore_j():
@@ -190,7 +191,8 @@ def benchmark(args, database):
         return seconds, rss, 0
 
     backups = [
-        (f"arca backup --jobs {j}", arca_backup),
+        ("arca backup --jobs 1", lambda: arca_backup(1)),
+        (f"arca backup --jobs {j}", lambda: arca_backup(j)),
         ("pg_dump -Fc", pg_dump_fc),
         (f"pg_dump -Fd -j {j}", pg_dump_fd),
         (f"pg_dump | zstd -3 -T{j}", pg_dump_zstd),
@@ -198,7 +200,8 @@ def benchmark(args, database):
         (f"COPY | zstd -3 limit: {j} streams", copy_zstd_limit),
     ]
     restores = [
-        ("arca restore --create", arca_restore),
+        (f"arca restore --create --jobs {j}", lambda: arca_restore(j)),
+        ("arca restore --create (one transaction)", lambda: arca_restore(1)),
         (f"pg_restore -j {j} (from -Fd)", pg_restore_j),
     ]
     for run in range(args.runs):
@@ -223,7 +226,7 @@ def table(database, results, raw_bytes, reference):
         rss = max(r[1] for r in runs)
         size = runs[-1][2]
         lines.append(
-            f"| {name} | {seconds:.2f} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
+            f"| {name.replace('|', chr(92) + '|')} | {seconds:.2f} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
             f"{seconds / ref:.2f} | {f'{size / 1e6:,.1f} MB' if size else '–'} | {f'{rss / 1024:.0f} MiB' if rss else '–'} |")
     return "\n".join(lines)
 
@@ -236,7 +239,10 @@ def memory_flatness(args, scales):
         repo = os.path.join(args.work, f"rss-{scale}")
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(args.work, f"rss-{scale}.json")
-        _, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} --json > {out}")
+        # A low split threshold keeps every worker busy at both sizes, so the
+        # comparison shows growth with size, not how many workers had work.
+        _, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} "
+                       f"--split-threshold-mib 16 --json > {out}")
         raw = json.load(open(out))["rawBytes"]
         lines.append(f"| {scale} | {raw / 1e6:,.0f} MB | {rss / 1024:.1f} MiB |")
         sh(f"dropdb --if-exists --force {database}")
@@ -276,7 +282,8 @@ def main():
             sh(f"dropdb --if-exists --force {database}{suffix}", stderr=subprocess.DEVNULL)
     scales = [int(s) for s in args.rss_scales.split(",") if s.strip()]
     if scales:
-        sections.append("Peak RSS of `arca backup --jobs %d` by database size:\n\n%s" % (args.jobs, memory_flatness(args, scales)))
+        sections.append("Peak RSS of `arca backup --jobs %d --split-threshold-mib 16` by database size:\n\n%s"
+                        % (args.jobs, memory_flatness(args, scales)))
     shutil.rmtree(args.work, ignore_errors=True)
 
     report = "\n\n".join(sections)

@@ -14,8 +14,9 @@
 #   3. Export PGHOST (the cluster's unix socket dir), PGPORT, PGUSER=postgres
 #      and ARCA_TEST_PG=1 (tells the test suite the live-PostgreSQL tests may
 #      run).
-#   4. swift build --build-tests, then swift test "$@" (default runner, no
-#      --parallel).
+#   4. swift build --build-tests; without arguments, a short run of the
+#      benchmarks (micro benchmarks and Benchmarks/compare.sh at a tiny
+#      scale); then swift test "$@" (default runner, no --parallel).
 #   5. On exit — success, failure or Ctrl-C — stop the cluster. This is done
 #      silently so that the last line of the log is swift test's own summary
 #      (CI reads it), and the script's exit code is swift test's.
@@ -109,6 +110,17 @@ psql -X -q -A -t -d postgres -c 'select version()'
 
 section "swift build --build-tests"
 run swift build --build-tests
+
+if [[ $# -eq 0 ]]; then
+  # The benchmarks must always build and run: a short pass of the micro
+  # benchmarks and a tiny end-to-end comparison against pg_dump, on the
+  # same test cluster. (Skipped when arguments select particular tests.)
+  section "Micro benchmarks, short mode (Benchmarks/)"
+  run env ARCA_BENCH_SHORT=1 swift package --package-path Benchmarks --allow-writing-to-package-directory \
+    benchmark --no-progress --format markdown --path stdout
+  section "End-to-end comparison, smoke scale (Benchmarks/compare.sh)"
+  run env ARCA_BENCH_USE_PGHOST=1 Benchmarks/compare.sh --scale 1 --wide-rows 2000 --runs 1 --rss-scales ''
+fi
 
 section "swift test${*:+ $*}"
 # Not piped anywhere: its output goes to the log unchanged and in full, and

@@ -16,6 +16,16 @@ enum SessionSettings {
         SET idle_in_transaction_session_timeout = 0
         """
 
+    /// For the connections of a parallel restore into its staging database:
+    /// index builds get more memory, and commits do not wait for the WAL
+    /// flush. That is safe here: the rename that publishes the database
+    /// commits synchronously, which flushes all WAL written before it, and
+    /// until then a crash only leaves a staging database behind.
+    static let bulkLoad = """
+        SET maintenance_work_mem = '256MB';
+        SET synchronous_commit = off
+        """
+
     static func apply(to connection: PostgresConnection, encoding: String? = nil) throws {
         try connection.execute(portable, during: "setting up the session")
         if let encoding {

@@ -1,5 +1,6 @@
 import ArcaFormat
 import Benchmark
+import Foundation
 
 /// The chunk pipeline without a database: what one 4 MiB chunk of COPY text
 /// costs in each stage, and the whole write path end to end. Throughput is
@@ -21,11 +22,13 @@ let copyText: [UInt8] = {
 }()
 
 let benchmarks: @Sendable () -> Void = {
+    // ARCA_BENCH_SHORT=1 (CI): a few iterations, to prove they build and run.
+    let short = ProcessInfo.processInfo.environment["ARCA_BENCH_SHORT"] == "1"
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident],
         scalingFactor: .one,
-        maxDuration: .seconds(2),
-        maxIterations: 200)
+        maxDuration: short ? .milliseconds(200) : .seconds(2),
+        maxIterations: short ? 3 : 200)
 
     Benchmark("CRC-32C of a 4 MiB chunk") { benchmark in
         for _ in benchmark.scaledIterations {

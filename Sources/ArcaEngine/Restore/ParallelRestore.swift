@@ -51,12 +51,14 @@ extension RestoreRunner {
                     let connection = try PostgresConnection(stagingTarget, applicationName: "arca restore")
                     try SessionSettings.apply(to: connection, encoding: encoding)
                     try self.runScript(header, "preparing a post-data session", connection)
+                    try connection.execute(SessionSettings.bulkLoad, during: "tuning the session for index builds")
                     return connection
                 },
                 perform: { connection, index in
                     try self.runScript(postData.parallel[index], "building indexes and keys (post-data)", connection)
                 })
             try SessionSettings.apply(to: main, encoding: encoding)
+            try main.execute(SessionSettings.bulkLoad, during: "tuning the session for index builds")
             try main.execute("BEGIN", during: "starting the post-data transaction")
             try runScript(([header] + postData.serial).joined(separator: "\n"), "building foreign keys, triggers and the rest of post-data", main)
             try SessionSettings.apply(to: main, encoding: encoding)
@@ -98,6 +100,7 @@ extension RestoreRunner {
             makeWorker: { () throws -> (PostgresConnection, ChunkDecoder) in
                 let connection = try PostgresConnection(target, applicationName: "arca restore")
                 try SessionSettings.apply(to: connection, encoding: encoding)
+                try connection.execute(SessionSettings.bulkLoad, during: "tuning the session for loading")
                 return (connection, ChunkDecoder(maximumRawLength: chunkSize))
             },
             perform: { worker, index in

@@ -183,6 +183,9 @@ public struct RestoreRunner: Sendable {
                 guard objects.isEmpty else { throw RestoreError.targetNotEmpty(database: connection.database, objects: objects) }
             }
             try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
+            // One transaction: its commit is synchronous whatever the
+            // role's default, and index builds get room.
+            try connection.execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = on", during: "tuning the session")
             try connection.execute("BEGIN", during: "starting the restore transaction")
             do {
                 if options.dataOnly {
