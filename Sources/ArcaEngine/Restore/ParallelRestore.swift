@@ -119,9 +119,9 @@ extension RestoreRunner {
                         during: "COPY into \(table.qualifiedName)"
                     ) { writer in
                         if let part = task.part {
-                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder) { try writer.send($0) }
+                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: .md5) { try writer.send($0) }
                         } else {
-                            try plan.reader.readTable(table, decoder: decoder) { try writer.send($0) }
+                            try plan.reader.readTable(table, decoder: decoder, checking: .md5) { try writer.send($0) }
                         }
                     }
                     guard loaded == expected else {

@@ -124,8 +124,8 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
 /// - Data only: into tables that exist; the restored tables are emptied and
 ///   reloaded with user triggers and foreign-key checks off.
 ///
-/// Each table's MD5 and SHA-256 are checked before its COPY completes; any
-/// failure rolls everything back (and drops a database `--create` made).
+/// Every chunk's CRC-32C and each table's MD5 are checked before its COPY
+/// completes; any failure rolls everything back (and drops a database `--create` made).
 public struct RestoreRunner: Sendable {
     public let options: RestoreOptions
 
@@ -347,7 +347,7 @@ public struct RestoreRunner: Sendable {
                     "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN WITH (FREEZE)",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
-                    try reader.readTable(table, decoder: decoder) { raw in try writer.send(raw) }
+                    try reader.readTable(table, decoder: decoder, checking: .md5) { raw in try writer.send(raw) }
                 }
             } catch {
                 throw RestoreError.table(table.qualifiedName, error)
