@@ -12,7 +12,8 @@ struct Arca: ParsableCommand {
         version: ArcaVersion.current,
         subcommands: [
             BackupCommand.self, VerifyCommand.self, InspectCommand.self, ListCommand.self, RestoreCommand.self,
-            CompareCommand.self,
+            CompareCommand.self, CleanupCommand.self, InitCommand.self, StartCommand.self, StatusCommand.self,
+            AuditCommand.self, DrillCommand.self,
         ])
 
     /// Exit statuses are part of the interface (README, "Exit codes"):

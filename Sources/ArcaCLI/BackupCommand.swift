@@ -57,15 +57,21 @@ struct BackupCommand: ParsableCommand {
         options.excludeLargeObjects = noLargeObjects
         options.jobs = jobs
         options.splitThresholdBytes = splitThresholdMib << 20
+        Signals.cancel(options.cancellation)
         options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
+        let trail = AuditTrail(repository: options.repository, action: "backup")
         do {
-            result = try BackupRunner(options: options).run(progress: { progress in
+            result = try trail.run(details: ["trigger": "manual"], describe: { (result: BackupResult) in
+                (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
+            }) {
+                try BackupRunner(options: options).run(progress: { progress in
                 guard !output.json else { return }
                 Output.progress(
                     "tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  "
                         + "\(Format.rate(progress.rawBytes, seconds: progress.elapsedSeconds))  \(progress.currentTable ?? "")")
-            })
+                })
+            }
         } catch {
             throw Output.fail(error)
         }

@@ -95,3 +95,21 @@ func connectionString(_ explicit: String?, option: String = "--database-url") th
         throw ExitCode(ExitStatus.usage.rawValue)
     }
 }
+
+/// SIGINT and SIGTERM cancel the running operation instead of killing the
+/// process, so it can remove its temp file, release its lock and record the
+/// failure. A second signal is not needed: the operation stops at its next
+/// chunk.
+enum Signals {
+    nonisolated(unsafe) private static var sources: [DispatchSourceSignal] = []
+
+    static func cancel(_ cancellation: Cancellation) {
+        for number in [SIGINT, SIGTERM] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { cancellation.cancel() }
+            source.resume()
+            sources.append(source)
+        }
+    }
+}

@@ -56,6 +56,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         let target = try connectionString(targetURL, option: "--target-url")
         let result: RestoreResult
+        let trail = AuditTrail(repository: repository.repository, action: "restore")
         do {
             var options = RestoreOptions(archivePath: try repository.repository.locate(backup), target: target)
             options.confirmed = confirm
@@ -77,9 +78,13 @@ struct RestoreCommand: ParsableCommand {
                     FileHandle.standardError.write(Data("Note: --jobs needs --create (a parallel restore cannot share one transaction); restoring with one connection.\n".utf8))
                 }
             }
-            result = try RestoreRunner(options: options).run { progress in
-                guard !output.json else { return }
-                Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
+            result = try trail.run(target: backup, details: ["database": target.redacted], describe: { (result: RestoreResult) in
+                (result.backupId, ["mode": result.mode, "tables": String(result.restoredTables.count), "rows": String(result.rows)])
+            }) {
+                try RestoreRunner(options: options).run { progress in
+                    guard !output.json else { return }
+                    Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
+                }
             }
         } catch let error as RestoreError {
             switch error {

@@ -16,13 +16,18 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let result: VerifyResult
+        let trail = AuditTrail(repository: repository.repository, action: "verify")
         do {
             let path = try repository.repository.locate(backup)
             result = try Verification(path: path, repository: repository.repository).run { done, total in
                 guard !output.json, total > 0 else { return }
                 Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")
             }
+            try trail.record(
+                outcome: result.intact ? "success" : "failure", target: result.backupId ?? backup,
+                error: result.problems.first, details: ["chunks": String(result.chunks), "sidecar": result.sidecar])
         } catch {
+            trail.recordFailure(error, target: backup)
             throw Output.fail(error)
         }
         Output.clearProgress()

@@ -21,6 +21,8 @@ public struct BackupOptions: Sendable {
     public var splitThresholdBytes: UInt64 = 256 << 20
 
     public static var defaultJobs: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
+    /// Stops the backup cleanly when cancelled (SIGTERM, service shutdown).
+    public var cancellation = Cancellation()
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -95,6 +97,9 @@ public struct BackupRunner: Sendable {
             return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         }
 
+        // One writer per repository; also clears what a crashed run left in temp/.
+        let repositoryLock = try options.repository.lockForWriting("backup")
+        defer { repositoryLock.release() }
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(options.source, applicationName: "arca backup")
@@ -142,7 +147,7 @@ public struct BackupRunner: Sendable {
             let copy = ParallelCopy(
                 tasks: tasks, jobs: options.jobs, source: options.source, snapshot: snapshot.source.snapshot,
                 encoding: snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
-                archive: writer, level: options.compressionLevel)
+                archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
             let results = try copy.run {
                 let status = copy.status()
                 progress(BackupProgress(
@@ -175,6 +180,7 @@ public struct BackupRunner: Sendable {
 
             var largeObjectEntries: [Manifest.LargeObject] = []
             for oid in largeObjects {
+                if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
                 progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "large object \(oid)", rawBytes: rawBytes, elapsedSeconds: elapsed()))
                 let stream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
                 do {
@@ -189,6 +195,7 @@ public struct BackupRunner: Sendable {
                 largeObjectEntries.append(Manifest.LargeObject(oid: oid, stream: nextStream, summary: summary))
                 nextStream += 1
             }
+            if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
             do {
                 try connection.execute("COMMIT", during: "ending the snapshot transaction")
             } catch let error as PostgresError {

@@ -42,6 +42,7 @@ final class ParallelCopy: @unchecked Sendable {
     let lockTimeoutMilliseconds: Int
     let archive: ArchiveWriter
     let level: Int32
+    let cancellation: Cancellation
 
     private let lock = NSLock()
     private var next = 0
@@ -60,8 +61,9 @@ final class ParallelCopy: @unchecked Sendable {
 
     init(
         tasks: [CopyTask], jobs: Int, source: ConnectionString, snapshot: String, encoding: String,
-        lockTimeoutMilliseconds: Int, archive: ArchiveWriter, level: Int32
+        lockTimeoutMilliseconds: Int, archive: ArchiveWriter, level: Int32, cancellation: Cancellation
     ) {
+        self.cancellation = cancellation
         self.tasks = tasks
         self.jobs = max(1, min(jobs, max(tasks.count, 1)))
         self.source = source
@@ -95,7 +97,11 @@ final class ParallelCopy: @unchecked Sendable {
                 encoderLoop(queue: queue, pool: pool)
             }.start()
         }
-        while group.wait(timeout: .now() + .milliseconds(200)) == .timedOut { progress() }
+        while group.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
+            if cancellation.isCancelled { fail(OperationError.cancelled("The backup")) }
+            progress()
+        }
+        if cancellation.isCancelled { fail(OperationError.cancelled("The backup")) }
         progress()
         if let failure { throw failure }
         return tasks.indices.map { results[$0]! }

@@ -134,6 +134,12 @@ public struct RestoreRunner: Sendable {
     public func run(progress: (RestoreProgress) -> Void = { _ in }) throws -> RestoreResult {
         let clock = ContinuousClock.now
         let reader = try ArchiveReader(source: try FileSource(path: options.archivePath))
+        // Held until the restore ends: cleanup does not delete an archive
+        // that is being read.
+        guard let readLock = try FileLock(path: options.archivePath, mode: .shared, create: false) else {
+            throw RestoreError.invalidOptions("The archive \(options.archivePath) is being removed by a cleanup.")
+        }
+        defer { readLock.release() }
         let manifest = reader.manifest
         if options.dataOnly && (options.clean || options.create) {
             throw RestoreError.invalidOptions("--data-only reloads rows into existing tables; it cannot be combined with --clean or --create.")

@@ -1,0 +1,192 @@
+import ArcaEngine
+import ArcaPostgres
+import ArgumentParser
+import Foundation
+import Logging
+
+/// Reads and validates the service configuration, or fails with status 2
+/// naming the variable to fix.
+func serviceConfiguration(_ repository: RepositoryOption) throws -> ServiceConfiguration {
+    do {
+        return try ServiceConfiguration(repository: repository.repo)
+    } catch {
+        Output.error("\(error)")
+        throw ExitCode(ExitStatus.usage.rawValue)
+    }
+}
+
+struct StartCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Run the scheduler: backups (ARCA_BACKUP_SCHEDULE, default daily 02:00), cleanup (ARCA_CLEANUP_SCHEDULE, default Sunday 03:00), drills (ARCA_DRILL_SCHEDULE).",
+        discussion: "Logs go to stderr. SIGTERM or SIGINT stops it; a running backup is cancelled cleanly.")
+
+    @OptionGroup var repository: RepositoryOption
+
+    @Option(name: .long, help: "Parallel connections for scheduled backups.")
+    var jobs: Int = BackupOptions.defaultJobs
+
+    func run() throws {
+        let configuration = try serviceConfiguration(repository)
+        guard configuration.database != nil else {
+            Output.error("DATABASE_URL is not set. `arca start` backs up that database on schedule.")
+            throw ExitCode(ExitStatus.usage.rawValue)
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = .info
+            return handler
+        }
+        let cancellation = Cancellation()
+        Signals.cancel(cancellation)
+        let service = BackupService(configuration: configuration, cancellation: cancellation, logger: Logger(label: "arca"))
+        service.backupJobs = jobs
+        do {
+            try service.run()
+        } catch {
+            throw Output.fail(error)
+        }
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Scheduler, last backup, last failure, storage and retention at a glance.",
+        discussion: "Exit status 1 when the last scheduled backup failed or the newest backup is older than the schedule allows.")
+
+    @OptionGroup var repository: RepositoryOption
+    @OptionGroup var output: JSONOption
+
+    func run() throws {
+        let configuration = try serviceConfiguration(repository)
+        let status: ServiceStatus
+        do {
+            status = try configuration.status()
+        } catch {
+            throw Output.fail(error)
+        }
+        if output.json {
+            Output.json(status)
+        } else {
+            let scheduler = status.scheduler
+            print("Scheduler   \(scheduler.running ? "running (pid \(scheduler.pid.map(String.init) ?? "?"))" : "not running") — \(scheduler.timeZone)")
+            print("  backups   \(scheduler.backupSchedule), next \(scheduler.nextBackup ?? "never")")
+            print("  cleanup   \(scheduler.cleanupSchedule), next \(scheduler.nextCleanup ?? "never")")
+            if let drill = scheduler.drillSchedule { print("  drills    \(drill), next \(scheduler.nextDrill ?? "never")") }
+            if let running = status.running { print("Running     \(running.operation) (pid \(running.pid), since \(running.since))") }
+            if let last = status.lastBackup {
+                let age = last.ageSeconds.map { Format.seconds($0 / 3600).replacingOccurrences(of: " s", with: " h") } ?? "?"
+                print("Last backup \(last.id), \(age) ago, \(Format.bytes(last.bytes))\(last.durationSeconds.map { ", took \(Format.seconds($0))" } ?? ""), \(last.integrity)")
+            } else {
+                print("Last backup none")
+            }
+            if let failure = status.lastFailure { print("Last failure \(failure.time) \(failure.action): \(failure.error ?? "")") }
+            if let drill = status.lastDrill { print("Last drill  \(drill.time) \(drill.target ?? ""): \(drill.outcome)") }
+            for storage in status.storage {
+                print("Storage     \(storage.location): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")")
+            }
+            let retention = status.retention
+            print("Retention   \(retention.retentionDays) days")
+            print(status.healthy ? "Healthy." : "Problems:")
+            for problem in status.problems { print("  - \(problem)") }
+        }
+        if !status.healthy { throw ExitCode(ExitStatus.failure.rawValue) }
+    }
+}
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit", abstract: "Show the audit trail, or prove it is unbroken with --verify.")
+
+    @OptionGroup var repository: RepositoryOption
+
+    @Option(name: .long, help: "Only events at or after this time (RFC 3339, e.g. 2024-12-01T00:00:00Z).")
+    var since: String?
+
+    @Option(name: .long, help: "Only events of this action (backup, restore, verify, cleanup, drill, ...).")
+    var action: String?
+
+    @Flag(name: .long, help: "Check the hash chain: any edited, removed or inserted line is found and located.")
+    var verify = false
+
+    @OptionGroup var output: JSONOption
+
+    func run() throws {
+        let log = AuditTrail(repository: repository.repository, action: "audit").log
+        if verify {
+            let result: AuditVerification
+            do { result = try log.verify() } catch { throw Output.fail(error) }
+            if output.json {
+                Output.json(result)
+            } else if result.intact {
+                print("The audit trail is intact: \(result.records) records.")
+            } else {
+                Output.error("The audit trail is broken at line \(result.line.map(String.init) ?? "?"): \(result.problem ?? "").")
+            }
+            if !result.intact { throw ExitCode(ExitStatus.integrity.rawValue) }
+            return
+        }
+        var sinceDate: Date?
+        if let since {
+            guard let date = try? Date(since, strategy: .iso8601) else {
+                Output.error("--since \(since) is not an RFC 3339 time such as 2024-12-01T00:00:00Z.")
+                throw ExitCode(ExitStatus.usage.rawValue)
+            }
+            sinceDate = date
+        }
+        let records: [AuditRecord]
+        do { records = try log.records(since: sinceDate, action: action) } catch { throw Output.fail(error) }
+        if output.json {
+            Output.json(records)
+            return
+        }
+        for record in records {
+            let event = record.event
+            var line = "\(event.time)  \(event.action)  \(event.outcome)  \(event.actor)"
+            if let ip = event.clientIP { line += " from \(ip)" }
+            if let target = event.target { line += "  \(target)" }
+            if let seconds = event.durationSeconds { line += "  \(Format.seconds(seconds))" }
+            if let error = event.error { line += "  — \(error)" }
+            print(line)
+        }
+    }
+}
+
+struct DrillCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drill",
+        abstract: "Restore a backup (default: the newest) into a scratch database, check it, drop it.",
+        discussion: "Uses a scratch database on DATABASE_URL's server, or on ARCA_DRILL_URL's. Exit status 3 when the check fails.")
+
+    @Argument(help: "A backup id or archive path (default: the newest backup).")
+    var backup: String?
+
+    @OptionGroup var repository: RepositoryOption
+    @OptionGroup var output: JSONOption
+
+    func run() throws {
+        let configuration = try serviceConfiguration(repository)
+        let trail = AuditTrail(repository: configuration.repository, action: "drill")
+        let result: DrillResult
+        do {
+            result = try trail.run(target: backup, details: ["trigger": "manual"], describe: { (result: DrillResult) in
+                (result.backupId, ["passed": String(result.passed), "rows": String(result.rows)])
+            }) {
+                let result = try Drill(configuration: configuration, reference: backup).run()
+                guard result.passed else { throw DrillFailure(result: result) }
+                return result
+            }
+        } catch let failure as DrillFailure {
+            if output.json { Output.json(failure.result) }
+            throw Output.fail(failure, status: .integrity)
+        } catch {
+            throw Output.fail(error)
+        }
+        if output.json {
+            Output.json(result)
+        } else {
+            print("Drill of \(result.backupId) passed: \(result.tables) tables, \(Format.count(result.rows)) rows restored and checked in \(Format.seconds(result.durationSeconds)); scratch database \(result.database) dropped.")
+        }
+    }
+}

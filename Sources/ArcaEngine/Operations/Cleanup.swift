@@ -1,0 +1,59 @@
+import ArcaFormat
+import Foundation
+
+public struct CleanupResult: Codable, Sendable {
+    public var dryRun: Bool
+    public var policy: RetentionPolicy
+    /// Removed (or, in a dry run, to be removed) backups.
+    public var removed: [String]
+    /// Backups the policy would remove but a restore is reading: left alone.
+    public var inUse: [String]
+    public var kept: [RetentionPolicy.Decision]
+    public var freedBytes: UInt64
+}
+
+/// Applies a retention policy to the repository's local archives: each
+/// removed backup goes with its sidecars. Holds the repository lock (one
+/// writer at a time) and skips any archive a restore is reading.
+public struct Cleanup: Sendable {
+    public let repository: Repository
+    public let policy: RetentionPolicy
+    public var dryRun = false
+
+    public init(repository: Repository, policy: RetentionPolicy) {
+        self.repository = repository
+        self.policy = policy
+    }
+
+    public func run(now: Date = Date()) throws -> CleanupResult {
+        let lock = dryRun ? nil : try repository.lockForWriting("cleanup")
+        defer { lock?.release() }
+        let candidates = try repository.backupIDs().map { id in
+            RetentionPolicy.Candidate(id: id, verified: repository.verificationRecord(id)?.intact == true)
+        }
+        let decisions = policy.decide(candidates, now: now)
+        var result = CleanupResult(dryRun: dryRun, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep), freedBytes: 0)
+        for decision in decisions where !decision.keep {
+            guard let id = BackupID(decision.id) else { continue }
+            let archive = repository.archivePath(id)
+            let files = [archive, Repository.checksumPath(ofArchive: archive), repository.verificationPath(id)]
+            let size = files.compactMap(FileSystem.size).reduce(0, +)
+            if dryRun {
+                result.removed.append(decision.id)
+                result.freedBytes += size
+                continue
+            }
+            // A restore holds a shared lock on the archive it reads.
+            guard let exclusive = try FileLock(path: archive, mode: .exclusive, create: false) else {
+                result.inUse.append(decision.id)
+                continue
+            }
+            for file in files { FileSystem.remove(file) }
+            exclusive.release()
+            result.removed.append(decision.id)
+            result.freedBytes += size
+        }
+        if !result.removed.isEmpty, !dryRun { try FileSystem.syncDirectory(repository.localDirectory) }
+        return result
+    }
+}

@@ -1,0 +1,102 @@
+import ArcaPostgres
+import Foundation
+
+public struct InitReport: Codable, Sendable {
+    public struct Check: Codable, Sendable {
+        public var name: String
+        /// `ok`, `warning` (optional, or advice) or `error` (required; init fails).
+        public var state: String
+        public var detail: String
+        /// What to set or run to fix it.
+        public var fix: String?
+    }
+
+    public var ready: Bool
+    public var checks: [Check]
+}
+
+/// `arca init`: checks the environment and prepares the repository. Safe to
+/// run again: it only creates what is missing, and removes leftovers in
+/// `temp/` only when no backup is running. Writes nothing secret to disk.
+public struct Initialization: Sendable {
+    public let environment: [String: String]
+    public let repository: String?
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) {
+        self.environment = environment
+        self.repository = repository
+    }
+
+    public func run() -> InitReport {
+        var checks: [InitReport.Check] = []
+        func check(_ name: String, _ state: String, _ detail: String, fix: String? = nil) {
+            checks.append(.init(name: name, state: state, detail: detail, fix: fix))
+        }
+
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(environment: environment, repository: repository)
+            check("schedules", "ok", "backups \(configuration.backupSchedule.expression), cleanup \(configuration.cleanupSchedule.expression), time zone \(configuration.timeZone.identifier), retention \(configuration.retention.retentionDays) days")
+        } catch {
+            check("configuration", "error", "\(error)", fix: "Correct the variable named above (see `arca start --help`).")
+            return InitReport(ready: false, checks: checks)
+        }
+
+        if let database = configuration.database {
+            do {
+                let connection = try PostgresConnection(database, applicationName: "arca init")
+                let version = try connection.execute("SHOW server_version").singleValue ?? "?"
+                let size = try connection.execute("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())").singleValue.flatMap { UInt64($0) } ?? 0
+                check("database", "ok", "\(database.redacted): PostgreSQL \(version), \(size / 1_000_000) MB")
+                do {
+                    let tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: environment["ARCA_PG_BINDIR"])
+                    check("pg_dump", "ok", "pg_dump \(tools.version("pg_dump")) (\(tools.directory ?? "PATH"))")
+                } catch {
+                    check("pg_dump", "error", "\(error)", fix: "apt-get install postgresql-client-\(connection.serverVersionNumber / 10000), or set ARCA_PG_BINDIR")
+                }
+            } catch {
+                check("database", "error", "\(error)", fix: "Check DATABASE_URL and that the server accepts connections (pg_isready).")
+            }
+        } else {
+            check("database", "error", "DATABASE_URL is not set.", fix: "export DATABASE_URL=postgresql://user@host:5432/database")
+        }
+
+        if let secret = environment["JWT_SECRET"], !secret.isEmpty {
+            if secret.utf8.count < 32 {
+                check("JWT_SECRET", "error", "JWT_SECRET has \(secret.utf8.count) bytes; the HTTP API needs at least 32.", fix: "export JWT_SECRET=$(openssl rand -base64 48)")
+            } else {
+                check("JWT_SECRET", "ok", "set (\(secret.utf8.count) bytes)")
+            }
+        } else {
+            check("JWT_SECRET", "warning", "JWT_SECRET is not set: the HTTP API will refuse to start without it.", fix: "export JWT_SECRET=$(openssl rand -base64 48)")
+        }
+
+        let cloud = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_S3_BUCKET"]
+        let present = cloud.filter { !(environment[$0] ?? "").isEmpty }
+        if present.isEmpty {
+            check("cloud storage", "ok", "not configured: backups stay in the local repository only")
+        } else if present.count < cloud.count {
+            check("cloud storage", "warning", "partly configured: \(cloud.filter { !present.contains($0) }.joined(separator: ", ")) missing",
+                  fix: "Set all of \(cloud.joined(separator: ", ")) (and AWS_ENDPOINT_URL for non-AWS storage), or none.")
+        } else {
+            check("cloud storage", "ok", "bucket \(environment["AWS_S3_BUCKET"] ?? "")")
+        }
+
+        let repository = configuration.repository
+        do {
+            try repository.prepare()
+            var detail = "\(repository.root) (local/ and temp/, mode 0700)"
+            if let lock = try? repository.lockForWriting("init") {
+                // lockForWriting removed what a crashed run left in temp/.
+                lock.release()
+            } else {
+                detail += "; a backup is running, temp/ left alone"
+            }
+            try AuditTrail(repository: repository, action: "init").record(outcome: "success")
+            check("repository", "ok", detail + "; audit log \(repository.root)/audit.log")
+        } catch {
+            check("repository", "error", "\(error)", fix: "Choose a writable folder with --repo or ARCA_REPO.")
+        }
+        return InitReport(ready: !checks.contains { $0.state == "error" }, checks: checks)
+    }
+}

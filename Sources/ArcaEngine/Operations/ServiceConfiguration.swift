@@ -1,0 +1,66 @@
+import ArcaPostgres
+import Foundation
+
+/// The service's settings, read once from the environment and validated at
+/// start-up, so that a typo in a schedule fails `arca start` now, not at 2 a.m.
+public struct ServiceConfiguration: Sendable {
+    public var repository: Repository
+    public var database: ConnectionString?
+    public var backupSchedule: CronSchedule
+    public var cleanupSchedule: CronSchedule
+    public var drillSchedule: CronSchedule?
+    public var timeZone: TimeZone
+    public var retention: RetentionPolicy
+    /// Where drills restore (default: a scratch database on the source's server).
+    public var drillTarget: ConnectionString?
+
+    public static let variables = [
+        "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
+        "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL",
+    ]
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
+        func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+        self.repository = Repository.resolve(repository, environment: environment)
+        database = try value("DATABASE_URL").map { text in
+            do { return try ConnectionString(text) } catch {
+                throw OperationError.invalidConfiguration("DATABASE_URL is not a valid connection string: \(error)")
+            }
+        }
+        func schedule(_ name: String, _ fallback: CronSchedule) throws -> CronSchedule {
+            guard let text = value(name) else { return fallback }
+            do { return try CronSchedule(text) } catch {
+                throw OperationError.invalidConfiguration("\(name): \(error)")
+            }
+        }
+        backupSchedule = try schedule("ARCA_BACKUP_SCHEDULE", .dailyBackup)
+        cleanupSchedule = try schedule("ARCA_CLEANUP_SCHEDULE", .weeklyCleanup)
+        drillSchedule = try value("ARCA_DRILL_SCHEDULE").map { text in
+            do { return try CronSchedule(text) } catch { throw OperationError.invalidConfiguration("ARCA_DRILL_SCHEDULE: \(error)") }
+        }
+        let zoneName = value("ARCA_TIMEZONE") ?? value("TZ").map { $0.hasPrefix(":") ? String($0.dropFirst()) : $0 }
+        if let zoneName {
+            guard let zone = TimeZone(identifier: zoneName) else {
+                throw OperationError.invalidConfiguration("Unknown time zone \"\(zoneName)\" (ARCA_TIMEZONE or TZ). Use an IANA name such as Europe/Berlin.")
+            }
+            timeZone = zone
+        } else {
+            timeZone = .current
+        }
+        retention = RetentionPolicy(retentionDays: try Self.retentionDays(environment))
+        drillTarget = try value("ARCA_DRILL_URL").map { text in
+            do { return try ConnectionString(text) } catch {
+                throw OperationError.invalidConfiguration("ARCA_DRILL_URL is not a valid connection string: \(error)")
+            }
+        }
+    }
+
+    /// `ARCA_RETENTION_DAYS`, default 30.
+    public static func retentionDays(_ environment: [String: String]) throws -> Int {
+        guard let text = environment["ARCA_RETENTION_DAYS"], !text.isEmpty else { return 30 }
+        guard let days = Int(text), days >= 0 else {
+            throw OperationError.invalidConfiguration("ARCA_RETENTION_DAYS must be a whole number of days, not \"\(text)\".")
+        }
+        return days
+    }
+}
