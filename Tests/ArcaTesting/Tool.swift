@@ -94,3 +94,49 @@ public enum TestPaths {
         return path
     }
 }
+
+/// A program started in the background, for tests that signal or race it.
+/// Output goes to files, so a full pipe can never block it.
+public final class Spawned: @unchecked Sendable {
+    private let process = Process()
+    private let stdoutPath: String
+    private let stderrPath: String
+
+    public init(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        let directory = TestPaths.temporaryDirectory("spawn")
+        stdoutPath = directory + "/stdout"
+        stderrPath = directory + "/stderr"
+        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
+        process.standardError = FileHandle(forWritingAtPath: stderrPath)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    public func signal(_ number: Int32) { kill(process.processIdentifier, number) }
+
+    public func wait() -> Tool.Output {
+        process.waitUntilExit()
+        return Tool.Output(
+            status: process.terminationStatus,
+            stdout: (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "")
+    }
+
+    /// Waits up to `seconds` for `condition`; false on time-out.
+    public static func waitFor(seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if condition() { return true }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        return condition()
+    }
+}
