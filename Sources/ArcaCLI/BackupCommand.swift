@@ -60,7 +60,7 @@ struct BackupCommand: ParsableCommand {
         Signals.cancel(options.cancellation)
         options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
-        let trail = AuditTrail(repository: options.repository, action: "backup")
+        let trail = auditTrail(options.repository, "backup")
         do {
             result = try trail.run(details: ["trigger": "manual"], describe: { (result: BackupResult) in
                 (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])

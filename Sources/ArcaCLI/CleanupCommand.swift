@@ -22,7 +22,7 @@ struct CleanupCommand: ParsableCommand {
 
     func run() throws {
         let result: CleanupResult
-        let audit = AuditTrail(repository: repository.repository, action: "cleanup")
+        let audit = auditTrail(repository.repository, "cleanup")
         do {
             var cleanup = Cleanup(repository: repository.repository, policy: try retention.policy())
             cleanup.dryRun = dryRun

@@ -113,3 +113,9 @@ enum Signals {
         }
     }
 }
+
+/// The audit trail of a CLI command: the repository's log, mirrored to
+/// `ARCA_AUDIT_DATABASE_URL` when it is set.
+func auditTrail(_ repository: Repository, _ action: String) -> AuditTrail {
+    AuditTrail(repository: repository, action: action, mirror: AuditTrail.mirror(from: ProcessInfo.processInfo.environment))
+}

@@ -56,7 +56,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         let target = try connectionString(targetURL, option: "--target-url")
         let result: RestoreResult
-        let trail = AuditTrail(repository: repository.repository, action: "restore")
+        let trail = auditTrail(repository.repository, "restore")
         do {
             var options = RestoreOptions(archivePath: try repository.repository.locate(backup), target: target)
             options.confirmed = confirm

@@ -113,7 +113,7 @@ struct AuditCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        let log = AuditTrail(repository: repository.repository, action: "audit").log
+        let log = auditTrail(repository.repository, "audit").log
         if verify {
             let result: AuditVerification
             do { result = try log.verify() } catch { throw Output.fail(error) }
@@ -167,7 +167,7 @@ struct DrillCommand: ParsableCommand {
 
     func run() throws {
         let configuration = try serviceConfiguration(repository)
-        let trail = AuditTrail(repository: configuration.repository, action: "drill")
+        let trail = auditTrail(configuration.repository, "drill")
         let result: DrillResult
         do {
             result = try trail.run(target: backup, details: ["trigger": "manual"], describe: { (result: DrillResult) in

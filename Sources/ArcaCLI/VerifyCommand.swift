@@ -16,7 +16,7 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let result: VerifyResult
-        let trail = AuditTrail(repository: repository.repository, action: "verify")
+        let trail = auditTrail(repository.repository, "verify")
         do {
             let path = try repository.repository.locate(backup)
             result = try Verification(path: path, repository: repository.repository).run { done, total in

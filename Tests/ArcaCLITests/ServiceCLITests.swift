@@ -139,6 +139,24 @@ import Testing
         #expect(tampered.stderr.contains("line 2"), "\(tampered.stderr)")
     }
 
+    @Test func auditEventsAreMirroredToPostgreSQLBestEffort() throws {
+        let database = try TestDatabase("mirror_src")
+        let auditDatabase = try TestDatabase("mirror_audit")
+        defer { database.drop(); auditDatabase.drop() }
+        try database.execute("CREATE TABLE t AS SELECT 1 AS id")
+        let repo = TestPaths.temporaryDirectory("mirror") + "/repo"
+        let mirrored = try arca(["backup", "--repo", repo, "--database-url", "dbname=\(database.name)"],
+                                environment: ["ARCA_AUDIT_DATABASE_URL": "dbname=\(auditDatabase.name)"])
+        #expect(mirrored.status == 0)
+        #expect(try auditDatabase.value("SELECT count(*) FROM arca_audit WHERE resource = 'Backup' AND action = 'backup' AND outcome = 'success'") == "1")
+        // The mirror is unreachable: the backup still succeeds, with a warning.
+        let unreachable = try arca(["backup", "--repo", repo, "--database-url", "dbname=\(database.name)"],
+                                   environment: ["ARCA_AUDIT_DATABASE_URL": "host=127.0.0.1 port=1 dbname=x connect_timeout=2"])
+        #expect(unreachable.status == 0)
+        #expect(unreachable.stderr.contains("warning: the audit event was not copied"))
+        #expect(auditLines(repo).count == 2)
+    }
+
     @Test func schedulerRunsAMissedBackupAndStopsOnSigterm() throws {
         let database = try TestDatabase("scheduler")
         defer { database.drop() }

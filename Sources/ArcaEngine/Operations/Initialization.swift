@@ -92,7 +92,7 @@ public struct Initialization: Sendable {
             } else {
                 detail += "; a backup is running, temp/ left alone"
             }
-            try AuditTrail(repository: repository, action: "init").record(outcome: "success")
+            try AuditTrail(repository: repository, action: "init", mirror: configuration.auditMirror).record(outcome: "success")
             check("repository", "ok", detail + "; audit log \(repository.root)/audit.log")
         } catch {
             check("repository", "error", "\(error)", fix: "Choose a writable folder with --repo or ARCA_REPO.")

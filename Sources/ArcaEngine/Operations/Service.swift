@@ -72,19 +72,19 @@ public final class BackupService: @unchecked Sendable {
                 var options = BackupOptions(source: database, repository: repository)
                 options.jobs = backupJobs
                 options.cancellation = cancellation
-                let trail = AuditTrail(repository: repository, action: "backup", actor: actor)
+                let trail = AuditTrail(repository: repository, action: "backup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: BackupResult) in
                     (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
                 }) { try BackupRunner(options: options).run() }
                 logger.info("backup complete", metadata: ["backupId": "\(result.backupId)", "bytes": "\(result.bytes)", "seconds": "\(result.durationSeconds)"])
             case .cleanup:
-                let trail = AuditTrail(repository: repository, action: "cleanup", actor: actor)
+                let trail = AuditTrail(repository: repository, action: "cleanup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: CleanupResult) in
                     (nil, ["removed": String(result.removed.count), "freedBytes": String(result.freedBytes)])
                 }) { try Cleanup(repository: repository, policy: configuration.retention).run() }
                 logger.info("cleanup complete", metadata: ["removed": "\(result.removed.count)", "freedBytes": "\(result.freedBytes)"])
             case .drill:
-                let trail = AuditTrail(repository: repository, action: "drill", actor: actor)
+                let trail = AuditTrail(repository: repository, action: "drill", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: DrillResult) in
                     (result.backupId, ["passed": String(result.passed), "rows": String(result.rows)])
                 }) {

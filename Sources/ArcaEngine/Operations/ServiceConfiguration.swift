@@ -13,10 +13,12 @@ public struct ServiceConfiguration: Sendable {
     public var retention: RetentionPolicy
     /// Where drills restore (default: a scratch database on the source's server).
     public var drillTarget: ConnectionString?
+    /// `ARCA_AUDIT_DATABASE_URL`: a database that receives a copy of the audit trail.
+    public var auditMirror: ConnectionString?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
-        "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL",
+        "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
     ]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
@@ -48,6 +50,11 @@ public struct ServiceConfiguration: Sendable {
             timeZone = .current
         }
         retention = RetentionPolicy(retentionDays: try Self.retentionDays(environment))
+        auditMirror = try value("ARCA_AUDIT_DATABASE_URL").map { text in
+            do { return try ConnectionString(text) } catch {
+                throw OperationError.invalidConfiguration("ARCA_AUDIT_DATABASE_URL is not a valid connection string: \(error)")
+            }
+        }
         drillTarget = try value("ARCA_DRILL_URL").map { text in
             do { return try ConnectionString(text) } catch {
                 throw OperationError.invalidConfiguration("ARCA_DRILL_URL is not a valid connection string: \(error)")
