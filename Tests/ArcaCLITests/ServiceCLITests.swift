@@ -180,3 +180,52 @@ import Testing
         #expect(after.stdout.contains(#""running" : false"#))
     }
 }
+
+/// Secrets never leave the environment they were given in.
+@Suite struct SecretsTests {
+    @Test func noSecretAppearsInOutputLogsAuditOrArchives() throws {
+        let source = try TestDatabase("secrets_src")
+        let target = try TestDatabase("secrets_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient VALUES (1, 'Ada')")
+        let repo = TestPaths.temporaryDirectory("secrets") + "/repo"
+        let secrets = [
+            "password": "Pw-Secret-4f1c9a", "jwt": String(repeating: "J", count: 12) + "-jwt-secret-77e2a1b0c3d4e5f6",
+            "aws": "AwsSecretKey/9b8c7d6e5f4a3b2c1d0e", "key": "c2VjcmV0LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGVzISE=",
+        ]
+        let host = ProcessInfo.processInfo.environment["PGHOST"] ?? ""
+        let environment = [
+            "DATABASE_URL": "postgresql://postgres:\(secrets["password"]!)@/\(source.name)?host=\(host)",
+            "JWT_SECRET": secrets["jwt"]!, "AWS_SECRET_ACCESS_KEY": secrets["aws"]!, "ARCA_ENCRYPTION_KEY": secrets["key"]!,
+            "ARCA_REPO": repo,
+        ]
+        var outputs: [Tool.Output] = []
+        func run(_ arguments: [String]) throws { outputs.append(try Tool.capture(TestPaths.arca, arguments, environment: environment)) }
+        try run(["init"])
+        try run(["backup", "--json"])
+        try run(["list"])
+        try run(["status", "--json"])
+        let id = try #require(try FileManager.default.contentsOfDirectory(atPath: repo + "/local").first { $0.hasSuffix(".arca") }?.dropLast(5))
+        try run(["verify", String(id)])
+        try run(["inspect", String(id), "--json"])
+        try run(["restore", String(id), "--target-url", "postgresql://postgres:\(secrets["password"]!)@/\(target.name)?host=\(host)", "--create", "--confirm"])
+        try run(["restore", String(id), "--target-url", "postgresql://postgres:\(secrets["password"]!)@127.0.0.1:1/x", "--confirm"])
+        try run(["drill"])
+        try run(["cleanup", "--dry-run"])
+        try run(["audit"])
+        #expect(outputs.filter { $0.status == 0 }.count == outputs.count - 1, "\(outputs.map(\.stderr))")
+
+        var haystacks = outputs.map { $0.stdout + $0.stderr }
+        for file in FileManager.default.subpaths(atPath: repo) ?? [] {
+            if let data = FileManager.default.contents(atPath: repo + "/" + file) {
+                haystacks.append(String(decoding: data, as: UTF8.self))
+            }
+        }
+        for (name, secret) in secrets {
+            for haystack in haystacks {
+                #expect(!haystack.contains(secret), "the \(name) secret leaked")
+            }
+        }
+    }
+}
