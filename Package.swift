@@ -20,6 +20,12 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
+        .package(url: "https://github.com/vapor/jwt-kit", from: "5.7.0"),
+        // Hummingbird's own foundations, used directly by the server target.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -40,12 +46,24 @@ let package = Package(
                 "ArcaFormat", "ArcaPostgres",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "ArcaServer",
+            dependencies: [
+                "ArcaEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]),
         .executableTarget(
             name: "ArcaCLI",
             dependencies: [
-                "ArcaEngine",
+                "ArcaEngine", "ArcaServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
 
         .target(
@@ -58,6 +76,12 @@ let package = Package(
             name: "ArcaEngineTests",
             dependencies: ["ArcaEngine", "ArcaTesting"]),
         .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting"]),
+        .testTarget(
+            name: "ArcaServerTests",
+            dependencies: [
+                "ArcaServer", "ArcaTesting",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]),
     ],
     swiftLanguageModes: [.v6]
 )

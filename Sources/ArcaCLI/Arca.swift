@@ -13,7 +13,7 @@ struct Arca: ParsableCommand {
         subcommands: [
             BackupCommand.self, VerifyCommand.self, InspectCommand.self, ListCommand.self, RestoreCommand.self,
             CompareCommand.self, CleanupCommand.self, InitCommand.self, StartCommand.self, StatusCommand.self,
-            AuditCommand.self, DrillCommand.self,
+            AuditCommand.self, DrillCommand.self, ServeCommand.self, TokenCommand.self,
         ])
 
     /// Exit statuses are part of the interface (README, "Exit codes"):

@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaPostgres
+import ArcaServer
 import ArgumentParser
 import Foundation
 import Logging
@@ -18,10 +19,16 @@ func serviceConfiguration(_ repository: RepositoryOption) throws -> ServiceConfi
 struct StartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "start",
-        abstract: "Run the scheduler: backups (ARCA_BACKUP_SCHEDULE, default daily 02:00), cleanup (ARCA_CLEANUP_SCHEDULE, default Sunday 03:00), drills (ARCA_DRILL_SCHEDULE).",
-        discussion: "Logs go to stderr. SIGTERM or SIGINT stops it; a running backup is cancelled cleanly.")
+        abstract: "Run the service: the scheduler (backups, cleanup, drills) and, when JWT_SECRET is set, the REST API.",
+        discussion: "Schedules: ARCA_BACKUP_SCHEDULE (default daily 02:00), ARCA_CLEANUP_SCHEDULE (Sunday 03:00), ARCA_DRILL_SCHEDULE. Logs go to stderr. SIGTERM or SIGINT stops it; a running backup is cancelled cleanly.")
 
     @OptionGroup var repository: RepositoryOption
+
+    @Option(name: .long, help: "Address the API listens on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port the API listens on.")
+    var port = 3000
 
     @Option(name: .long, help: "Parallel connections for scheduled backups.")
     var jobs: Int = BackupOptions.defaultJobs
@@ -32,17 +39,23 @@ struct StartCommand: ParsableCommand {
             Output.error("DATABASE_URL is not set. `arca start` backs up that database on schedule.")
             throw ExitCode(ExitStatus.usage.rawValue)
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = .info
-            return handler
-        }
+        bootstrapLogging()
         let cancellation = Cancellation()
-        Signals.cancel(cancellation)
-        let service = BackupService(configuration: configuration, cancellation: cancellation, logger: Logger(label: "arca"))
+        let logger = Logger(label: "arca")
+        let service = BackupService(configuration: configuration, cancellation: cancellation, logger: logger)
         service.backupJobs = jobs
+        guard ProcessInfo.processInfo.environment["JWT_SECRET"].map({ !$0.isEmpty }) == true else {
+            logger.notice("JWT_SECRET is not set: the REST API is off; running the scheduler only")
+            Signals.cancel(cancellation)
+            do { try service.run() } catch { throw Output.fail(error) }
+            return
+        }
+        let server = try serverConfiguration(repository, host: host, port: port)
         do {
-            try service.run()
+            try runAsync {
+                let app = try await buildApplication(server, services: [SchedulerService(service)], logger: logger)
+                try await app.runService()
+            }
         } catch {
             throw Output.fail(error)
         }

@@ -89,8 +89,13 @@ public struct BackupRunner: Sendable {
 
     public init(options: BackupOptions) { self.options = options }
 
-    public func run(now: @Sendable () -> Date = Date.init, progress: (BackupProgress) -> Void = { _ in }) throws -> BackupResult {
-        let started = now()
+    /// `started` is called with the backup's id once it is reserved (before
+    /// any data is read), for callers that answer before the backup ends.
+    public func run(
+        now: @Sendable () -> Date = Date.init, started: (BackupID) -> Void = { _ in },
+        progress: (BackupProgress) -> Void = { _ in }
+    ) throws -> BackupResult {
+        let startTime = now()
         let clock = ContinuousClock.now
         func elapsed() -> Double {
             let duration = ContinuousClock.now - clock
@@ -121,7 +126,8 @@ public struct BackupRunner: Sendable {
         }
 
         try options.repository.prepare()
-        let reservation = try options.repository.reserve(startedAt: started)
+        let reservation = try options.repository.reserve(startedAt: startTime)
+        started(reservation.id)
         let schemaPath = "\(options.repository.temporaryDirectory)/\(reservation.id).schema.partial"
         defer { FileSystem.remove(schemaPath) }
         do {
@@ -205,7 +211,7 @@ public struct BackupRunner: Sendable {
 
             let manifest = Manifest(
                 archiveId: header.archiveID.description, backupId: reservation.id.rawValue,
-                startedAt: Manifest.timestamp(started), completedAt: Manifest.timestamp(now()),
+                startedAt: Manifest.timestamp(startTime), completedAt: Manifest.timestamp(now()),
                 tool: .init(version: ArcaVersion.current), source: snapshot.source,
                 compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: entries,
                 sequences: sequences, schema: schema, largeObjects: largeObjectEntries,

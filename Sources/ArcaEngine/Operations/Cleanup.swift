@@ -57,3 +57,23 @@ public struct Cleanup: Sendable {
         return result
     }
 }
+
+extension Repository {
+    /// Removes one backup (archive and sidecars) under the repository lock,
+    /// unless a restore is reading it.
+    public func remove(_ id: BackupID) throws -> UInt64 {
+        let lock = try lockForWriting("delete")
+        defer { lock.release() }
+        let archive = archivePath(id)
+        guard FileSystem.exists(archive) else { throw RepositoryError.backupNotFound(id.rawValue, repository: root) }
+        guard let exclusive = try FileLock(path: archive, mode: .exclusive, create: false) else {
+            throw OperationError.invalidConfiguration("Backup \(id) is being read by a restore; it was not removed.")
+        }
+        defer { exclusive.release() }
+        let files = [archive, Repository.checksumPath(ofArchive: archive), verificationPath(id)]
+        let size = files.compactMap(FileSystem.size).reduce(0, +)
+        for file in files { FileSystem.remove(file) }
+        try FileSystem.syncDirectory(localDirectory)
+        return size
+    }
+}

@@ -1,0 +1,109 @@
+import ArcaEngine
+import ArcaServer
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Runs async work from a synchronous command, blocking until it ends.
+func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws {
+    final class Outcome: @unchecked Sendable { var error: (any Error)? }
+    let outcome = Outcome()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        do { try await body() } catch { outcome.error = error }
+        done.signal()
+    }
+    done.wait()
+    if let error = outcome.error { throw error }
+}
+
+func serverConfiguration(_ repository: RepositoryOption, host: String, port: Int) throws -> ServerConfiguration {
+    do {
+        var configuration = try ServerConfiguration(service: try ServiceConfiguration(repository: repository.repo))
+        configuration.host = host
+        configuration.port = port
+        return configuration
+    } catch {
+        Output.error("\(error)")
+        throw ExitCode(ExitStatus.usage.rawValue)
+    }
+}
+
+func bootstrapLogging() {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = .info
+        return handler
+    }
+}
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the REST API (JWT_SECRET required). SIGTERM or SIGINT stops it gracefully.")
+
+    @OptionGroup var repository: RepositoryOption
+
+    @Option(name: .long, help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port to listen on.")
+    var port = 3000
+
+    func run() throws {
+        let configuration = try serverConfiguration(repository, host: host, port: port)
+        bootstrapLogging()
+        do {
+            try runAsync {
+                let app = try await buildApplication(configuration, logger: Logger(label: "arca"))
+                try await app.runService()
+            }
+        } catch {
+            throw Output.fail(error)
+        }
+    }
+}
+
+struct TokenCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "token", abstract: "Mint an API token signed with JWT_SECRET.")
+
+    @Option(name: .long, help: "Who the token is for (recorded in the audit trail).")
+    var subject: String
+
+    @Option(name: .long, help: "viewer, operator or admin.")
+    var role: String
+
+    @Option(name: .long, help: "How long it is valid: 30m, 1h, 7d, or seconds.")
+    var ttl = "1h"
+
+    func validate() throws {
+        guard Role(rawValue: role) != nil else { throw ValidationError("--role must be viewer, operator or admin.") }
+        guard Self.seconds(ttl) != nil else { throw ValidationError("--ttl must look like 30m, 1h, 7d or 3600.") }
+        guard !subject.isEmpty else { throw ValidationError("--subject must not be empty.") }
+    }
+
+    static func seconds(_ text: String) -> TimeInterval? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        if let unit = text.last.flatMap({ units[$0] }), let value = Double(text.dropLast()), value > 0 { return value * unit }
+        if let value = Double(text), value > 0 { return value }
+        return nil
+    }
+
+    func run() throws {
+        guard let secret = ProcessInfo.processInfo.environment["JWT_SECRET"], !secret.isEmpty else {
+            Output.error("JWT_SECRET is not set: tokens are signed with it. Set the same value the server uses.")
+            throw ExitCode(ExitStatus.usage.rawValue)
+        }
+        let claims = ArcaClaims(subject: subject, role: Role(rawValue: role)!, expires: Date().addingTimeInterval(Self.seconds(ttl)!))
+        do {
+            try runAsync {
+                let token = try await TokenAuthority(secret: secret).sign(claims)
+                print(token)
+            }
+        } catch {
+            throw Output.fail(error, status: .usage)
+        }
+    }
+}

@@ -1,0 +1,275 @@
+@testable import ArcaEngine
+import ArcaFormat
+import ArcaServer
+import ArcaTesting
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// The REST API through the real router and middleware (HummingbirdTesting).
+@Suite struct APITests {
+    static let secret = String(repeating: "k", count: 24) + "-api-test-secret-0123456789"
+
+    struct Fixture {
+        var database: TestDatabase
+        var repository: Repository
+        var configuration: ServerConfiguration
+        var authority: TokenAuthority
+
+        func token(_ role: Role, subject: String = "tester", expires: TimeInterval = 3600) async throws -> String {
+            try await authority.sign(ArcaClaims(subject: subject, role: role, expires: Date().addingTimeInterval(expires)))
+        }
+
+        func app() -> some ApplicationProtocol {
+            Application(router: buildRouter(configuration, authority: authority))
+        }
+    }
+
+    func fixture(_ label: String, environment: [String: String] = [:]) async throws -> Fixture {
+        let database = try TestDatabase(label)
+        try database.execute("""
+            CREATE TABLE "User" (id serial PRIMARY KEY, name text);
+            CREATE TABLE "Patient" (id serial PRIMARY KEY, user_id int REFERENCES "User", note text);
+            INSERT INTO "User" (name) SELECT 'user ' || g FROM generate_series(1, 50) g;
+            INSERT INTO "Patient" (user_id, note) SELECT g, 'note ' || g FROM generate_series(1, 50) g;
+            """)
+        let repository = Repository(root: TestPaths.temporaryDirectory(label) + "/repo")
+        let service = try ServiceConfiguration(environment: ["DATABASE_URL": "dbname=\(database.name)"], repository: repository.root)
+        let configuration = try ServerConfiguration(
+            service: service, environment: ["JWT_SECRET": Self.secret, "ARCA_RATE_LIMIT": "1000/60"].merging(environment) { $1 })
+        return Fixture(database: database, repository: repository, configuration: configuration, authority: try await TokenAuthority(secret: Self.secret))
+    }
+
+    func json(_ buffer: ByteBuffer) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(buffer: buffer)) as? [String: Any])
+    }
+
+    func bearer(_ token: String) -> HTTPFields { [.authorization: "Bearer \(token)"] }
+
+    @Test func authenticationFailuresAre401AndRolesAre403() async throws {
+        let f = try await fixture("api_auth")
+        defer { f.database.drop() }
+        let viewer = try await f.token(.viewer)
+        let expired = try await f.token(.admin, expires: -60)
+        let other = try await TokenAuthority(secret: String(repeating: "x", count: 40)).sign(
+            ArcaClaims(subject: "mallory", role: .admin, expires: Date().addingTimeInterval(600)))
+        // alg: none, with a payload that would otherwise be valid.
+        func base64url(_ text: String) -> String {
+            Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let none = base64url(#"{"alg":"none","typ":"JWT"}"#) + "." + base64url(#"{"sub":"mallory","role":"admin","exp":\#(Int(Date().timeIntervalSince1970) + 600)}"#) + "."
+        try await f.app().test(.router) { client in
+            for headers: HTTPFields in [[:], [.authorization: "Basic abc"], bearer("not.a.jwt"), bearer(expired), bearer(other), bearer(none)] {
+                try await client.execute(uri: "/api/backup", method: .get, headers: headers) { (response) async throws in
+                    #expect(response.status == .unauthorized, "\(headers)")
+                    let body = try json(response.body)
+                    #expect(body["success"] as? Bool == false)
+                    #expect(body["code"] as? String == "unauthorized")
+                }
+            }
+            try await client.execute(uri: "/api/backup", method: .get, headers: bearer(viewer)) { (response) async throws in
+                #expect(response.status == .ok)
+                #expect(try json(response.body)["backups"] as? [Any] != nil)
+            }
+            try await client.execute(uri: "/api/backup", method: .post, headers: bearer(viewer)) { (response) async throws in
+                #expect(response.status == .forbidden)
+                #expect(try json(response.body)["code"] as? String == "forbidden")
+            }
+            try await client.execute(uri: "/api/backup", method: .delete, headers: bearer(try await f.token(.operator))) { (response) async throws in
+                #expect(response.status == .forbidden)
+            }
+        }
+        let audit = try AuditTrail(repository: f.repository, action: "test").log.records(action: "login_failed")
+        #expect(audit.count == 6)
+    }
+
+    @Test func backupListShowVerifyDeleteAndCleanup() async throws {
+        let f = try await fixture("api_backup")
+        defer { f.database.drop() }
+        let operatorToken = try await f.token(.operator, subject: "admin-screen")
+        let admin = try await f.token(.admin)
+        try await f.app().test(.router) { client in
+            var id = ""
+            try await client.execute(uri: "/api/backup", method: .post, headers: bearer(operatorToken)) { (response) async throws in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect(body["success"] as? Bool == true)
+                id = try #require(body["backupId"] as? String)
+                #expect(BackupID(id) != nil)
+                #expect((body["size"] as? String)?.hasSuffix("KB") == true || (body["size"] as? String)?.hasSuffix("B") == true)
+                #expect((body["timestamp"] as? String)?.hasSuffix("Z") == true)
+            }
+            try await client.execute(uri: "/api/backup", method: .get, headers: bearer(operatorToken)) { (response) async throws in
+                let backups = try #require(try json(response.body)["backups"] as? [[String: Any]])
+                #expect(backups.first?["id"] as? String == id)
+                #expect(backups.first?["type"] as? String == "manual")
+                #expect(backups.first?["integrity"] as? String == "unverified")
+                #expect(backups.first?["rows"] as? Int == 100)
+                #expect(backups.first?["location"] as? String == "local")
+            }
+            try await client.execute(uri: "/api/backup/\(id)/verify", method: .post, headers: bearer(operatorToken)) { (response) async throws in
+                #expect(response.status == .ok)
+                #expect(try json(response.body)["integrity"] as? String == "verified")
+            }
+            try await client.execute(uri: "/api/backup/\(id)", method: .get, headers: bearer(operatorToken)) { (response) async throws in
+                let body = try json(response.body)
+                #expect(body["status"] as? String == "completed")
+                #expect(body["integrity"] as? String == "verified")
+                #expect((body["tables"] as? [[String: Any]])?.count == 2)
+            }
+            try await client.execute(uri: "/api/backup/backup_20000101_000000", method: .get, headers: bearer(operatorToken)) { (response) async throws in
+                #expect(response.status == .notFound)
+                #expect(try json(response.body)["code"] as? String == "backup_not_found")
+            }
+            try await client.execute(uri: "/api/backup", method: .delete, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect(body["deletedCount"] as? Int == 0)
+                #expect(body["message"] as? String == "0 old backups removed")
+            }
+            try await client.execute(uri: "/api/backup/\(id)", method: .delete, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/api/backup/\(id)", method: .get, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .notFound)
+            }
+        }
+        let actors = try AuditTrail(repository: f.repository, action: "test").log.records(action: "backup").map(\.event.actor)
+        #expect(actors == ["admin-screen"])
+    }
+
+    @Test func asynchronousBackupAndConflicts() async throws {
+        let f = try await fixture("api_async")
+        defer { f.database.drop() }
+        let token = try await f.token(.operator)
+        try await f.app().test(.router) { client in
+            var statusURL = ""
+            try await client.execute(uri: "/api/backup?wait=false", method: .post, headers: bearer(token)) { (response) async throws in
+                #expect(response.status == .accepted)
+                let body = try json(response.body)
+                statusURL = try #require(body["statusUrl"] as? String)
+                #expect(body["status"] as? String == "running")
+            }
+            var status = "running"
+            for _ in 0..<100 where status == "running" {
+                try await client.execute(uri: statusURL, method: .get, headers: bearer(token)) { (response) async throws in
+                    status = try json(response.body)["status"] as? String ?? "?"
+                }
+                if status == "running" { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == "completed")
+
+            // A backup while another holds the repository: 409.
+            let lock = try f.repository.lockForWriting("backup")
+            try await client.execute(uri: "/api/backup", method: .post, headers: bearer(token)) { (response) async throws in
+                #expect(response.status == .conflict)
+                #expect(try json(response.body)["code"] as? String == "already_running")
+            }
+            try await client.execute(uri: "/api/backup", method: .post, headers: [.authorization: "Bearer \(token)", HTTPField.Name("Prefer")!: "respond-async"]) { (response) async throws in
+                #expect(response.status == .conflict)
+            }
+            lock.release()
+        }
+    }
+
+    @Test func restoreNeedsConfirmationAndAnAllowedTarget() async throws {
+        let f = try await fixture("api_restore")
+        defer { f.database.drop() }
+        let admin = try await f.token(.admin)
+        let backup = try BackupRunner(options: BackupOptions(source: f.database.connectionString, repository: f.repository)).run()
+        try f.database.execute(#"DELETE FROM "Patient" WHERE id > 10; UPDATE "User" SET name = 'changed'"#)
+        @Sendable func body(_ text: String) -> ByteBuffer { ByteBuffer(string: text) }
+        try await f.app().test(.router) { client in
+            for (text, code) in [
+                (#"{"backupId":"\#(backup.backupId)"}"#, "confirmation_required"),
+                (#"{"backupId":"\#(backup.backupId)","confirmRestore":false}"#, "confirmation_required"),
+                (#"{"backupId":"\#(backup.backupId)","confirmRestore":"yes"}"#, "invalid_body"),
+                (#"{"backupId":"../../etc/passwd","confirmRestore":true}"#, "invalid_backup_id"),
+                (#"{"backupId":"\#(backup.backupId)","confirmRestore":true,"dropEverything":true}"#, "unknown_field"),
+                ("{not json", "invalid_body"),
+            ] {
+                try await client.execute(uri: "/api/backup/restore", method: .post, headers: bearer(admin), body: body(text)) { (response) async throws in
+                    #expect(response.status == .badRequest, "\(text)")
+                    #expect(try json(response.body)["code"] as? String == code, "\(text)")
+                }
+            }
+            try await client.execute(
+                uri: "/api/backup/restore", method: .post, headers: bearer(admin),
+                body: body(#"{"backupId":"\#(backup.backupId)","confirmRestore":true,"targetUrl":"dbname=postgres"}"#)
+            ) { (response) async throws in
+                #expect(response.status == .forbidden)
+            }
+            #expect(try f.database.value(#"SELECT count(*) FROM "Patient""#) == "10")
+            try await client.execute(
+                uri: "/api/backup/restore", method: .post, headers: bearer(admin),
+                body: body(#"{"backupId":"\#(backup.backupId)","confirmRestore":true}"#)
+            ) { (response) async throws in
+                #expect(response.status == .ok)
+                let json = try json(response.body)
+                #expect(json["message"] as? String == "Backup restored successfully")
+                #expect(json["restoredTables"] as? [String] == ["Patient", "User"])
+            }
+            #expect(try f.database.value(#"SELECT count(*) FROM "Patient""#) == "50")
+            #expect(try f.database.value(#"SELECT count(*) FROM "User" WHERE name = 'changed'"#) == "0")
+        }
+    }
+
+    @Test func badRequestsAndLimits() async throws {
+        let f = try await fixture("api_limits", environment: ["ARCA_RATE_LIMIT": "5/60"])
+        defer { f.database.drop() }
+        let admin = try await f.token(.admin)
+        try await f.app().test(.router) { client in
+            for path in ["/api/backup/..%2F..%2Fetc%2Fpasswd", "/api/backup/%2e%2e", "/api/backup/backup_1%00"] {
+                try await client.execute(uri: path, method: .get, headers: bearer(admin)) { (response) async throws in
+                    #expect(response.status == .badRequest, "\(path)")
+                }
+            }
+            let big = ByteBuffer(string: #"{"backupId":""# + String(repeating: "a", count: 20_000) + #"","confirmRestore":true}"#)
+            try await client.execute(uri: "/api/backup/restore", method: .post, headers: bearer(admin), body: big) { (response) async throws in
+                #expect(response.status == .contentTooLarge)
+                #expect(try json(response.body)["code"] as? String == "body_too_large")
+            }
+            // Five requests per window: the sixth is refused with Retry-After.
+            try await client.execute(uri: "/healthz", method: .get) { (response) async throws in
+                #expect(response.status == .ok)
+                #expect(response.headers[HTTPField.Name("RateLimit-Remaining")!] == "0")
+            }
+            try await client.execute(uri: "/healthz", method: .get) { (response) async throws in
+                #expect(response.status == .tooManyRequests)
+                #expect(response.headers[.retryAfter] != nil)
+                #expect(response.headers[HTTPField.Name("RateLimit-Remaining")!] == "0")
+                #expect(try json(response.body)["code"] as? String == "rate_limited")
+            }
+        }
+    }
+
+    @Test func healthStatusAndMetrics() async throws {
+        let f = try await fixture("api_health")
+        defer { f.database.drop() }
+        let viewer = try await f.token(.viewer)
+        _ = try BackupRunner(options: BackupOptions(source: f.database.connectionString, repository: f.repository)).run()
+        try await f.app().test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { (response) async throws in
+                #expect(response.status == .ok)
+                #expect(try json(response.body)["database"] as? String == "reachable")
+                #expect(response.headers[HTTPField.Name("RateLimit-Limit")!] == "1000")
+            }
+            try await client.execute(uri: "/healthz", method: .head) { (response) async throws in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/api/status", method: .get, headers: bearer(viewer)) { (response) async throws in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect(body["success"] as? Bool == true)
+                #expect(body["scheduler"] != nil)
+            }
+            try await client.execute(uri: "/metrics", method: .get) { (response) async throws in
+                let text = String(buffer: response.body)
+                #expect(text.contains("arca_backups 1"))
+                #expect(text.contains("# TYPE arca_backup_failures_total counter"))
+            }
+        }
+    }
+}
