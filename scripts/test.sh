@@ -118,6 +118,8 @@ if [[ $# -eq 0 ]]; then
   section "Micro benchmarks, short mode (Benchmarks/)"
   run env ARCA_BENCH_SHORT=1 swift package --package-path Benchmarks --allow-writing-to-package-directory \
     benchmark --no-progress --format markdown --path stdout
+  section "API against openapi.yaml (schemathesis)"
+  run scripts/api-conformance.sh
   section "End-to-end comparison, smoke scale (Benchmarks/compare.sh)"
   run env ARCA_BENCH_USE_PGHOST=1 Benchmarks/compare.sh --scale 1 --wide-rows 2000 --runs 1 --rss-scales ''
 fi
