@@ -21,6 +21,8 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// The `--table` / `--exclude-table` patterns the backup was made with;
     /// absent when it holds every table.
     public var tableFilter: TableFilterRecord?
+    /// Optional, informational: what started the backup (`manual`, `scheduled`, `missed`, `api`).
+    public var trigger: String?
     public var totals: Totals
 
     public struct TableFilterRecord: Codable, Sendable, Equatable {

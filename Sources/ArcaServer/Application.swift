@@ -43,16 +43,28 @@ public func buildApplication(
 struct HealthController: Sendable {
     let configuration: ServerConfiguration
     let jobs: BackupJobs
+    let probe = DatabaseProbe()
+
+    /// Remembers the database's reachability for a second, so a monitor (or
+    /// a load balancer) polling /healthz costs one connection a second.
+    actor DatabaseProbe {
+        private var last: (time: Date, reachable: Bool)?
+
+        func reachable(_ database: ConnectionString?) async -> Bool {
+            if let last, Date().timeIntervalSince(last.time) < 1 { return last.reachable }
+            let reachable: Bool = (try? await blocking {
+                guard let database else { return false }
+                let options = try ConnectionString(database.removing("connect_timeout").conninfo + " connect_timeout=3")
+                _ = try PostgresConnection(options, applicationName: "arca healthz").execute("SELECT 1")
+                return true
+            }) ?? false
+            last = (Date(), reachable)
+            return reachable
+        }
+    }
 
     @Sendable func health(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let database = configuration.service.database
-        let reachable: Bool = (try? await blocking {
-            guard let database else { return false }
-            var options = database.removing("connect_timeout")
-            options = try ConnectionString(options.conninfo + " connect_timeout=3")
-            _ = try PostgresConnection(options, applicationName: "arca healthz").execute("SELECT 1")
-            return true
-        }) ?? false
+        let reachable = await probe.reachable(configuration.service.database)
         struct Body: Encodable { var status: String; var database: String }
         return JSONBody.response(
             Body(status: reachable ? "ok" : "degraded", database: reachable ? "reachable" : "unreachable"),

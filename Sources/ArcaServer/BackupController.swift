@@ -54,6 +54,7 @@ struct BackupController: Sendable {
             || (request.headers[HTTPField.Name("Prefer")!] ?? "").lowercased().contains("respond-async")
         var options = BackupOptions(source: database, repository: repository)
         options.jobs = 2
+        options.trigger = "api"
         let trail = audit.trail("backup", actor: identity.subject, clientIP: context.clientIP)
         let jobs = self.jobs
         let runner = BackupRunner(options: options)
@@ -122,15 +123,7 @@ struct BackupController: Sendable {
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.viewer)
         let repository = self.repository
-        let (listings, triggers) = try await blocking {
-            let listings = try repository.listings()
-            let records = (try? AuditTrail(repository: repository, action: "list").log.records(action: "backup")) ?? []
-            var triggers: [String: String] = [:]
-            for record in records where record.event.outcome == "success" {
-                if let target = record.event.target { triggers[target] = record.event.details?["trigger"] }
-            }
-            return (listings, triggers)
-        }
+        let listings = try await blocking { try repository.listings() }
         await audit.record(action: "list", actor: identity.subject, clientIP: context.clientIP, outcome: "success")
         struct Body: Encodable {
             var success = true
@@ -139,7 +132,7 @@ struct BackupController: Sendable {
         return JSONBody.response(Body(backups: listings.map { listing in
             Listed(
                 id: listing.id, timestamp: listing.timestamp, size: SizeText.format(listing.bytes),
-                type: triggers[listing.id] == "manual" || triggers[listing.id] == nil ? "manual" : "scheduled",
+                type: listing.trigger == "scheduled" || listing.trigger == "missed" ? "scheduled" : "manual",
                 integrity: listing.integrity == "verified" ? "verified" : listing.integrity == "unverified" ? "unverified" : "failed",
                 bytes: listing.bytes, tables: listing.tables, rows: listing.rows)
         }))

@@ -23,6 +23,8 @@ public struct BackupOptions: Sendable {
     public static var defaultJobs: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
     /// Stops the backup cleanly when cancelled (SIGTERM, service shutdown).
     public var cancellation = Cancellation()
+    /// Recorded in the manifest: `manual`, `scheduled`, `missed`, `api`.
+    public var trigger = "manual"
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -217,7 +219,9 @@ public struct BackupRunner: Sendable {
                 sequences: sequences, schema: schema, largeObjects: largeObjectEntries,
                 tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
                     ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
-            let summary = try writer.finish(manifest: manifest)
+            var finished = manifest
+            finished.trigger = options.trigger
+            let summary = try writer.finish(manifest: finished)
             try reservation.sink.syncAndClose()
             let path = try options.repository.publish(reservation, fileMD5: summary.fileMD5)
             progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes, elapsedSeconds: elapsed()))

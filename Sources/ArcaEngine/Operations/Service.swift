@@ -72,6 +72,7 @@ public final class BackupService: @unchecked Sendable {
                 var options = BackupOptions(source: database, repository: repository)
                 options.jobs = backupJobs
                 options.cancellation = cancellation
+                options.trigger = trigger
                 let trail = AuditTrail(repository: repository, action: "backup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: BackupResult) in
                     (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])

@@ -12,6 +12,8 @@ public struct BackupListing: Codable, Sendable {
     /// `verified`, `failed` (the last verification found damage),
     /// `unverified`, or `unreadable` (the archive's index cannot be read).
     public var integrity: String
+    /// What started it (from the manifest): `manual`, `scheduled`, `missed`, `api`.
+    public var trigger: String?
     public var path: String
     public var error: String?
 }
@@ -30,6 +32,7 @@ extension Repository {
                 listing.tables = manifest.tables.count
                 listing.rows = manifest.totals.rows
                 listing.rawBytes = manifest.totals.rawBytes
+                listing.trigger = manifest.trigger
             } catch {
                 listing.integrity = "unreadable"
                 listing.error = "\(error)"
