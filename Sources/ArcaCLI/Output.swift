@@ -53,17 +53,7 @@ enum Output {
 }
 
 enum Format {
-    /// Decimal units, one decimal: 2.5 MB.
-    static func bytes(_ count: UInt64) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB"]
-        var value = Double(count)
-        var unit = 0
-        while value >= 1000, unit < units.count - 1 {
-            value /= 1000
-            unit += 1
-        }
-        return unit == 0 ? "\(count) B" : String(format: "%.1f %@", value, units[unit])
-    }
+    static func bytes(_ count: UInt64) -> String { ByteCount.format(count) }
 
     static func rate(_ count: UInt64, seconds: Double) -> String {
         seconds > 0 ? bytes(UInt64(Double(count) / seconds)) + "/s" : "-"

@@ -18,11 +18,20 @@ func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws {
     if let error = outcome.error { throw error }
 }
 
-func serverConfiguration(_ repository: RepositoryOption, host: String, port: Int) throws -> ServerConfiguration {
+/// Where the API listens: `--host` and `--port`, for `serve` and `start`.
+struct ListenOptions: ParsableArguments {
+    @Option(name: .long, help: "Address the API listens on.")
+    var host = "127.0.0.1"
+
+    @Option(name: .long, help: "Port the API listens on.")
+    var port = 3000
+}
+
+func serverConfiguration(_ repository: RepositoryOption, _ listen: ListenOptions) throws -> ServerConfiguration {
     do {
         var configuration = try ServerConfiguration(service: try ServiceConfiguration(repository: repository.repo))
-        configuration.host = host
-        configuration.port = port
+        configuration.host = listen.host
+        configuration.port = listen.port
         return configuration
     } catch {
         Output.error("\(error)")
@@ -44,15 +53,10 @@ struct ServeCommand: ParsableCommand {
         abstract: "Serve the REST API (JWT_SECRET required). SIGTERM or SIGINT stops it gracefully.")
 
     @OptionGroup var repository: RepositoryOption
-
-    @Option(name: .long, help: "Address to listen on.")
-    var host = "127.0.0.1"
-
-    @Option(name: .long, help: "Port to listen on.")
-    var port = 3000
+    @OptionGroup var listen: ListenOptions
 
     func run() throws {
-        let configuration = try serverConfiguration(repository, host: host, port: port)
+        let configuration = try serverConfiguration(repository, listen)
         bootstrapLogging()
         do {
             try runAsync {

@@ -23,12 +23,7 @@ struct StartCommand: ParsableCommand {
         discussion: "Schedules: ARCA_BACKUP_SCHEDULE (default daily 02:00), ARCA_CLEANUP_SCHEDULE (Sunday 03:00), ARCA_DRILL_SCHEDULE. Logs go to stderr. SIGTERM or SIGINT stops it; a running backup is cancelled cleanly.")
 
     @OptionGroup var repository: RepositoryOption
-
-    @Option(name: .long, help: "Address the API listens on.")
-    var host = "127.0.0.1"
-
-    @Option(name: .long, help: "Port the API listens on.")
-    var port = 3000
+    @OptionGroup var listen: ListenOptions
 
     @Option(name: .long, help: "Parallel connections for scheduled backups.")
     var jobs: Int = BackupOptions.defaultJobs
@@ -50,7 +45,7 @@ struct StartCommand: ParsableCommand {
             do { try service.run() } catch { throw Output.fail(error) }
             return
         }
-        let server = try serverConfiguration(repository, host: host, port: port)
+        let server = try serverConfiguration(repository, listen)
         do {
             try runAsync {
                 let app = try await buildApplication(server, services: [SchedulerService(service)], logger: logger)

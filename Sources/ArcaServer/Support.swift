@@ -25,15 +25,7 @@ struct AuditSink: Sendable {
     }
 }
 
-/// The API's way of writing sizes: "2.5MB" (decimal units, one decimal).
+/// The API's way of writing sizes: "2.5MB".
 enum SizeText {
-    static func format(_ bytes: UInt64) -> String {
-        let units = ["B", "KB", "MB", "GB", "TB"]
-        var value = Double(bytes), unit = 0
-        while value >= 1000, unit < units.count - 1 {
-            value /= 1000
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes)B" : String(format: "%.1f%@", value, units[unit])
-    }
+    static func format(_ bytes: UInt64) -> String { ByteCount.format(bytes, separator: "") }
 }

@@ -101,7 +101,7 @@ public struct BackupRunner: Sendable {
         let clock = ContinuousClock.now
         func elapsed() -> Double {
             let duration = ContinuousClock.now - clock
-            return Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+            return duration.seconds
         }
 
         // One writer per repository; also clears what a crashed run left in temp/.

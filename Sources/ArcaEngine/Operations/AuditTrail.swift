@@ -52,7 +52,7 @@ public struct AuditTrail: Sendable {
         let event = AuditEvent(
             time: Manifest.timestamp(Date()), actor: actor, clientIP: clientIP, action: action, target: target,
             outcome: outcome,
-            durationSeconds: ((Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18) * 1000).rounded() / 1000,
+            durationSeconds: (duration.seconds * 1000).rounded() / 1000,
             error: error, details: details)
         try log.append(event)
         if let mirror {

@@ -68,6 +68,6 @@ public struct Drill: Sendable {
         return DrillResult(
             backupId: manifest.backupId, database: scratch, passed: problems.isEmpty, tables: manifest.tables.count,
             rows: restored.rows, problems: problems,
-            durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            durationSeconds: duration.seconds)
     }
 }

@@ -175,7 +175,7 @@ public struct RestoreRunner: Sendable {
                 backupId: manifest.backupId, database: databaseName, restoredTables: tables.map(\.qualifiedName),
                 mode: "full", createdDatabase: true, jobs: options.jobs, largeObjects: largeObjects.count,
                 rows: loaded.rows, rawBytes: loaded.rawBytes,
-                durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+                durationSeconds: duration.seconds)
         }
         var createdDatabase = false
         if options.create {
@@ -214,7 +214,7 @@ public struct RestoreRunner: Sendable {
                     backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
                     mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase, jobs: 1,
                     largeObjects: largeObjects.count, rows: loaded.rows, rawBytes: loaded.rawBytes,
-                    durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+                    durationSeconds: duration.seconds)
             } catch {
                 // A lost connection has rolled back on the server already.
                 if connection.isAlive { _ = try? connection.execute("ROLLBACK") }

@@ -63,7 +63,7 @@ public struct Verification: Sendable {
             backupId: backupID ?? repository.backupID(ofArchiveAt: path)?.rawValue, path: path, intact: problems.isEmpty,
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
             rawBytes: report.rawBytes, sidecar: sidecar,
-            durationSeconds: Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18)
+            durationSeconds: duration.seconds)
         if let id = repository.backupID(ofArchiveAt: path) {
             try repository.recordVerification(id, .init(
                 verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
