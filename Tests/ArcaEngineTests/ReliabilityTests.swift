@@ -63,3 +63,66 @@ import Testing
         #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
     }
 }
+
+/// The database connection dies in the middle of a restore.
+@Suite struct RestoreConnectionLossTests {
+    func terminateRestore(_ database: String) {
+        try? TestServer.execute("""
+            SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE application_name = 'arca restore' AND datname = '\(database)'
+            """)
+    }
+
+    @Test func aKilledRestoreLeavesTheTargetUnchanged() throws {
+        let source = try Steps.typeFamilies("killrestore_src")
+        let target = try TestDatabase("killrestore_dst")
+        defer { source.drop(); target.drop() }
+        try source.copySchema(to: target)
+        try target.execute(#"INSERT INTO public."User" (id, "Mixed Case") VALUES (777, 'kept')"#)
+        let before = try target.snapshotText()
+        let backup = try Steps.backup(source, into: Steps.repository("killrestore"), chunkSize: 64 << 10)
+        var options = RestoreOptions(archivePath: backup.path, target: target.connectionString)
+        options.confirmed = true
+        options.dataOnly = true
+        var killed = false
+        do {
+            _ = try RestoreRunner(options: options).run { progress in
+                guard !killed, progress.tablesDone >= 3 else { return }
+                killed = true
+                terminateRestore(target.name)
+            }
+            Issue.record("the restore survived a terminated connection")
+        } catch let error as RestoreError {
+            #expect(killed)
+            #expect("\(error)".contains("lost") || "\(error)".contains("terminat"), "\(error)")
+        }
+        #expect(try target.snapshotText() == before)
+    }
+
+    @Test func aKilledParallelRestoreCreatesNothing() throws {
+        let source = try Steps.typeFamilies("killprestore_src")
+        defer { source.drop() }
+        let backup = try Steps.backup(source, into: Steps.repository("killprestore"), chunkSize: 64 << 10)
+        let target = try TestDatabase("killprestore_dst")
+        target.drop()
+        defer { target.drop() }
+        var options = RestoreOptions(archivePath: backup.path, target: target.connectionString)
+        options.confirmed = true
+        options.create = true
+        options.jobs = 2
+        var killed = false
+        #expect(throws: (any Error).self) {
+            _ = try RestoreRunner(options: options).run { progress in
+                guard !killed, progress.tablesDone >= 1 else { return }
+                killed = true
+                try? TestServer.execute("""
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                     WHERE application_name = 'arca restore' AND datname LIKE 'arca\\_restore\\_%'
+                    """)
+            }
+        }
+        let exists = try PostgresConnection(try TestServer.connectionString())
+            .query("SELECT count(*) FROM pg_database WHERE datname = $1", [target.name]).singleValue
+        #expect(exists == "0")
+    }
+}
