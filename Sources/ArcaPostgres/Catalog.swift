@@ -24,11 +24,8 @@ public struct TableDescriptor: Sendable, Equatable {
     public var qualifiedName: String { "\(schema).\(name)" }
     public var quotedName: String { SQLIdentifier.qualified(schema, name) }
 
-    /// The column list for COPY, or nothing for a table without columns
-    /// (`COPY t () …` is not valid SQL; without a list COPY skips generated columns).
-    public var copyColumnList: String {
-        columns.isEmpty ? "" : " (" + columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
-    }
+    /// The column list for COPY (see `SQLIdentifier.columnList`).
+    public var copyColumnList: String { SQLIdentifier.columnList(columns) }
 }
 
 /// A sequence and its state.

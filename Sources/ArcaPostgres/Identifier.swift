@@ -10,6 +10,12 @@ public enum SQLIdentifier {
         quote(schema) + "." + quote(name)
     }
 
+    /// The column list of a COPY, or nothing for a table without columns
+    /// (`COPY t () …` is not valid SQL; without a list COPY skips generated columns).
+    public static func columnList(_ columns: [String]) -> String {
+        columns.isEmpty ? "" : " (" + columns.map(quote).joined(separator: ", ") + ")"
+    }
+
     /// A string literal (standard_conforming_strings on, the default since 9.1).
     public static func literal(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "'", with: "''") + "'"

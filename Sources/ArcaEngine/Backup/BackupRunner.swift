@@ -265,14 +265,14 @@ public struct BackupRunner: Sendable {
                     var condition = "ctid >= '(\(first),0)'::pg_catalog.tid"
                     if let end { condition += " AND ctid < '(\(end),0)'::pg_catalog.tid" }
                     tasks.append(CopyTask(
-                        table: index, part: part, stream: UInt32(tasks.count),
+                        table: index, stream: UInt32(tasks.count),
                         sql: "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT",
                         name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
                         estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
                 }
             } else {
                 tasks.append(CopyTask(
-                    table: index, part: 0, stream: UInt32(tasks.count),
+                    table: index, stream: UInt32(tasks.count),
                     sql: "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", name: table.qualifiedName,
                     estimatedBytes: size))
             }

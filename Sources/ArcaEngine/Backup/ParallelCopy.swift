@@ -5,7 +5,6 @@ import Foundation
 /// One unit of work: a table, or one ctid range of a big one.
 struct CopyTask: Sendable {
     var table: Int
-    var part: Int
     var stream: UInt32
     var sql: String
     /// `public.x`, or `public.x part 2/4` for a range of a split table.

@@ -108,14 +108,13 @@ extension RestoreRunner {
                 let task = work[index]
                 let table = plan.tables[task.table]
                 let name = SQLIdentifier.qualified(table.schema, table.name)
-                let columns = table.columns.isEmpty ? "" : " (" + table.columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
                 let expected = task.part.map { table.parts[$0].rows } ?? table.rows
                 do {
                     try connection.execute("BEGIN", during: "starting a table transaction")
                     // Truncating in the loading transaction is what allows FREEZE.
                     if task.part == nil { try connection.execute("TRUNCATE ONLY \(name)", during: "preparing \(table.qualifiedName)") }
                     let loaded = try connection.copyIn(
-                        "COPY \(name)\(columns) FROM STDIN" + (task.part == nil ? " WITH (FREEZE)" : ""),
+                        "COPY \(table.copyTarget) FROM STDIN" + (task.part == nil ? " WITH (FREEZE)" : ""),
                         during: "COPY into \(table.qualifiedName)"
                     ) { writer in
                         if let part = task.part {

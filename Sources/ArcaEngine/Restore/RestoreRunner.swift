@@ -344,13 +344,12 @@ public struct RestoreRunner: Sendable {
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for (index, table) in tables.enumerated() {
             progress(RestoreProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes))
-            let columns = table.columns.isEmpty ? "" : " (" + table.columns.map(SQLIdentifier.quote).joined(separator: ", ") + ")"
             let loaded: UInt64
             do {
                 // Every restored table was created or emptied in this
                 // transaction, so its rows can be written already frozen.
                 loaded = try connection.copyIn(
-                    "COPY \(SQLIdentifier.qualified(table.schema, table.name))\(columns) FROM STDIN WITH (FREEZE)",
+                    "COPY \(table.copyTarget) FROM STDIN WITH (FREEZE)",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
                     try reader.readTable(table, decoder: decoder, checking: .md5) { raw in try writer.send(raw) }
@@ -409,4 +408,9 @@ public struct RestoreRunner: Sendable {
             throw RestoreError.step(name, error)
         }
     }
+}
+
+extension Manifest.Table {
+    /// `"schema"."table" ("col", …)`: what COPY … FROM STDIN loads.
+    var copyTarget: String { SQLIdentifier.qualified(schema, name) + SQLIdentifier.columnList(columns) }
 }
