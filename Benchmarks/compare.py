@@ -142,12 +142,15 @@ def benchmark(args, database):
     j = args.jobs
     results = {}
     arca_raw = 0
+    # One key for the run; restores always get it (an unencrypted archive ignores it).
+    key = subprocess.run([args.arca, "keygen"], check=True, capture_output=True, text=True).stdout.strip()
+    keyed = f"ARCA_ENCRYPTION_KEY={key}"
 
-    def arca_backup(jobs):
+    def arca_backup(jobs, encrypted=False):
         nonlocal arca_raw
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(work, "arca.json")
-        seconds, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --json > {out}")
+        seconds, rss = timed(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --json > {out}")
         report = json.load(open(out))
         arca_raw = report["rawBytes"]
         return seconds, rss, report["bytes"]
@@ -181,7 +184,7 @@ def benchmark(args, database):
         sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
         archive = next(os.path.join(repo, "local", f) for f in os.listdir(os.path.join(repo, "local")) if f.endswith(".arca"))
         seconds, rss = timed(
-            f"{args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
+            f"{keyed} {args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
         return seconds, rss, 0
 
     def pg_restore_j():
@@ -193,6 +196,7 @@ def benchmark(args, database):
     backups = [
         ("arca backup --jobs 1", lambda: arca_backup(1)),
         (f"arca backup --jobs {j}", lambda: arca_backup(j)),
+        (f"arca backup --jobs {j}, encrypted", lambda: arca_backup(j, encrypted=True)),
         ("pg_dump -Fc", pg_dump_fc),
         (f"pg_dump -Fd -j {j}", pg_dump_fd),
         (f"pg_dump | zstd -3 -T{j}", pg_dump_zstd),
@@ -228,6 +232,11 @@ def table(database, results, raw_bytes, reference):
         lines.append(
             f"| {name.replace('|', chr(92) + '|')} | {seconds:.2f} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
             f"{seconds / ref:.2f} | {f'{size / 1e6:,.1f} MB' if size else '–'} | {f'{rss / 1024:.0f} MiB' if rss else '–'} |")
+    plain = [name for name in results if name.startswith("arca backup --jobs") and not name.endswith("encrypted")]
+    encrypted = [name for name in results if name.endswith(", encrypted")]
+    if plain and encrypted:
+        ratio = statistics.median(r[0] for r in results[encrypted[0]]) / statistics.median(r[0] for r in results[plain[-1]])
+        lines += ["", f"Encrypted / unencrypted backup wall time (same run, medians): {ratio:.2f} ({(ratio - 1) * 100:+.0f} %)."]
     return "\n".join(lines)
 
 

@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaFormat
 import ArgumentParser
 import Foundation
 
@@ -13,7 +14,7 @@ struct Arca: ParsableCommand {
         subcommands: [
             BackupCommand.self, VerifyCommand.self, InspectCommand.self, ListCommand.self, RestoreCommand.self,
             CompareCommand.self, CleanupCommand.self, InitCommand.self, StartCommand.self, StatusCommand.self,
-            AuditCommand.self, DrillCommand.self, ServeCommand.self, TokenCommand.self,
+            AuditCommand.self, DrillCommand.self, ServeCommand.self, TokenCommand.self, KeygenCommand.self,
         ])
 
     /// Exit statuses are part of the interface (README, "Exit codes"):
@@ -44,4 +45,13 @@ enum ExitStatus: Int32 {
     case failure = 1
     case usage = 2
     case integrity = 3
+
+    /// 3 when reading an archive found it damaged; a missing or wrong key
+    /// is not damage (1).
+    static func forArchive(_ error: any Error) -> ExitStatus {
+        switch error as? ArchiveError {
+        case .keyRequired?, .wrongKey?, nil: .failure
+        default: .integrity
+        }
+    }
 }

@@ -36,6 +36,11 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Leave large objects out of the backup.")
     var noLargeObjects = false
 
+    @OptionGroup var key: KeyOption
+
+    @Flag(name: .long, help: "Write an unencrypted archive even though a key is configured.")
+    var noEncrypt = false
+
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -57,6 +62,7 @@ struct BackupCommand: ParsableCommand {
         options.excludeLargeObjects = noLargeObjects
         options.jobs = jobs
         options.splitThresholdBytes = splitThresholdMib << 20
+        options.encryptionKey = noEncrypt ? nil : try key.key()
         Signals.cancel(options.cancellation)
         options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
@@ -85,6 +91,7 @@ struct BackupCommand: ParsableCommand {
             Backup \(result.backupId) complete.
               archive  \(result.path) (\(Format.bytes(result.bytes)))
               md5      \(result.md5)
+              sealed   \(options.encryptionKey.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
               tables   \(result.tables), rows \(Format.count(result.rows))
               data     \(Format.bytes(result.rawBytes)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))

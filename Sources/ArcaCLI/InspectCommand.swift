@@ -11,17 +11,22 @@ struct InspectCommand: ParsableCommand {
     var backup: String
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var key: KeyOption
     @OptionGroup var output: JSONOption
 
     func run() throws {
         let manifest: Manifest
         let size: UInt64
+        let encrypted: Bool
+        let key = try self.key.key()
         do {
             let source = try FileSource(path: try repository.repository.locate(backup))
-            manifest = try ArchiveReader(source: source).manifest
+            let reader = try ArchiveReader(source: source, key: key)
+            manifest = reader.manifest
+            encrypted = reader.header.isEncrypted
             size = source.size
         } catch {
-            throw Output.fail(error, status: error is ArchiveError ? .integrity : .failure)
+            throw Output.fail(error, status: ExitStatus.forArchive(error))
         }
         if output.json {
             Output.json(manifest)
@@ -32,7 +37,7 @@ struct InspectCommand: ParsableCommand {
             Backup     \(manifest.backupId)
             Started    \(manifest.startedAt)   completed \(manifest.completedAt)
             Source     database \(manifest.source.database), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
-            Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))
+            Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))\(encrypted ? ", encrypted (AES-256-GCM)" : "")
             Data       \(manifest.tables.count) tables, \(Format.count(totals.rows)) rows, \(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
             """)
         print("")

@@ -7,6 +7,7 @@ struct ListCommand: ParsableCommand {
         commandName: "list", abstract: "List the backups in the repository, newest first.")
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var key: KeyOption
     @OptionGroup var output: JSONOption
 
     struct Listing: Encodable {
@@ -16,8 +17,9 @@ struct ListCommand: ParsableCommand {
 
     func run() throws {
         let listings: [BackupListing]
+        let key = try self.key.key()
         do {
-            listings = try repository.repository.listings()
+            listings = try repository.repository.listings(key: key)
         } catch {
             throw Output.fail(error)
         }
@@ -29,12 +31,15 @@ struct ListCommand: ParsableCommand {
             print("No backups in \(repository.repository.root). `arca backup` makes one.")
             return
         }
-        let header = ["id", "time", "size", "tables", "rows", "integrity"]
+        let header = ["id", "time", "size", "tables", "rows", "integrity", "encrypted"]
         printTable([header] + listings.map { listing in
             [
                 listing.id, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
-                listing.rows.map(Format.count) ?? "-", listing.integrity,
+                listing.rows.map(Format.count) ?? "-", listing.integrity, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
             ]
         })
+        if listings.contains(where: { $0.encrypted == true && $0.tables == nil }) {
+            print("Encrypted backups are listed from their headers; configure the key to see their contents.")
+        }
     }
 }

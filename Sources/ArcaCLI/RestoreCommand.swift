@@ -47,6 +47,7 @@ struct RestoreCommand: ParsableCommand {
     var jobs: Int = 1
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var key: KeyOption
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -56,6 +57,7 @@ struct RestoreCommand: ParsableCommand {
     func run() throws {
         let target = try connectionString(targetURL, option: "--target-url")
         let result: RestoreResult
+        let key = try self.key.key()
         let trail = auditTrail(repository.repository, "restore")
         do {
             var options = RestoreOptions(archivePath: try repository.repository.locate(backup), target: target)
@@ -68,6 +70,7 @@ struct RestoreCommand: ParsableCommand {
             options.noPrivileges = noPrivileges
             options.excludeLargeObjects = noLargeObjects
             options.jobs = jobs
+            options.key = key
             options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
             if !output.json, confirm {
                 let how = jobs > 1 && create

@@ -12,14 +12,22 @@ struct VerifyCommand: ParsableCommand {
     var backup: String
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var key: KeyOption
+
+    @Flag(name: .long, help: "Check an encrypted archive without its key: only that the stored bytes are the ones written.")
+    var noKey = false
+
     @OptionGroup var output: JSONOption
 
     func run() throws {
         let result: VerifyResult
+        let key = noKey ? nil : try self.key.key()
         let trail = auditTrail(repository.repository, "verify")
         do {
             let path = try repository.repository.locate(backup)
-            result = try Verification(path: path, repository: repository.repository).run { done, total in
+            var verification = Verification(path: path, repository: repository.repository, key: key)
+            verification.storedBytesOnly = noKey
+            result = try verification.run { done, total in
                 guard !output.json, total > 0 else { return }
                 Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")
             }
@@ -36,7 +44,9 @@ struct VerifyCommand: ParsableCommand {
         } else if result.intact {
             print("""
                 \(result.backupId ?? result.path): intact.
-                  \(result.tables) tables, \(result.chunks) chunks, \(Format.bytes(result.rawBytes)) of data checked (MD5, SHA-256, CRC-32C)
+                  \(result.depth == "full"
+                    ? "\(result.tables) tables, \(result.chunks) chunks, \(Format.bytes(result.rawBytes)) of data checked (MD5, SHA-256, CRC-32C\(result.encrypted ? ", AES-GCM tags" : ""))"
+                    : "stored bytes checked against the trailer's MD5 and SHA-256 (without the key: contents not checked)")
                   sidecar md5: \(result.sidecar)
                 """)
         } else {

@@ -3,6 +3,7 @@ public enum ArchiveLocation: Sendable, Equatable, CustomStringConvertible {
     case header
     case trailer
     case manifest
+    case keyEnvelope
     case frame(offset: UInt64)
     /// A chunk of a stream; `stream` is its display name (`table public.x`).
     case chunk(stream: String, sequence: UInt64, offset: UInt64)
@@ -15,6 +16,7 @@ public enum ArchiveLocation: Sendable, Equatable, CustomStringConvertible {
         case .header: "the file header"
         case .trailer: "the trailer"
         case .manifest: "the manifest"
+        case .keyEnvelope: "the key envelope"
         case .frame(let offset): "the frame at offset \(offset)"
         case .chunk(let stream, let sequence, let offset): "\(stream), chunk \(sequence) (offset \(offset))"
         case .stream(let stream): stream
@@ -37,6 +39,9 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidManifest(String)
     case indexMismatch(ArchiveLocation, String)
     case digestMismatch(ArchiveLocation, algorithm: String, expected: String, actual: String)
+    case keyRequired(keyID: String, passphrase: Bool)
+    case wrongKey(String)
+    case authenticationFailed(ArchiveLocation)
 
     public var description: String {
         switch self {
@@ -45,7 +50,7 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badMagic(let found):
             "This is not an Arca archive: it starts with \(Hex.encode(found)) instead of the Arca magic bytes."
         case .unsupportedVersion(let version):
-            "The archive uses format version \(version); this arca reads version \(ArchiveFormat.version). Use the arca release that wrote it or a newer one."
+            "The archive uses format version \(version); this arca reads versions \(ArchiveFormat.readableVersions.lowerBound) to \(ArchiveFormat.readableVersions.upperBound). Use the arca release that wrote it or a newer one."
         case .malformed(let location, let detail):
             "The archive is malformed in \(location): \(detail)."
         case .checksumMismatch(let location, let expected, let actual):
@@ -62,6 +67,14 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
             "The archive's index does not match its contents at \(location): \(detail)."
         case .digestMismatch(let location, let algorithm, let expected, let actual):
             "\(algorithm.uppercased()) mismatch for \(location): the manifest records \(expected), the data gives \(actual). The data was damaged or altered."
+        case .keyRequired(let keyID, let passphrase):
+            passphrase
+                ? "The archive is encrypted with a passphrase. Set ARCA_PASSPHRASE to read it."
+                : "The archive is encrypted with key id \(keyID). Set ARCA_ENCRYPTION_KEY or pass --key-file to read it."
+        case .wrongKey(let detail):
+            "Wrong key: \(detail). Nothing was read or written; use the key or passphrase the backup was made with."
+        case .authenticationFailed(let location):
+            "Authentication failed for \(location): the bytes were altered, or belong to another archive or another place in this one. Use another copy of this backup."
         }
     }
 }

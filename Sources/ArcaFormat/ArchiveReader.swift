@@ -1,26 +1,34 @@
 /// Turns a stored frame back into raw bytes after checking it against what
-/// the manifest says it should be. Owns a decompression context and the raw
-/// output buffer; one decoder per thread.
+/// the manifest says it should be: CRC, then (encrypted archives) the
+/// authentication tag, then decompression. Owns a decompression context, a
+/// cipher and its output buffers; one decoder per thread.
 public final class ChunkDecoder {
     private let decompressor = ZstdDecompressor()
+    private let cipher: FrameCipher?
     private var raw: UnsafeMutableRawBufferPointer
+    private var opened: UnsafeMutableRawBufferPointer
 
-    public init(maximumRawLength: Int) {
+    public init(maximumRawLength: Int, dataKey: DataKey? = nil) {
         raw = .allocate(byteCount: max(maximumRawLength, 1), alignment: 16)
+        cipher = dataKey.map(FrameCipher.init)
+        opened = .allocate(byteCount: dataKey == nil ? 1 : max(ZstdCompressor.bound(maximumRawLength), 1), alignment: 16)
     }
 
-    deinit { raw.deallocate() }
+    deinit {
+        raw.deallocate()
+        opened.deallocate()
+    }
 
     /// Checks `frame` (frame header and payload, as read from `offset`) against
     /// `expected` and returns the raw bytes, valid until the next call.
     public func decode(
         frame: UnsafeRawBufferPointer, expected: Manifest.Chunk, stream: UInt32, sequence: UInt64,
-        chunkSize: UInt32, location: ArchiveLocation
+        archive: FileHeader, location: ArchiveLocation
     ) throws -> UnsafeRawBufferPointer {
         let headerBytes = Array(frame[0..<ArchiveFormat.frameHeaderLength])
         let header: FrameHeader
         do {
-            header = try FrameHeader.decode(headerBytes, at: expected.offset, chunkSize: chunkSize)
+            header = try FrameHeader.decode(headerBytes, at: expected.offset, in: archive)
         } catch let ArchiveError.checksumMismatch(_, recorded, computed) {
             throw ArchiveError.checksumMismatch(location, expected: recorded, actual: computed)
         }
@@ -32,9 +40,27 @@ public final class ChunkDecoder {
         }
         let payload = UnsafeRawBufferPointer(rebasing: frame[ArchiveFormat.frameHeaderLength...])
         precondition(payload.count == Int(header.storedLength))
+        return try unpack(payload, frame: header, location: location)
+    }
+
+    /// Authentication (encrypted archives), CRC and decompression of a payload
+    /// whose frame header was already decoded and checked. The tag is checked
+    /// first: it is the stronger check, and damage to a sealed payload is
+    /// reported as what it means, the chunk is not authentic.
+    func unpack(_ payload: UnsafeRawBufferPointer, frame: FrameHeader, location: ArchiveLocation) throws -> UnsafeRawBufferPointer {
+        var plain = payload
+        if let cipher {
+            let length = payload.count - FrameCipher.overhead
+            if length > opened.count {
+                opened.deallocate()
+                opened = .allocate(byteCount: length, alignment: 16)
+            }
+            guard cipher.open(payload, frame: frame, into: opened) else { throw ArchiveError.authenticationFailed(location) }
+            plain = UnsafeRawBufferPointer(rebasing: opened[0..<length])
+        }
         let crc = CRC32C.checksum(payload)
-        guard crc == header.payloadCRC else { throw ArchiveError.checksumMismatch(location, expected: header.payloadCRC, actual: crc) }
-        return try decompress(payload, codec: header.codec, rawLength: Int(header.rawLength), location: location)
+        guard crc == frame.payloadCRC else { throw ArchiveError.checksumMismatch(location, expected: frame.payloadCRC, actual: crc) }
+        return try decompress(plain, codec: frame.codec, rawLength: Int(frame.rawLength), location: location)
     }
 
     func decompress(_ payload: UnsafeRawBufferPointer, codec: Codec, rawLength: Int, location: ArchiveLocation) throws -> UnsafeRawBufferPointer {
@@ -58,22 +84,17 @@ public final class ChunkDecoder {
     }
 }
 
-/// Opens an archive for reading: validates the header, the trailer and the
-/// manifest (FORMAT.md, "How a reader proceeds", steps 1 to 4) and then reads
-/// any table's chunks by offset.
-///
-/// Immutable after `init`; several threads may read different streams at
-/// once when the source supports concurrent reads (a file read with `pread`
-/// does), each with its own `ChunkDecoder`.
-public final class ArchiveReader: @unchecked Sendable {
-    public let source: ByteSource
+/// What can be read of an archive without its key: the header, the
+/// trailer, and (encrypted archives) the key envelope (FORMAT.md, "How a
+/// reader proceeds", steps 1 to 3).
+public struct ArchiveOutline: Sendable {
     public let header: FileHeader
     public let trailer: Trailer
-    public let manifest: Manifest
+    public let keyEnvelope: KeyEnvelope?
+    public let size: UInt64
 
     public init(source: ByteSource) throws {
-        self.source = source
-        let size = source.size
+        size = source.size
         // Magic first: a file that is not an archive at all should say so,
         // not that it is a truncated one.
         if size >= UInt64(ArchiveFormat.magic.count) {
@@ -88,22 +109,76 @@ public final class ArchiveReader: @unchecked Sendable {
         let trailerOffset = size - UInt64(ArchiveFormat.trailerLength)
         let trailerBytes = try source.read(at: trailerOffset, count: ArchiveFormat.trailerLength, what: "the trailer")
         trailer = try Trailer.decode(trailerBytes, fileSize: size, header: header)
+        guard header.isEncrypted else {
+            keyEnvelope = nil
+            return
+        }
+        guard trailer.manifestOffset >= header.dataOffset else {
+            throw ArchiveError.badTrailer("the manifest offset \(trailer.manifestOffset) lies inside the key envelope")
+        }
+        let offset = UInt64(ArchiveFormat.headerLength)
+        let frameBytes = try source.read(at: offset, count: ArchiveFormat.frameHeaderLength, what: "the key envelope")
+        let frame: FrameHeader
+        do {
+            frame = try FrameHeader.decode(frameBytes, at: offset, in: header)
+        } catch let ArchiveError.checksumMismatch(_, recorded, computed) {
+            throw ArchiveError.checksumMismatch(.keyEnvelope, expected: recorded, actual: computed)
+        }
+        guard frame.type == .keyEnvelope else {
+            throw ArchiveError.malformed(.keyEnvelope, "the frame after the header of an encrypted archive is a \(frame.type) frame")
+        }
+        let payload = try source.read(at: offset + UInt64(ArchiveFormat.frameHeaderLength), count: KeyEnvelope.length, what: "the key envelope")
+        let crc = CRC32C.checksum(payload)
+        guard crc == frame.payloadCRC else { throw ArchiveError.checksumMismatch(.keyEnvelope, expected: frame.payloadCRC, actual: crc) }
+        keyEnvelope = try KeyEnvelope.decode(payload)
+    }
+}
+
+/// Opens an archive for reading: validates the header, the trailer, the key
+/// envelope and the manifest (FORMAT.md, "How a reader proceeds", steps 1
+/// to 5) and then reads any table's chunks by offset.
+///
+/// Immutable after `init`; several threads may read different streams at
+/// once when the source supports concurrent reads (a file read with `pread`
+/// does), each with its own `ChunkDecoder` from `makeDecoder()`.
+public final class ArchiveReader: @unchecked Sendable {
+    public let source: ByteSource
+    public let header: FileHeader
+    public let trailer: Trailer
+    public let manifest: Manifest
+    public let keyEnvelope: KeyEnvelope?
+    /// The data key of an encrypted archive, unwrapped with the key given.
+    public let dataKey: DataKey?
+
+    /// `key` is needed only when the archive is encrypted; a wrong one is
+    /// rejected here, before any data is read.
+    public init(source: ByteSource, key: ArchiveKey? = nil) throws {
+        self.source = source
+        let outline = try ArchiveOutline(source: source)
+        header = outline.header
+        trailer = outline.trailer
+        keyEnvelope = outline.keyEnvelope
+        dataKey = try outline.keyEnvelope.map { try $0.open(with: key, header: outline.header) }
 
         // The trailer guarantees the manifest frame lies inside the file; its
         // length is further bounded by the format's manifest limit.
         let frameLength = trailer.manifestLength
-        let limit = UInt64(ArchiveFormat.frameHeaderLength) + UInt64(ZstdCompressor.bound(Int(ArchiveFormat.maximumManifestLength)))
+        let limit = UInt64(ArchiveFormat.frameHeaderLength) + UInt64(ZstdCompressor.bound(Int(ArchiveFormat.maximumManifestLength))) + UInt64(header.sealOverhead)
         guard frameLength <= limit else {
             throw ArchiveError.limitExceeded(.manifest, what: "the manifest frame length", value: frameLength, limit: limit)
         }
         let frame = try source.read(at: trailer.manifestOffset, count: Int(frameLength), what: "the manifest")
-        manifest = try Self.decodeManifest(frame: frame, offset: trailer.manifestOffset, header: header)
+        manifest = try Self.decodeManifest(frame: frame, offset: trailer.manifestOffset, header: header, dataKey: dataKey)
     }
 
-    static func decodeManifest(frame: [UInt8], offset: UInt64, header: FileHeader) throws -> Manifest {
+    public func makeDecoder() -> ChunkDecoder {
+        ChunkDecoder(maximumRawLength: Int(header.chunkSize), dataKey: dataKey)
+    }
+
+    static func decodeManifest(frame: [UInt8], offset: UInt64, header: FileHeader, dataKey: DataKey?) throws -> Manifest {
         let frameHeader: FrameHeader
         do {
-            frameHeader = try FrameHeader.decode(Array(frame[0..<ArchiveFormat.frameHeaderLength]), at: offset, chunkSize: header.chunkSize)
+            frameHeader = try FrameHeader.decode(Array(frame[0..<ArchiveFormat.frameHeaderLength]), at: offset, in: header)
         } catch let ArchiveError.checksumMismatch(_, recorded, computed) {
             throw ArchiveError.checksumMismatch(.manifest, expected: recorded, actual: computed)
         }
@@ -115,12 +190,8 @@ public final class ArchiveReader: @unchecked Sendable {
         }
         return try frame.withUnsafeBytes { bytes in
             let payload = UnsafeRawBufferPointer(rebasing: bytes[ArchiveFormat.frameHeaderLength...])
-            let crc = CRC32C.checksum(payload)
-            guard crc == frameHeader.payloadCRC else {
-                throw ArchiveError.checksumMismatch(.manifest, expected: frameHeader.payloadCRC, actual: crc)
-            }
-            let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength))
-            let json = try decoder.decompress(payload, codec: frameHeader.codec, rawLength: Int(frameHeader.rawLength), location: .manifest)
+            let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength), dataKey: dataKey)
+            let json = try decoder.unpack(payload, frame: frameHeader, location: .manifest)
             return try Manifest.decode(Array(json), header: header, manifestOffset: offset)
         }
     }
@@ -142,7 +213,7 @@ public final class ArchiveReader: @unchecked Sendable {
         _ table: Manifest.Table, decoder: ChunkDecoder? = nil, checking: DigestCheck = .md5AndSHA256,
         _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
+        let decoder = decoder ?? makeDecoder()
         for (index, part) in table.parts.enumerated() {
             try readStream(part, named: table.displayName(part: index), decoder: decoder, checking: checking, body)
         }
@@ -156,7 +227,7 @@ public final class ArchiveReader: @unchecked Sendable {
         _ table: some StreamDescriptor, named name: String, decoder: ChunkDecoder? = nil, checking: DigestCheck = .md5AndSHA256,
         _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
-        let decoder = decoder ?? ChunkDecoder(maximumRawLength: Int(header.chunkSize))
+        let decoder = decoder ?? makeDecoder()
         let md5Digest = Digest(.md5)
         let sha256Digest = checking == .md5AndSHA256 ? Digest(.sha256) : nil
         var frame = [UInt8]()
@@ -167,7 +238,7 @@ public final class ArchiveReader: @unchecked Sendable {
             try frame.withUnsafeBytes { bytes in
                 let raw = try decoder.decode(
                     frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
-                    chunkSize: header.chunkSize, location: Self.location(of: table, named: name, sequence: sequence))
+                    archive: header, location: Self.location(of: table, named: name, sequence: sequence))
                 md5Digest.update(raw)
                 sha256Digest?.update(raw)
                 try body(raw)

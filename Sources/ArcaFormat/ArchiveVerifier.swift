@@ -45,8 +45,8 @@ public struct ArchiveVerifier {
 
         let digests = streams.map { _ in StreamDigests() }
         var damagedTables = Set<Int>()
-        let decoder = ChunkDecoder(maximumRawLength: Int(header.chunkSize))
-        var buffer = [UInt8](repeating: 0, count: ArchiveFormat.frameHeaderLength + ZstdCompressor.bound(Int(header.chunkSize)))
+        let decoder = reader.makeDecoder()
+        var buffer = [UInt8](repeating: 0, count: ArchiveFormat.frameHeaderLength + ZstdCompressor.bound(Int(header.chunkSize)) + Int(header.sealOverhead))
 
         var position: UInt64 = 0
         // Feeds bytes [position, end) to the body digests, in bounded reads.
@@ -62,7 +62,7 @@ public struct ArchiveVerifier {
             }
         }
 
-        try consume(upTo: UInt64(ArchiveFormat.headerLength))
+        try consume(upTo: header.dataOffset)
         for slot in slots {
             let named = streams[slot.table]
             let location = ArchiveReader.location(of: named.descriptor, named: named.name, sequence: slot.sequence)
@@ -78,7 +78,7 @@ public struct ArchiveVerifier {
                 do {
                     let raw = try decoder.decode(
                         frame: UnsafeRawBufferPointer(frame), expected: slot.chunk, stream: named.descriptor.stream,
-                        sequence: UInt64(slot.sequence), chunkSize: header.chunkSize, location: location)
+                        sequence: UInt64(slot.sequence), archive: header, location: location)
                     digests[slot.table].update(raw)
                     report.rawBytes += UInt64(raw.count)
                 } catch let error as ArchiveError {
@@ -115,6 +115,40 @@ public struct ArchiveVerifier {
         try consume(upTo: source.size)
         report.fileMD5 = Hex.encode(bodyMD5.finish())
         progress(position)
+        return report
+    }
+
+    /// What can be checked without the key of an encrypted archive: that
+    /// the stored bytes are the ones written (the trailer's body MD5 and
+    /// SHA-256, and the whole-file MD5 for the sidecar). Reads the file once.
+    public static func verifyStoredBytes(source: ByteSource, progress: (UInt64) -> Void = { _ in }) throws -> VerificationReport {
+        let outline = try ArchiveOutline(source: source)
+        var report = VerificationReport()
+        let md5 = Digest(.md5), sha256 = Digest(.sha256)
+        let bodyEnd = outline.trailer.manifestOffset + outline.trailer.manifestLength
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var position: UInt64 = 0
+        while position < source.size {
+            if position == bodyEnd {
+                let bodyMD5 = md5.finish(), bodySHA256 = sha256.finish()
+                if bodyMD5 != outline.trailer.bodyMD5 {
+                    report.problems.append(.digestMismatch(.body, algorithm: "md5", expected: Hex.encode(outline.trailer.bodyMD5), actual: Hex.encode(bodyMD5)))
+                } else if bodySHA256 != outline.trailer.bodySHA256 {
+                    report.problems.append(.digestMismatch(.body, algorithm: "sha256", expected: Hex.encode(outline.trailer.bodySHA256), actual: Hex.encode(bodySHA256)))
+                }
+            }
+            let limit = position < bodyEnd ? bodyEnd : source.size
+            let count = Int(min(limit - position, UInt64(buffer.count)))
+            try buffer.withUnsafeMutableBytes { bytes in
+                let slice = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<count])
+                try source.read(at: position, into: slice)
+                md5.update(UnsafeRawBufferPointer(slice))
+                if position < bodyEnd { sha256.update(UnsafeRawBufferPointer(slice)) }
+            }
+            position += UInt64(count)
+            progress(position)
+        }
+        report.fileMD5 = Hex.encode(md5.finish())
         return report
     }
 }

@@ -1,39 +1,59 @@
 import Foundation
 
-/// A chunk after encoding: the bytes to store, how, and their CRC. The payload
-/// points into the encoder's buffer and is valid until its next `encode`.
+/// A frame ready to append: its header (CRC included) and its stored
+/// payload, which points into the encoder's buffers and is valid until the
+/// encoder's next `encode`.
 public struct EncodedChunk {
-    public let codec: Codec
-    public let rawLength: UInt32
+    public let frame: FrameHeader
     public let payload: UnsafeRawBufferPointer
-    public let crc32c: UInt32
 }
 
-/// Turns raw chunk bytes into a stored payload: one independent zstd frame,
-/// or the raw bytes when compression does not make them smaller. Owns its
-/// zstd context and output buffer; one encoder per thread.
+/// Turns raw bytes into a stored frame payload: one independent zstd frame,
+/// or the raw bytes when compression does not make them smaller, then, in an
+/// encrypted archive, sealed with the data key. Owns its zstd context, its
+/// cipher and its output buffers; one encoder per thread.
 public final class ChunkEncoder {
     private let compressor: ZstdCompressor?
+    private let cipher: FrameCipher?
+    /// zstd's output, and where a payload is sealed in place (AES-GCM allows
+    /// it), so encryption costs no second chunk-sized buffer.
     private let output: UnsafeMutableRawBufferPointer
 
-    /// `level` nil stores chunks uncompressed.
-    public init(maximumRawLength: Int, level: Int32?) {
+    /// `level` nil stores chunks uncompressed; `dataKey` seals them.
+    public init(maximumRawLength: Int, level: Int32?, dataKey: DataKey? = nil) {
         compressor = level.map { ZstdCompressor(level: $0) }
-        output = .allocate(byteCount: max(ZstdCompressor.bound(maximumRawLength), 1), alignment: 16)
+        cipher = dataKey.map(FrameCipher.init)
+        let capacity = max(ZstdCompressor.bound(maximumRawLength), 1) + (dataKey == nil ? 0 : FrameCipher.overhead)
+        output = .allocate(byteCount: capacity, alignment: 16)
     }
 
     deinit { output.deallocate() }
 
-    public func encode(_ raw: UnsafeRawBufferPointer) -> EncodedChunk {
+    public func encode(_ raw: UnsafeRawBufferPointer, type: FrameType = .dataChunk, stream: UInt32, sequence: UInt64) -> EncodedChunk {
         precondition(raw.count <= UInt32.max)
+        var codec = Codec.stored
+        var payload = raw
         if let compressor {
             let length = compressor.compress(raw, into: UnsafeMutableRawBufferPointer(rebasing: output[0..<ZstdCompressor.bound(raw.count)]))
             if length < raw.count {
-                let payload = UnsafeRawBufferPointer(rebasing: output[0..<length])
-                return EncodedChunk(codec: .zstd, rawLength: UInt32(raw.count), payload: payload, crc32c: CRC32C.checksum(payload))
+                codec = .zstd
+                payload = UnsafeRawBufferPointer(rebasing: output[0..<length])
             }
         }
-        return EncodedChunk(codec: .stored, rawLength: UInt32(raw.count), payload: raw, crc32c: CRC32C.checksum(raw))
+        var frame = FrameHeader(
+            type: type, codec: codec, streamID: stream, sequence: sequence,
+            rawLength: UInt32(raw.count), storedLength: UInt32(payload.count), payloadCRC: 0)
+        if let cipher {
+            if codec == .stored {
+                UnsafeMutableRawBufferPointer(rebasing: output[0..<raw.count]).copyMemory(from: raw)
+            }
+            let plain = UnsafeRawBufferPointer(rebasing: output[0..<payload.count])
+            frame.storedLength += UInt32(FrameCipher.overhead)
+            let length = cipher.seal(plain, frame: frame, into: output)
+            payload = UnsafeRawBufferPointer(rebasing: output[0..<length])
+        }
+        frame.payloadCRC = CRC32C.checksum(payload)
+        return EncodedChunk(frame: frame, payload: payload)
     }
 }
 
@@ -45,8 +65,9 @@ public struct ArchiveSummary: Sendable {
     public let bodySHA256: String
 }
 
-/// Writes an archive front to back into a sink: the header at creation,
-/// frames as they come, the manifest and trailer at `finish`. Never seeks.
+/// Writes an archive front to back into a sink: the header (and, when
+/// encrypting, the key envelope) at creation, frames as they come, the
+/// manifest and trailer at `finish`. Never seeks.
 /// Keeps the body digests (for the trailer) and the whole-file MD5 (for the
 /// sidecar) as it writes, so nothing is read back.
 ///
@@ -54,6 +75,8 @@ public struct ArchiveSummary: Sendable {
 /// chunks of different streams interleave in the file.
 public final class ArchiveWriter: @unchecked Sendable {
     public let header: FileHeader
+    /// The archive's data key when it is encrypted: encoders seal with it.
+    public let dataKey: DataKey?
     public private(set) var offset: UInt64 = 0
     private let sink: ByteSink
     private let md5 = Digest(.md5)
@@ -61,25 +84,41 @@ public final class ArchiveWriter: @unchecked Sendable {
     private var finished = false
     private let lock = NSLock()
 
-    public init(sink: ByteSink, header: FileHeader) throws {
+    /// With a `key`, the archive is encrypted: a new data key is made and
+    /// wrapped under it (for a passphrase this runs scrypt once).
+    public init(sink: ByteSink, header: FileHeader, key: ArchiveKey? = nil) throws {
         precondition(ArchiveFormat.chunkSizeRange.contains(header.chunkSize))
+        var header = header
+        header.isEncrypted = key != nil
         self.sink = sink
         self.header = header
+        let envelope = key.map { KeyEnvelope.seal(with: $0, header: header) }
+        dataKey = envelope?.1
         try emit(header.encoded())
+        if let bytes = envelope?.0.encoded() {
+            let frame = FrameHeader(
+                type: .keyEnvelope, codec: .stored, streamID: ArchiveFormat.keyEnvelopeStreamID, sequence: 0,
+                rawLength: UInt32(bytes.count), storedLength: UInt32(bytes.count), payloadCRC: CRC32C.checksum(bytes))
+            try emit(frame.encoded())
+            try emit(bytes)
+        }
+    }
+
+    /// An encoder for this archive: compresses at `level`, seals when encrypted.
+    public func makeEncoder(level: Int32?, maximumRawLength: Int? = nil) -> ChunkEncoder {
+        ChunkEncoder(maximumRawLength: maximumRawLength ?? Int(header.chunkSize), level: level, dataKey: dataKey)
     }
 
     /// Appends one data chunk frame and returns its manifest entry.
-    public func writeChunk(stream: UInt32, sequence: UInt64, _ chunk: EncodedChunk) throws -> Manifest.Chunk {
+    public func write(_ chunk: EncodedChunk) throws -> Manifest.Chunk {
         lock.lock()
         defer { lock.unlock() }
-        precondition(!finished && chunk.rawLength >= 1 && chunk.rawLength <= header.chunkSize)
+        let frame = chunk.frame
+        precondition(!finished && frame.type == .dataChunk && frame.rawLength >= 1 && frame.rawLength <= header.chunkSize)
         let frameOffset = offset
-        let frame = FrameHeader(
-            type: .dataChunk, codec: chunk.codec, streamID: stream, sequence: sequence,
-            rawLength: chunk.rawLength, storedLength: UInt32(chunk.payload.count), payloadCRC: chunk.crc32c)
         try emit(frame.encoded())
         try emit(chunk.payload)
-        return Manifest.Chunk(offset: frameOffset, rawLength: chunk.rawLength, storedLength: UInt32(chunk.payload.count), crc32c: chunk.crc32c)
+        return Manifest.Chunk(offset: frameOffset, rawLength: frame.rawLength, storedLength: frame.storedLength, crc32c: frame.payloadCRC)
     }
 
     /// Writes the manifest frame and the trailer. The manifest's `archiveId`
@@ -92,16 +131,11 @@ public final class ArchiveWriter: @unchecked Sendable {
         finished = true
         let json = manifest.encoded()
         precondition(json.count <= ArchiveFormat.maximumManifestLength, "manifest of \(json.count) bytes exceeds the format's limit")
-        let encoder = ChunkEncoder(maximumRawLength: json.count, level: 3)
+        let encoder = makeEncoder(level: 3, maximumRawLength: json.count)
         let manifestOffset = offset
-        let encoded = json.withUnsafeBytes { encoder.encode($0) }
-        let frame = FrameHeader(
-            type: .manifest, codec: encoded.codec, streamID: ArchiveFormat.manifestStreamID, sequence: 0,
-            rawLength: UInt32(json.count), storedLength: UInt32(encoded.payload.count), payloadCRC: encoded.crc32c)
-        try emit(frame.encoded())
-        if encoded.codec == .stored {
-            try json.withUnsafeBytes { try emit($0) }
-        } else {
+        try json.withUnsafeBytes { bytes in
+            let encoded = encoder.encode(bytes, type: .manifest, stream: ArchiveFormat.manifestStreamID, sequence: 0)
+            try emit(encoded.frame.encoded())
             try emit(encoded.payload)
         }
         let bodyMD5 = md5.finish()
@@ -154,8 +188,8 @@ public final class StreamEncoder {
 
     public func encode(_ raw: UnsafeRawBufferPointer) throws {
         digests.update(raw)
-        let encoded = encoder.encode(raw)
-        let entry = try archive.writeChunk(stream: stream, sequence: UInt64(chunks.count), encoded)
+        let encoded = encoder.encode(raw, stream: stream, sequence: UInt64(chunks.count))
+        let entry = try archive.write(encoded)
         chunks.append(entry)
         rawBytes += UInt64(raw.count)
         storedBytes += UInt64(entry.storedLength)

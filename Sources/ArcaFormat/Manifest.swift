@@ -330,7 +330,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     func validate(header: FileHeader, manifestOffset: UInt64) throws {
         func fail(_ detail: String) -> ArchiveError { .invalidManifest(detail) }
-        guard formatVersion == Int(ArchiveFormat.version) else { throw fail("formatVersion is \(formatVersion), the header says \(ArchiveFormat.version)") }
+        guard formatVersion == Int(header.version) else { throw fail("formatVersion is \(formatVersion), the header says \(header.version)") }
         guard archiveId == header.archiveID.description else { throw fail("archiveId \(archiveId) differs from the header's \(header.archiveID)") }
         guard chunkSize == header.chunkSize else { throw fail("chunkSize \(chunkSize) differs from the header's \(header.chunkSize)") }
         guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
@@ -368,7 +368,7 @@ public struct Manifest: Codable, Sendable, Equatable {
                     throw fail("\(name), chunk \(sequence) has raw length \(chunk.rawLength) (chunk size \(chunkSize))")
                 }
                 let end = chunk.offset &+ UInt64(ArchiveFormat.frameHeaderLength) &+ UInt64(chunk.storedLength)
-                guard chunk.offset >= UInt64(ArchiveFormat.headerLength), end > chunk.offset, end <= manifestOffset else {
+                guard chunk.offset >= header.dataOffset, end > chunk.offset, end <= manifestOffset else {
                     throw fail("\(name), chunk \(sequence) lies outside the data area (offset \(chunk.offset))")
                 }
                 extents.append((chunk.offset, end))

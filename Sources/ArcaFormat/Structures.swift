@@ -1,6 +1,8 @@
-/// Constants of format version 1 (FORMAT.md).
+/// Constants of the format (FORMAT.md). Version 2 added encryption; a
+/// version 1 archive is a version 2 archive without it, and is still read.
 public enum ArchiveFormat {
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
+    public static let readableVersions: ClosedRange<UInt16> = 1...2
     public static let magic: [UInt8] = [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A]
     public static let endMagic: [UInt8] = Array("ARCAEND".utf8) + [0x1A]
     public static let headerLength = 64
@@ -11,6 +13,9 @@ public enum ArchiveFormat {
     public static let defaultChunkSize: UInt32 = 4 << 20
     public static let maximumManifestLength: UInt32 = 1 << 30
     public static let manifestStreamID: UInt32 = 0xFFFF_FFFF
+    public static let keyEnvelopeStreamID: UInt32 = 0xFFFF_FFFE
+    /// Header flag bit 0: chunks and manifest are sealed, a key envelope follows the header.
+    public static let encryptedFlag: UInt32 = 1
 }
 
 /// The 16 random bytes that tie a header, manifest and trailer together.
@@ -38,6 +43,7 @@ public enum Codec: UInt8, Sendable {
 public enum FrameType: UInt8, Sendable {
     case dataChunk = 1
     case manifest = 2
+    case keyEnvelope = 3
 }
 
 // MARK: - File header
@@ -47,20 +53,33 @@ public struct FileHeader: Sendable, Equatable {
     public var compression: Codec
     public var compressionLevel: Int8
     public var archiveID: ArchiveID
+    public var isEncrypted: Bool
+    /// The version read from the file; a writer always writes the current one.
+    public private(set) var version: UInt16 = ArchiveFormat.version
 
-    public init(chunkSize: UInt32, compression: Codec, compressionLevel: Int8, archiveID: ArchiveID) {
+    public init(chunkSize: UInt32, compression: Codec, compressionLevel: Int8, archiveID: ArchiveID, isEncrypted: Bool = false) {
         self.chunkSize = chunkSize
         self.compression = compression
         self.compressionLevel = compressionLevel
         self.archiveID = archiveID
+        self.isEncrypted = isEncrypted
     }
+
+    /// Where the first data frame may start: after the header, and after the
+    /// key envelope frame when the archive is encrypted.
+    public var dataOffset: UInt64 {
+        UInt64(ArchiveFormat.headerLength) + (isEncrypted ? UInt64(ArchiveFormat.frameHeaderLength + KeyEnvelope.length) : 0)
+    }
+
+    /// Bytes a sealed payload adds to its plaintext.
+    public var sealOverhead: UInt32 { isEncrypted ? UInt32(FrameCipher.overhead) : 0 }
 
     public func encoded() -> [UInt8] {
         var writer = LittleEndianWriter(capacity: ArchiveFormat.headerLength)
         writer.raw(ArchiveFormat.magic)
         writer.u16(ArchiveFormat.version)
         writer.u16(UInt16(ArchiveFormat.headerLength))
-        writer.u32(0)
+        writer.u32(isEncrypted ? ArchiveFormat.encryptedFlag : 0)
         writer.u32(chunkSize)
         writer.u8(compression.rawValue)
         writer.i8(compressionLevel)
@@ -78,7 +97,7 @@ public struct FileHeader: Sendable, Equatable {
         let magic = reader.raw(8)
         guard magic == ArchiveFormat.magic else { throw ArchiveError.badMagic(found: magic) }
         let version = reader.u16()
-        guard version == ArchiveFormat.version else { throw ArchiveError.unsupportedVersion(version) }
+        guard ArchiveFormat.readableVersions.contains(version) else { throw ArchiveError.unsupportedVersion(version) }
         let headerLength = reader.u16()
         let flags = reader.u32()
         let chunkSize = reader.u32()
@@ -95,8 +114,12 @@ public struct FileHeader: Sendable, Equatable {
         guard headerLength == UInt16(ArchiveFormat.headerLength) else {
             throw ArchiveError.malformed(.header, "header length is \(headerLength), expected \(ArchiveFormat.headerLength)")
         }
-        guard flags == 0, reserved16 == 0, reservedTail else {
+        guard reserved16 == 0, reservedTail else {
             throw ArchiveError.malformed(.header, "a reserved field is not zero")
+        }
+        let knownFlags = version >= 2 ? ArchiveFormat.encryptedFlag : 0
+        guard flags & ~knownFlags == 0 else {
+            throw ArchiveError.malformed(.header, "unknown flags \(hex32(flags & ~knownFlags)) are set")
         }
         guard ArchiveFormat.chunkSizeRange.contains(chunkSize) else {
             throw ArchiveError.limitExceeded(.header, what: "the chunk size", value: UInt64(chunkSize), limit: UInt64(ArchiveFormat.chunkSizeRange.upperBound))
@@ -104,13 +127,21 @@ public struct FileHeader: Sendable, Equatable {
         guard let codec = Codec(rawValue: compression) else {
             throw ArchiveError.malformed(.header, "unknown compression \(compression)")
         }
-        return FileHeader(chunkSize: chunkSize, compression: codec, compressionLevel: level, archiveID: archiveID)
+        var header = FileHeader(
+            chunkSize: chunkSize, compression: codec, compressionLevel: level, archiveID: archiveID,
+            isEncrypted: flags & ArchiveFormat.encryptedFlag != 0)
+        header.version = version
+        return header
     }
 }
 
 // MARK: - Frame header
 
 public struct FrameHeader: Sendable, Equatable {
+    /// The bytes a sealed payload authenticates: everything up to and
+    /// including the stored length (not the CRCs, which cover the sealed bytes).
+    static let authenticatedPrefixLength = 24
+
     public var type: FrameType
     public var codec: Codec
     public var streamID: UInt32
@@ -145,7 +176,7 @@ public struct FrameHeader: Sendable, Equatable {
 
     /// Decodes and checks the header on its own: CRC, reserved field, known
     /// type and codec, and the length rules that need only the file header.
-    public static func decode(_ bytes: [UInt8], at offset: UInt64, chunkSize: UInt32) throws -> FrameHeader {
+    public static func decode(_ bytes: [UInt8], at offset: UInt64, in archive: FileHeader) throws -> FrameHeader {
         precondition(bytes.count == ArchiveFormat.frameHeaderLength)
         var reader = LittleEndianReader(bytes)
         let type = reader.u8()
@@ -166,16 +197,17 @@ public struct FrameHeader: Sendable, Equatable {
         let header = FrameHeader(
             type: frameType, codec: frameCodec, streamID: streamID, sequence: sequence,
             rawLength: rawLength, storedLength: storedLength, payloadCRC: payloadCRC)
-        try header.checkLengths(at: location, chunkSize: chunkSize)
+        try header.checkLengths(at: location, in: archive)
         return header
     }
 
-    func checkLengths(at location: ArchiveLocation, chunkSize: UInt32) throws {
+    func checkLengths(at location: ArchiveLocation, in archive: FileHeader) throws {
+        var overhead = archive.sealOverhead
         switch type {
         case .dataChunk:
             guard rawLength >= 1 else { throw ArchiveError.malformed(location, "a data chunk has raw length 0") }
-            guard rawLength <= chunkSize else {
-                throw ArchiveError.limitExceeded(location, what: "the raw length", value: UInt64(rawLength), limit: UInt64(chunkSize))
+            guard rawLength <= archive.chunkSize else {
+                throw ArchiveError.limitExceeded(location, what: "the raw length", value: UInt64(rawLength), limit: UInt64(archive.chunkSize))
             }
         case .manifest:
             guard streamID == ArchiveFormat.manifestStreamID, sequence == 0 else {
@@ -184,17 +216,24 @@ public struct FrameHeader: Sendable, Equatable {
             guard rawLength <= ArchiveFormat.maximumManifestLength else {
                 throw ArchiveError.limitExceeded(location, what: "the manifest length", value: UInt64(rawLength), limit: UInt64(ArchiveFormat.maximumManifestLength))
             }
+        case .keyEnvelope:
+            guard archive.isEncrypted else { throw ArchiveError.malformed(location, "a key envelope in an archive that is not encrypted") }
+            guard streamID == ArchiveFormat.keyEnvelopeStreamID, sequence == 0, codec == .stored, rawLength == UInt32(KeyEnvelope.length) else {
+                throw ArchiveError.malformed(location, "the key envelope frame has stream \(streamID), sequence \(sequence), codec \(codec), length \(rawLength)")
+            }
+            overhead = 0  // the envelope is not sealed with the data key
         }
         switch codec {
         case .stored:
-            guard storedLength == rawLength else {
+            guard UInt64(storedLength) == UInt64(rawLength) + UInt64(overhead) else {
                 throw ArchiveError.malformed(location, "a stored frame has stored length \(storedLength) and raw length \(rawLength)")
             }
         case .zstd:
-            let bound = UInt64(ZstdCompressor.bound(Int(rawLength)))
+            let bound = UInt64(ZstdCompressor.bound(Int(rawLength))) + UInt64(overhead)
             guard UInt64(storedLength) <= bound else {
                 throw ArchiveError.limitExceeded(location, what: "the stored length", value: UInt64(storedLength), limit: bound)
             }
+            guard storedLength > overhead else { throw ArchiveError.malformed(location, "a sealed frame is shorter than its tag") }
         }
     }
 }

@@ -46,7 +46,13 @@ public struct APIError: Error, Sendable {
                 return APIError(.internalServerError, "restore_failed", "\(error)")
             }
         case let error as ArchiveError:
-            return APIError(.unprocessableContent, "archive_damaged", "\(error)")
+            switch error {
+            case .keyRequired, .wrongKey:
+                // The server's key configuration, not the client, is at fault.
+                return APIError(.serviceUnavailable, "key_unavailable", "\(error)")
+            default:
+                return APIError(.unprocessableContent, "archive_damaged", "\(error)")
+            }
         case let error as BackupError:
             return APIError(.internalServerError, "backup_failed", "\(error)")
         default:

@@ -55,6 +55,7 @@ struct BackupController: Sendable {
         var options = BackupOptions(source: database, repository: repository)
         options.jobs = 2
         options.trigger = "api"
+        options.encryptionKey = configuration.service.encryptionKey
         let trail = audit.trail("backup", actor: identity.subject, clientIP: context.clientIP)
         let jobs = self.jobs
         let runner = BackupRunner(options: options)
@@ -123,7 +124,8 @@ struct BackupController: Sendable {
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.viewer)
         let repository = self.repository
-        let listings = try await blocking { try repository.listings() }
+        let key = configuration.service.encryptionKey
+        let listings = try await blocking { try repository.listings(key: key) }
         await audit.record(action: "list", actor: identity.subject, clientIP: context.clientIP, outcome: "success")
         struct Body: Encodable {
             var success = true
@@ -156,9 +158,10 @@ struct BackupController: Sendable {
                 progress: .init(tablesDone: job.tablesDone, tablesTotal: job.tablesTotal, rawBytes: job.rawBytes), error: job.error))
         }
         let repository = self.repository
+        let key = configuration.service.encryptionKey
         let (manifest, size, integrity) = try await blocking {
             let source = try FileSource(path: try repository.locate(id.rawValue))
-            let manifest = try ArchiveReader(source: source).manifest
+            let manifest = try ArchiveReader(source: source, key: key).manifest
             let record = repository.verificationRecord(id)
             return (manifest, source.size, record.map { $0.intact ? "verified" : "failed" } ?? "unverified")
         }
@@ -191,8 +194,9 @@ struct BackupController: Sendable {
         let id = try backupID(context)
         let repository = self.repository
         let trail = audit.trail("verify", actor: identity.subject, clientIP: context.clientIP)
+        let key = configuration.service.encryptionKey
         let result = try await blocking {
-            let result = try Verification(path: try repository.locate(id.rawValue), repository: repository).run()
+            let result = try Verification(path: try repository.locate(id.rawValue), repository: repository, key: key).run()
             try trail.record(outcome: result.intact ? "success" : "failure", target: id.rawValue, error: result.problems.first)
             return result
         }
@@ -266,6 +270,7 @@ struct BackupController: Sendable {
             target = database
         }
         let repository = self.repository
+        let key = configuration.service.encryptionKey
         let trail = audit.trail("restore", actor: identity.subject, clientIP: context.clientIP)
         let result = try await blocking {
             try trail.run(target: id.rawValue, details: ["database": target.redacted], describe: { (result: RestoreResult) in
@@ -273,6 +278,7 @@ struct BackupController: Sendable {
             }) {
                 var options = RestoreOptions(archivePath: try repository.locate(id.rawValue), target: target)
                 options.confirmed = true
+                options.key = key
                 // Replace what the backup holds, atomically: drop and recreate its objects in one transaction.
                 options.clean = (body.tables ?? []).isEmpty
                 options.dataOnly = !(body.tables ?? []).isEmpty

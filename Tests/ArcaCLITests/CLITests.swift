@@ -97,6 +97,60 @@ import Testing
         #expect(!failed.all.contains("CliSecret99"))
     }
 
+    @Test func encryptionKeysFromKeygenToRestore() throws {
+        let source = try TestDatabase("cli_keys")
+        let target = try TestDatabase("cli_keys_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient SELECT g, 'Name-' || g FROM generate_series(1, 500) g")
+        let folder = TestPaths.temporaryDirectory("cli-keys")
+        let repo = folder + "/repo", keyFile = folder + "/arca.key"
+
+        let keygen = try arca(["keygen", "--output", keyFile])
+        #expect(keygen.status == 0, "\(keygen.all)")
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: keyFile)[.posixPermissions] as? Int)
+        #expect(mode == 0o600)
+        #expect(try arca(["keygen", "--output", keyFile]).status == 1, "an existing key file was overwritten")
+        let printed = try arca(["keygen"])
+        #expect(printed.status == 0 && printed.output.stdout.trimmingCharacters(in: .whitespacesAndNewlines).count == 44)
+
+        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--repo", repo, "--key-file", keyFile, "--json"])
+        #expect(backup.status == 0, "\(backup.all)")
+        let id = try #require(try backup.json()["backupId"] as? String)
+        let list = try arca(["list", "--repo", repo, "--json"])
+        let first = try #require((try list.json()["backups"] as? [[String: Any]])?.first)
+        #expect(first["encrypted"] as? Bool == true)
+
+        let noKey = try arca(["verify", id, "--repo", repo])
+        #expect(noKey.status == 1 && noKey.output.stderr.contains("--key-file"), "\(noKey.all)")
+        let stored = try arca(["verify", id, "--repo", repo, "--no-key"])
+        #expect(stored.status == 0 && stored.output.stdout.contains("without the key"), "\(stored.all)")
+        let full = try arca(["verify", id, "--repo", repo, "--key-file", keyFile])
+        #expect(full.status == 0 && full.output.stdout.contains("AES-GCM"), "\(full.all)")
+
+        let wrong = try arca(
+            ["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm"],
+            environment: ["ARCA_ENCRYPTION_KEY": printed.output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)])
+        #expect(wrong.status == 1 && wrong.output.stderr.contains("Wrong key"), "\(wrong.all)")
+        let restore = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm", "--key-file", keyFile])
+        #expect(restore.status == 0, "\(restore.all)")
+        #expect(try arca(["compare", "dbname=\(source.name)", "dbname=\(target.name)"]).status == 0)
+
+        // A key file others can read is refused; so are two key sources at once.
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: keyFile)
+        let loose = try arca(["list", "--repo", repo, "--key-file", keyFile])
+        #expect(loose.status == 2 && loose.output.stderr.contains("chmod 600"), "\(loose.all)")
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: keyFile)
+        let both = try arca(["list", "--repo", repo, "--key-file", keyFile], environment: ["ARCA_PASSPHRASE": "a long passphrase"])
+        #expect(both.status == 2 && both.output.stderr.contains("one key source"), "\(both.all)")
+
+        let plain = try arca(["backup", "--database-url", "dbname=\(source.name)", "--repo", repo, "--key-file", keyFile, "--no-encrypt", "--json"])
+        #expect(plain.status == 0, "\(plain.all)")
+        let plainList = try arca(["list", "--repo", repo, "--json"])
+        let encryptedFlags = (try plainList.json()["backups"] as? [[String: Any]])?.compactMap { $0["encrypted"] as? Bool }
+        #expect(encryptedFlags?.filter { $0 }.count == 1 && encryptedFlags?.count == 2)
+    }
+
     @Test func damagedArchiveFailsVerifyWithStatus3() throws {
         let source = try TestDatabase("cli_damaged")
         defer { source.drop() }
@@ -104,8 +158,13 @@ import Testing
         let repo = TestPaths.temporaryDirectory("cli-damaged") + "/repo"
         let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--repo", repo, "--json"])
         let path = try #require(try backup.json()["path"] as? String)
+        let manifest = try arca(["inspect", path, "--json"]).json()
+        let tables = try #require(manifest["tables"] as? [[String: Any]])
+        let parts = try #require(tables.first?["parts"] as? [[String: Any]])
+        let chunks = try #require(parts.first?["chunks"] as? [[String: Any]])
+        let offset = try #require(chunks.first?["offset"] as? Int)
         let handle = try #require(FileHandle(forUpdatingAtPath: path))
-        try handle.seek(toOffset: 200)
+        try handle.seek(toOffset: UInt64(offset + 40))
         try handle.write(contentsOf: [0xAA, 0xBB])
         try handle.close()
 

@@ -43,8 +43,8 @@ import Testing
 
     @Test func unknownVersion() throws {
         var (bytes, _) = try archive()
-        bytes[8] = 2
-        #expect(openError(bytes) == .unsupportedVersion(2))
+        bytes[8] = 3
+        #expect(openError(bytes) == .unsupportedVersion(3))
     }
 
     @Test func headerChecksum() throws {
@@ -135,7 +135,7 @@ import Testing
 
     @Test func frameHeaderThatDisagreesWithTheIndex() throws {
         var (bytes, manifest) = try archive()
-        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset, chunkSize: 4096) { $0.sequence = 5 }
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset) { $0.sequence = 5 }
         let report = try Sample.verify(bytes)
         guard case .indexMismatch(.chunk(stream: "table public.Patient", sequence: 0, _), _)? = report.problems.first else {
             Issue.record("expected indexMismatch, got \(report.problems)")
@@ -145,7 +145,7 @@ import Testing
 
     @Test func rawLengthAboveTheChunkSize() throws {
         var (bytes, manifest) = try archive()
-        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset, chunkSize: 4096) { $0.rawLength = 1 << 30 }
+        try Sample.rewriteFrameHeader(&bytes, at: manifest.tables[0].parts[0].chunks[0].offset) { $0.rawLength = 1 << 30 }
         let report = try Sample.verify(bytes)
         guard case .limitExceeded? = report.problems.first else { Issue.record("expected limitExceeded, got \(report.problems)"); return }
     }
@@ -156,7 +156,7 @@ import Testing
         let start = Int(chunk.offset) + 32
         for index in start + 8..<start + Int(chunk.storedLength) - 4 { bytes[index] = 0x55 }
         let crc = CRC32C.checksum(Array(bytes[start..<start + Int(chunk.storedLength)]))
-        try Sample.rewriteFrameHeader(&bytes, at: chunk.offset, chunkSize: 4096) { $0.payloadCRC = crc }
+        try Sample.rewriteFrameHeader(&bytes, at: chunk.offset) { $0.payloadCRC = crc }
         let rewritten = try Sample.rewriteManifest(bytes) { json in
             json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""crc32c":\#(chunk.crc32c),"#, with: #""crc32c":\#(crc),"#).utf8)
         }

@@ -13,11 +13,13 @@ enum Sample {
 
     /// An archive with the given streams, written chunk by chunk with the
     /// chunks of all streams interleaved round-robin, as a parallel writer would.
-    static func archive(_ streams: [Stream], chunkSize: UInt32 = 4096, level: Int32? = 3) throws -> (bytes: [UInt8], manifest: Manifest) {
+    static func archive(
+        _ streams: [Stream], chunkSize: UInt32 = 4096, level: Int32? = 3, key: ArchiveKey? = nil, archiveID: ArchiveID = Sample.archiveID
+    ) throws -> (bytes: [UInt8], manifest: Manifest) {
         let sink = MemorySink()
         let header = FileHeader(chunkSize: chunkSize, compression: level == nil ? .stored : .zstd, compressionLevel: Int8(level ?? 0), archiveID: archiveID)
-        let writer = try ArchiveWriter(sink: sink, header: header)
-        let encoder = ChunkEncoder(maximumRawLength: Int(chunkSize), level: level)
+        let writer = try ArchiveWriter(sink: sink, header: header, key: key)
+        let encoder = writer.makeEncoder(level: level)
         let writers = streams.indices.map { StreamWriter(archive: writer, encoder: encoder, stream: UInt32($0)) }
         var offsets = streams.map { _ in 0 }
         var progressed = true
@@ -65,7 +67,7 @@ enum Sample {
         }
     }
 
-    static func read(_ bytes: [UInt8]) throws -> ArchiveReader { try ArchiveReader(source: MemorySource(bytes)) }
+    static func read(_ bytes: [UInt8], key: ArchiveKey? = nil) throws -> ArchiveReader { try ArchiveReader(source: MemorySource(bytes), key: key) }
 
     static func tableBytes(_ reader: ArchiveReader, _ table: Manifest.Table) throws -> [UInt8] {
         var collected: [UInt8] = []
@@ -73,15 +75,16 @@ enum Sample {
         return collected
     }
 
-    static func verify(_ bytes: [UInt8]) throws -> VerificationReport {
-        try ArchiveVerifier(source: MemorySource(bytes)).verify()
+    static func verify(_ bytes: [UInt8], key: ArchiveKey? = nil) throws -> VerificationReport {
+        try ArchiveVerifier(reader: try read(bytes, key: key)).verify()
     }
 
     /// Rewrites the frame header at `offset` through `change`, with a valid
     /// header CRC: damage a CRC alone would not reveal.
-    static func rewriteFrameHeader(_ bytes: inout [UInt8], at offset: UInt64, chunkSize: UInt32, _ change: (inout FrameHeader) -> Void) throws {
+    static func rewriteFrameHeader(_ bytes: inout [UInt8], at offset: UInt64, _ change: (inout FrameHeader) -> Void) throws {
         let start = Int(offset)
-        var header = try FrameHeader.decode(Array(bytes[start..<start + 32]), at: offset, chunkSize: chunkSize)
+        let archive = try FileHeader.decode(Array(bytes[0..<64]))
+        var header = try FrameHeader.decode(Array(bytes[start..<start + 32]), at: offset, in: archive)
         change(&header)
         bytes.replaceSubrange(start..<start + 32, with: header.encoded())
     }

@@ -25,6 +25,8 @@ public struct BackupOptions: Sendable {
     public var cancellation = Cancellation()
     /// Recorded in the manifest: `manual`, `scheduled`, `missed`, `api`.
     public var trigger = "manual"
+    /// Encrypts the archive (chunks, schema, manifest) when set.
+    public var encryptionKey: ArchiveKey?
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -130,28 +132,34 @@ public struct BackupRunner: Sendable {
         try options.repository.prepare()
         let reservation = try options.repository.reserve(startedAt: startTime)
         started(reservation.id)
-        let schemaPath = "\(options.repository.temporaryDirectory)/\(reservation.id).schema.partial"
-        defer { FileSystem.remove(schemaPath) }
         do {
-            // The schema is dumped first, in the same snapshot, by pg_dump.
+            let header = FileHeader(
+                chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
+                archiveID: .random())
+            let writer = try ArchiveWriter(sink: reservation.sink, header: header, key: options.encryptionKey)
+            let encoder = writer.makeEncoder(level: options.compressionLevel)
+            let sizes = try relationSizes(tables, connection)
+            let tasks = plan(tables, sizes: sizes)
+
+            // The schema first, in the same snapshot, by pg_dump, streamed
+            // straight into the archive (never to a file: it would be
+            // plaintext next to an encrypted archive).
+            let schemaStreamID = UInt32(tasks.count)
+            let schemaStream = StreamWriter(archive: writer, encoder: encoder, stream: schemaStreamID)
             do {
                 try tools.run("pg_dump", [
                     "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
                     "--snapshot=\(snapshot.source.snapshot)", "--lock-wait-timeout=\(options.lockTimeoutMilliseconds)",
-                    "--file=\(schemaPath)",
-                ], connection: options.source)
+                ], connection: options.source) { data in
+                    try data.withUnsafeBytes { try schemaStream.append($0) }
+                }
             } catch {
                 throw BackupError.schema(error)
             }
-            let header = FileHeader(
-                chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
-                archiveID: .random())
-            let writer = try ArchiveWriter(sink: reservation.sink, header: header)
-            let encoder = ChunkEncoder(maximumRawLength: Int(options.chunkSize), level: options.compressionLevel)
+            let schema = Manifest.Schema(pgDumpVersion: tools.version("pg_dump"), stream: schemaStreamID, summary: try schemaStream.finish())
+
             // Table data: every table (or ctid range of a big one) through
             // the parallel pipeline, all in the exported snapshot.
-            let sizes = try relationSizes(tables, connection)
-            let tasks = plan(tables, sizes: sizes)
             let copy = ParallelCopy(
                 tasks: tasks, jobs: options.jobs, source: options.source, snapshot: snapshot.source.snapshot,
                 encoding: snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
@@ -180,11 +188,7 @@ public struct BackupRunner: Sendable {
                 entries.append(entry)
             }
 
-            var nextStream = UInt32(tasks.count)
-            let schemaStream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
-            try Self.copyFile(schemaPath, into: schemaStream)
-            let schema = Manifest.Schema(pgDumpVersion: tools.version("pg_dump"), stream: nextStream, summary: try schemaStream.finish())
-            nextStream += 1
+            var nextStream = schemaStreamID + 1
 
             var largeObjectEntries: [Manifest.LargeObject] = []
             for oid in largeObjects {
@@ -278,22 +282,6 @@ public struct BackupRunner: Sendable {
             }
         }
         return tasks
-    }
-
-    /// Streams a file (the schema dump) into the archive.
-    static func copyFile(_ path: String, into stream: StreamWriter) throws {
-        let source = try FileSource(path: path)
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var offset: UInt64 = 0
-        while offset < source.size {
-            let count = Int(min(UInt64(buffer.count), source.size - offset))
-            try buffer.withUnsafeMutableBytes { bytes in
-                let slice = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<count])
-                try source.read(at: offset, into: slice)
-                try stream.append(UnsafeRawBufferPointer(slice))
-            }
-            offset += UInt64(count)
-        }
     }
 
     struct Snapshot {

@@ -189,7 +189,7 @@ final class ParallelCopy: @unchecked Sendable {
     }
 
     private func encoderLoop(queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) {
-        let encoder = ChunkEncoder(maximumRawLength: Int(archive.header.chunkSize), level: level)
+        let encoder = archive.makeEncoder(level: level)
         var streams: [Int: StreamEncoder] = [:]
         while let item = queue.pop() {
             do {

@@ -46,13 +46,14 @@ public struct Drill: Sendable {
         var options = RestoreOptions(archivePath: path, target: target)
         options.confirmed = true
         options.create = true
+        options.key = configuration.encryptionKey
         defer {
             if let maintenance = try? PostgresConnection(server.replacing(database: "postgres"), applicationName: "arca drill") {
                 _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(scratch)) WITH (FORCE)")
             }
         }
         let restored = try RestoreRunner(options: options).run()
-        let manifest = try ArchiveReader(source: try FileSource(path: path)).manifest
+        let manifest = try ArchiveReader(source: try FileSource(path: path), key: configuration.encryptionKey).manifest
         var problems: [String] = []
         let connection = try PostgresConnection(target, applicationName: "arca drill")
         for table in manifest.tables {

@@ -73,6 +73,7 @@ public final class BackupService: @unchecked Sendable {
                 options.jobs = backupJobs
                 options.cancellation = cancellation
                 options.trigger = trigger
+                options.encryptionKey = configuration.encryptionKey
                 let trail = AuditTrail(repository: repository, action: "backup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: BackupResult) in
                     (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])

@@ -1,3 +1,4 @@
+import ArcaFormat
 import ArcaPostgres
 import Foundation
 
@@ -15,11 +16,13 @@ public struct ServiceConfiguration: Sendable {
     public var drillTarget: ConnectionString?
     /// `ARCA_AUDIT_DATABASE_URL`: a database that receives a copy of the audit trail.
     public var auditMirror: ConnectionString?
+    /// Encrypts every backup and opens encrypted archives (KeyConfiguration).
+    public var encryptionKey: ArchiveKey?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-    ]
+    ] + KeyConfiguration.variables
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -55,6 +58,7 @@ public struct ServiceConfiguration: Sendable {
                 throw OperationError.invalidConfiguration("ARCA_AUDIT_DATABASE_URL is not a valid connection string: \(error)")
             }
         }
+        encryptionKey = try KeyConfiguration.resolve(environment: environment)
         drillTarget = try value("ARCA_DRILL_URL").map { text in
             do { return try ConnectionString(text) } catch {
                 throw OperationError.invalidConfiguration("ARCA_DRILL_URL is not a valid connection string: \(error)")

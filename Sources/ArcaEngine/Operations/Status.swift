@@ -72,7 +72,7 @@ extension ServiceConfiguration {
             nextBackup: runs[.backup].map(Manifest.timestamp), nextCleanup: runs[.cleanup].map(Manifest.timestamp),
             nextDrill: runs[.drill].map(Manifest.timestamp))
 
-        let listings = try repository.listings()
+        let listings = try repository.listings(key: encryptionKey)
         let audit = AuditTrail(repository: repository, action: "status").log
         let records = (try? audit.records()) ?? []
         func event(_ record: AuditRecord) -> ServiceStatus.Event {

@@ -93,7 +93,6 @@ extension RestoreRunner {
         let work = tasks.sorted { $0.bytes > $1.bytes }
         let counters = Counters()
         let encoding = plan.reader.manifest.source.encoding
-        let chunkSize = Int(plan.reader.header.chunkSize)
 
         try WorkerPool.run(
             jobs: options.jobs, items: work.count,
@@ -101,7 +100,7 @@ extension RestoreRunner {
                 let connection = try PostgresConnection(target, applicationName: "arca restore")
                 try SessionSettings.apply(to: connection, encoding: encoding)
                 try connection.execute(SessionSettings.bulkLoad, during: "tuning the session for loading")
-                return (connection, ChunkDecoder(maximumRawLength: chunkSize))
+                return (connection, plan.reader.makeDecoder())
             },
             perform: { worker, index in
                 let (connection, decoder) = worker

@@ -25,6 +25,8 @@ public struct RestoreOptions: Sendable {
     public var jobs = 1
     /// Where pg_restore is (default: the newest installed PostgreSQL's bin folder, else PATH).
     public var postgresBinDirectory: String?
+    /// Opens an encrypted archive; checked before anything is written.
+    public var key: ArchiveKey?
 
     public init(archivePath: String, target: ConnectionString) {
         self.archivePath = archivePath
@@ -133,7 +135,7 @@ public struct RestoreRunner: Sendable {
 
     public func run(progress: (RestoreProgress) -> Void = { _ in }) throws -> RestoreResult {
         let clock = ContinuousClock.now
-        let reader = try ArchiveReader(source: try FileSource(path: options.archivePath))
+        let reader = try ArchiveReader(source: try FileSource(path: options.archivePath), key: options.key)
         // Held until the restore ends: cleanup does not delete an archive
         // that is being read.
         guard let readLock = try FileLock(path: options.archivePath, mode: .shared, create: false) else {
@@ -232,16 +234,14 @@ public struct RestoreRunner: Sendable {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
         let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
-        // pg_restore reads the dump from a private temporary file.
+        // A private folder for pg_restore's object list (names only; the dump
+        // itself goes to pg_restore through a pipe).
         let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileSystem.makePrivateDirectory(directory)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let path = directory + "/schema.dump"
-        let sink = try FileSink(creatingExclusively: path)
-        try reader.readStream(schema, named: "the schema dump") { try sink.write($0) }
-        try sink.syncAndClose()
         return try SchemaScripts.generate(
-            dumpPath: path, tools: tools,
+            dump: { write in try reader.readStream(schema, named: "the schema dump") { try write($0) } },
+            workDirectory: directory, tools: tools,
             options: .init(
                 clean: options.clean, noOwner: options.noOwner, noPrivileges: options.noPrivileges, keptObjects: objects,
                 largeObjects: !options.excludeLargeObjects))
@@ -340,7 +340,7 @@ public struct RestoreRunner: Sendable {
         _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection,
         progress: (RestoreProgress) -> Void
     ) throws -> (rows: UInt64, rawBytes: UInt64) {
-        let decoder = ChunkDecoder(maximumRawLength: Int(reader.header.chunkSize))
+        let decoder = reader.makeDecoder()
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for (index, table) in tables.enumerated() {
             progress(RestoreProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes))

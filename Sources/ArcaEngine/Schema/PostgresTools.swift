@@ -76,8 +76,25 @@ struct PostgresTools: Sendable {
 
     /// Runs a tool against `connection` without putting the password on its
     /// command line (where `ps` would show it): it goes in PGPASSWORD.
+    /// Returns what it printed.
     @discardableResult
-    func run(_ tool: String, _ arguments: [String], connection: ConnectionString? = nil) throws -> Data {
+    func run(_ tool: String, _ arguments: [String], connection: ConnectionString? = nil, input: Input? = nil) throws -> Data {
+        var output = Data()
+        try run(tool, arguments, connection: connection, input: input) { output.append($0) }
+        return output
+    }
+
+    /// Produces a tool's standard input by calling `write` with each piece.
+    typealias Input = @Sendable (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+
+    /// Runs a tool and streams what it prints to `output` as it comes, so a
+    /// large dump never sits in memory or on disk. `input`, when given,
+    /// produces the tool's standard input on another thread; if it fails,
+    /// its error (not the tool's complaint about cut-off input) is thrown.
+    func run(
+        _ tool: String, _ arguments: [String], connection: ConnectionString? = nil,
+        input: Input? = nil, output: (Data) throws -> Void
+    ) throws {
         var environment = ProcessInfo.processInfo.environment
         var arguments = arguments
         if let connection {
@@ -94,27 +111,87 @@ struct PostgresTools: Sendable {
         }
         process.environment = environment
         let stdout = Pipe(), stderr = Pipe()
+        let stdin = input == nil ? nil : Pipe()
         process.standardOutput = stdout
         process.standardError = stderr
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = stdin ?? FileHandle.nullDevice
+        // A tool that exits before reading all its input must give the
+        // writer EPIPE, not kill this process with SIGPIPE.
+        if stdin != nil { signal(SIGPIPE, SIG_IGN) }
         do {
             try process.run()
         } catch {
             throw SchemaError.toolMissing(tool, searched: [directory ?? "PATH"])
         }
-        // Drain stderr on another thread so neither pipe can fill and block the tool.
+        // Drain stderr (and feed stdin) on other threads so no pipe can fill
+        // and block the tool.
         let errors = ErrorCollector()
         let reader = Thread { errors.data = stderr.fileHandleForReading.readDataToEndOfFile(); errors.done.signal() }
         reader.start()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
+        var inputError: (any Error)?
+        if let input, let stdin {
+            let feeder = InputFeeder(handle: stdin.fileHandleForWriting, body: input)
+            Thread { feeder.run() }.start()
+            let drained = Result { try drain(stdout.fileHandleForReading, into: output, process: process) }
+            feeder.done.wait()
+            try drained.get()
+            inputError = feeder.error
+        } else {
+            try drain(stdout.fileHandleForReading, into: output, process: process)
+        }
         errors.done.wait()
         process.waitUntilExit()
+        if let inputError { throw inputError }
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errors.data, as: UTF8.self)
                 .split(whereSeparator: \.isNewline).prefix(5).joined(separator: " ")
             throw SchemaError.toolFailed(tool, status: process.terminationStatus, message: message.isEmpty ? "no message" : message)
         }
-        return output
+    }
+
+    /// Reads the tool's output to its end. When `output` throws, the tool is
+    /// stopped (it would otherwise block on a full pipe forever).
+    private func drain(_ handle: FileHandle, into output: (Data) throws -> Void, process: Process) throws {
+        do {
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                try output(data)
+            }
+        } catch {
+            process.terminate()
+            process.waitUntilExit()
+            throw error
+        }
+    }
+
+    /// Writes a tool's standard input. A write the tool refuses (it exited)
+    /// ends the input quietly: the tool's exit status tells what happened.
+    private final class InputFeeder: @unchecked Sendable {
+        let handle: FileHandle
+        let body: Input
+        var error: (any Error)?
+        let done = DispatchSemaphore(value: 0)
+
+        struct PipeClosed: Error {}
+
+        init(handle: FileHandle, body: @escaping Input) {
+            self.handle = handle
+            self.body = body
+        }
+
+        func run() {
+            do {
+                try body { bytes in
+                    do { try handle.write(contentsOf: Data(bytes)) } catch { throw PipeClosed() }
+                }
+            } catch is PipeClosed {
+            } catch {
+                self.error = error
+            }
+            try? handle.close()
+            done.signal()
+        }
     }
 
     private final class ErrorCollector: @unchecked Sendable {

@@ -22,20 +22,24 @@ struct SchemaScripts: Sendable {
         var largeObjects = true
     }
 
-    static func generate(dumpPath: String, tools: PostgresTools, options: Options) throws -> SchemaScripts {
+    /// `dump` produces the schema dump (pg_dump's custom format), which
+    /// pg_restore reads from its standard input each time, so the dump is
+    /// never written to disk. `workDirectory` is a private folder for the
+    /// object list of a partial restore.
+    static func generate(dump: @escaping PostgresTools.Input, workDirectory: String, tools: PostgresTools, options: Options) throws -> SchemaScripts {
         var common: [String] = []
         if options.noOwner { common.append("--no-owner") }
         if options.noPrivileges { common.append("--no-privileges") }
         if options.keptObjects != nil || !options.largeObjects {
-            let listing = String(decoding: try tools.run("pg_restore", ["--list", dumpPath]), as: UTF8.self)
+            let listing = String(decoding: try tools.run("pg_restore", ["--list"], input: dump), as: UTF8.self)
             let contents = TableOfContents(listing: listing)
             let list = contents.selecting(objects: options.keptObjects, largeObjects: options.largeObjects)
-            let listPath = (dumpPath as NSString).deletingLastPathComponent + "/restore.list"
+            let listPath = workDirectory + "/restore.list"
             try Data(list.utf8).write(to: URL(fileURLWithPath: listPath))
             common.append("--use-list=\(listPath)")
         }
         func script(_ extra: [String]) throws -> [Substring] {
-            let output = try tools.run("pg_restore", common + extra + ["--file=-", dumpPath])
+            let output = try tools.run("pg_restore", common + extra + ["--file=-"], input: dump)
             return withoutMetaCommands(String(decoding: output, as: UTF8.self))
         }
         var scripts = SchemaScripts()

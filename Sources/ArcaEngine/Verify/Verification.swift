@@ -12,6 +12,12 @@ public struct VerifyResult: Codable, Sendable {
     public var rawBytes: UInt64
     /// `match`, `mismatch` or `missing`: the `.md5` sidecar against the file.
     public var sidecar: String
+    /// `full` (every chunk decoded, authenticated and hashed) or `stored-bytes`
+    /// (an encrypted archive checked without its key: the bytes are the
+    /// ones written, nothing about their contents).
+    public var depth: String
+    /// Whether the archive is encrypted: a full check then also authenticated every chunk.
+    public var encrypted: Bool
     public var durationSeconds: Double
 }
 
@@ -21,10 +27,17 @@ public struct VerifyResult: Codable, Sendable {
 public struct Verification: Sendable {
     public let path: String
     public let repository: Repository
+    /// Opens an encrypted archive: every chunk is then authenticated too.
+    public var key: ArchiveKey?
+    /// Check only the stored bytes against the trailer's digests (no key
+    /// needed, nothing decoded). A full check is recorded as the archive's
+    /// verification; this one is not.
+    public var storedBytesOnly = false
 
-    public init(path: String, repository: Repository) {
+    public init(path: String, repository: Repository, key: ArchiveKey? = nil) {
         self.path = path
         self.repository = repository
+        self.key = key
     }
 
     public func run(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerifyResult {
@@ -33,13 +46,23 @@ public struct Verification: Sendable {
         var problems: [String] = []
         var report = VerificationReport()
         var backupID: String?
+        var encrypted = false
         do {
-            let reader = try ArchiveReader(source: source)
-            backupID = reader.manifest.backupId
-            report = try ArchiveVerifier(reader: reader).verify { progress($0, source.size) }
+            encrypted = (try? ArchiveOutline(source: source))?.header.isEncrypted ?? false
+            if storedBytesOnly {
+                report = try ArchiveVerifier.verifyStoredBytes(source: source) { progress($0, source.size) }
+            } else {
+                let reader = try ArchiveReader(source: source, key: key)
+                backupID = reader.manifest.backupId
+                report = try ArchiveVerifier(reader: reader).verify { progress($0, source.size) }
+            }
             problems = report.problems.map { $0.description }
         } catch let error as ArchiveError {
-            problems = [error.description]
+            // A missing or wrong key says nothing about the archive itself.
+            switch error {
+            case .keyRequired, .wrongKey: throw error
+            default: problems = [error.description]
+            }
         }
 
         let sidecar: String
@@ -62,9 +85,9 @@ public struct Verification: Sendable {
         let result = VerifyResult(
             backupId: backupID ?? repository.backupID(ofArchiveAt: path)?.rawValue, path: path, intact: problems.isEmpty,
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
-            rawBytes: report.rawBytes, sidecar: sidecar,
+            rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: encrypted,
             durationSeconds: duration.seconds)
-        if let id = repository.backupID(ofArchiveAt: path) {
+        if !storedBytesOnly, let id = repository.backupID(ofArchiveAt: path) {
             try repository.recordVerification(id, .init(
                 verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
         }
