@@ -4,7 +4,8 @@
 //   ArcaFormat               the archive format: frames, manifest, trailer, checksums,
 //                            compression. No database, no network, opens no file.
 //   ArcaPostgres             libpq: connections, queries, COPY streams, catalog queries
-//   ArcaEngine               backup, restore, verify, repository, database comparison
+//   ArcaS3                   S3-compatible object storage: SigV4, requests, retries, multipart
+//   ArcaEngine               backup, restore, verify, storage (local, S3), operations
 //   arca (ArcaCLI)           the command-line shell
 import PackageDescription
 
@@ -26,6 +27,8 @@ let package = Package(
         // Hummingbird's own foundations, used directly by the server target.
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
     ],
     targets: [
         .systemLibrary(
@@ -41,9 +44,20 @@ let package = Package(
         .target(name: "ArcaFormat", dependencies: ["CZstd", "COpenSSL"]),
         .target(name: "ArcaPostgres", dependencies: ["CLibpq"]),
         .target(
+            name: "ArcaS3",
+            dependencies: [
+                "ArcaFormat",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
             name: "ArcaEngine",
             dependencies: [
-                "ArcaFormat", "ArcaPostgres",
+                "ArcaFormat", "ArcaPostgres", "ArcaS3",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -68,13 +82,29 @@ let package = Package(
 
         .target(
             name: "ArcaTesting",
-            dependencies: ["ArcaPostgres", "ArcaEngine"],
+            dependencies: [
+                "ArcaPostgres", "ArcaEngine",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             path: "Tests/ArcaTesting"),
         .testTarget(name: "ArcaFormatTests", dependencies: ["ArcaFormat"]),
         .testTarget(name: "ArcaPostgresTests", dependencies: ["ArcaPostgres", "ArcaTesting"]),
         .testTarget(
+            name: "ArcaS3Tests",
+            dependencies: [
+                "ArcaS3", "ArcaTesting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
+        .testTarget(
             name: "ArcaEngineTests",
-            dependencies: ["ArcaEngine", "ArcaTesting"]),
+            dependencies: [
+                "ArcaEngine", "ArcaTesting", "ArcaS3",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting"]),
         .testTarget(
             name: "ArcaServerTests",

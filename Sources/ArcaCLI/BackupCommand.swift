@@ -41,6 +41,9 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Write an unencrypted archive even though a key is configured.")
     var noEncrypt = false
 
+    @Flag(name: .long, help: "Stream the archive to the bucket (AWS_S3_BUCKET) with no local copy.")
+    var uploadOnly = false
+
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -63,6 +66,11 @@ struct BackupCommand: ParsableCommand {
         options.jobs = jobs
         options.splitThresholdBytes = splitThresholdMib << 20
         options.encryptionKey = noEncrypt ? nil : try key.key()
+        options.cloud = try configuredCloud()
+        options.uploadOnly = uploadOnly
+        if uploadOnly, options.cloud == nil {
+            throw Output.fail(OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET and the AWS_* credentials."), status: .usage)
+        }
         Signals.cancel(options.cancellation)
         options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
         let result: BackupResult
@@ -90,7 +98,7 @@ struct BackupCommand: ParsableCommand {
         print("""
             Backup \(result.backupId) complete.
               archive  \(result.path) (\(Format.bytes(result.bytes)))
-              md5      \(result.md5)
+              md5      \(result.md5)\(result.cloud.map { "\n  cloud    \($0)" } ?? "")
               sealed   \(options.encryptionKey.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
               tables   \(result.tables), rows \(Format.count(result.rows))
               data     \(Format.bytes(result.rawBytes)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression

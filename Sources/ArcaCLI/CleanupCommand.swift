@@ -26,6 +26,12 @@ struct CleanupCommand: ParsableCommand {
         do {
             var cleanup = Cleanup(repository: repository.repository, policy: try retention.policy())
             cleanup.dryRun = dryRun
+            if let cloud = try configuredCloud() {
+                // Cloud copies follow ARCA_CLOUD_RETENTION_DAYS (default: the local days) and the same keep rules.
+                var policy = try retention.policy()
+                policy.retentionDays = try retention.retentionDays ?? ServiceConfiguration(environment: ProcessInfo.processInfo.environment).cloudRetention.retentionDays
+                cleanup.cloud = (cloud, policy)
+            }
             result = try cleanup.run()
             try audit.record(outcome: "success", details: [
                 "removed": String(result.removed.count), "freedBytes": String(result.freedBytes), "dryRun": String(dryRun),
@@ -43,6 +49,10 @@ struct CleanupCommand: ParsableCommand {
         for id in result.removed { print("  - \(id)") }
         for id in result.inUse { print("  kept \(id): a restore is reading it") }
         for decision in result.kept { print("  kept \(decision.id): \(decision.reasons.joined(separator: ", "))") }
+        if let cloud = result.cloud {
+            print("\(verb) \(cloud.removed.count) cloud cop(ies) in \(cloud.location), \(Format.bytes(cloud.freedBytes)) \(dryRun ? "would be" : "") freed (retention \(cloud.policy.retentionDays) days).")
+            for id in cloud.removed { print("  - \(id)") }
+        }
     }
 }
 

@@ -11,6 +11,7 @@ struct InspectCommand: ParsableCommand {
     var backup: String
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
     @OptionGroup var output: JSONOption
 
@@ -20,7 +21,7 @@ struct InspectCommand: ParsableCommand {
         let encrypted: Bool
         let key = try self.key.key()
         do {
-            let source = try FileSource(path: try repository.repository.locate(backup))
+            let source = try cloud.locate(backup, in: repository.repository).open(sequential: false)
             let reader = try ArchiveReader(source: source, key: key)
             manifest = reader.manifest
             encrypted = reader.header.isEncrypted

@@ -18,8 +18,11 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         let listings: [BackupListing]
         let key = try self.key.key()
+        let cloud = try configuredCloud()
         do {
-            listings = try repository.repository.listings(key: key)
+            // Newest first, the local and the cloud copy of a backup side by side.
+            listings = (try repository.repository.listings(key: key) + (try cloud?.listings(key: key, repository: repository.repository) ?? []))
+                .sorted { ($0.id, $0.location) > ($1.id, $1.location) }
         } catch {
             throw Output.fail(error)
         }
@@ -31,10 +34,10 @@ struct ListCommand: ParsableCommand {
             print("No backups in \(repository.repository.root). `arca backup` makes one.")
             return
         }
-        let header = ["id", "time", "size", "tables", "rows", "integrity", "encrypted"]
+        let header = ["id", "where", "time", "size", "tables", "rows", "integrity", "encrypted"]
         printTable([header] + listings.map { listing in
             [
-                listing.id, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
+                listing.id, listing.location, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
                 listing.rows.map(Format.count) ?? "-", listing.integrity, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
             ]
         })

@@ -47,6 +47,7 @@ struct RestoreCommand: ParsableCommand {
     var jobs: Int = 1
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
     @OptionGroup var output: JSONOption
 
@@ -60,7 +61,7 @@ struct RestoreCommand: ParsableCommand {
         let key = try self.key.key()
         let trail = auditTrail(repository.repository, "restore")
         do {
-            var options = RestoreOptions(archivePath: try repository.repository.locate(backup), target: target)
+            var options = RestoreOptions(archive: try cloud.locate(backup, in: repository.repository), target: target)
             options.confirmed = confirm
             options.tables = TableFilter(include: tables)
             options.create = create

@@ -12,6 +12,7 @@ struct VerifyCommand: ParsableCommand {
     var backup: String
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
 
     @Flag(name: .long, help: "Check an encrypted archive without its key: only that the stored bytes are the ones written.")
@@ -24,8 +25,8 @@ struct VerifyCommand: ParsableCommand {
         let key = noKey ? nil : try self.key.key()
         let trail = auditTrail(repository.repository, "verify")
         do {
-            let path = try repository.repository.locate(backup)
-            var verification = Verification(path: path, repository: repository.repository, key: key)
+            let archive = try cloud.locate(backup, in: repository.repository)
+            var verification = Verification(archive: archive, repository: repository.repository, key: key)
             verification.storedBytesOnly = noKey
             result = try verification.run { done, total in
                 guard !output.json, total > 0 else { return }

@@ -29,8 +29,10 @@ public enum HMACSHA256 {
     public static func authenticate(_ message: [UInt8], key: [UInt8]) -> [UInt8] {
         var output = [UInt8](repeating: 0, count: 32)
         var length: UInt32 = 0
+        // libcrypto refuses a null data pointer even for zero bytes.
+        let data = message.isEmpty ? [0] : message
         let result = key.withUnsafeBytes { keyBytes in
-            message.withUnsafeBytes { messageBytes in
+            data.withUnsafeBytes { messageBytes in
                 output.withUnsafeMutableBytes { out in
                     HMAC(EVP_sha256(), keyBytes.baseAddress, Int32(key.count),
                          messageBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), message.count,

@@ -169,6 +169,24 @@ public enum Catalog {
         return sizes
     }
 
+    /// The tables among `oids` whose storage was replaced after this
+    /// transaction's snapshot was taken: the snapshot's
+    /// `pg_class.relfilenode` differs from the file the server uses now
+    /// (`pg_relation_filenode` reads the current catalog). TRUNCATE and the
+    /// rewriting forms of ALTER TABLE do this and are not MVCC-safe: an older
+    /// snapshot sees the new file, with none of the rows. Ask only while
+    /// holding a lock on the tables, so no new rewrite can slip in.
+    public static func rewrittenSinceSnapshot(_ oids: [UInt32], _ connection: PostgresConnection) throws -> Set<UInt32> {
+        let list = "{" + oids.map(String.init).joined(separator: ",") + "}"
+        let result = try connection.query(
+            """
+            SELECT c.oid FROM pg_catalog.pg_class c
+             WHERE c.oid = ANY ($1::pg_catalog.oid[])
+               AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
+            """, [list], during: "checking that no table was rewritten since the snapshot")
+        return Set(result.rows.compactMap { $0[0].flatMap { UInt32($0) } })
+    }
+
     /// OIDs of every large object, ascending.
     public static func largeObjects(_ connection: PostgresConnection) throws -> [UInt32] {
         try connection.execute("SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid", during: "listing large objects")

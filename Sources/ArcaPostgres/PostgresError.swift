@@ -39,12 +39,17 @@ public enum PostgresError: Error, Sendable, CustomStringConvertible {
         case .connectionFailed(let target, let message):
             "Cannot connect to PostgreSQL at \(target): \(message). Check the host, port, user and password, and that the server is running."
         case .connectionLost(let during, let message):
-            "The connection to PostgreSQL was lost during \(during): \(message)."
+            "The connection to PostgreSQL was lost during \(during): \(Self.sentence(message)) Check that the server is running and reachable."
         case .server(let error, let during):
             "PostgreSQL refused \(during): \(error)."
         case .unexpectedResponse(let during, let message):
             "Unexpected answer from PostgreSQL during \(during): \(message)."
         }
+    }
+
+    /// libpq's messages sometimes end with a full stop and sometimes not.
+    private static func sentence(_ text: String) -> String {
+        text.hasSuffix(".") ? text : text + "."
     }
 
     /// The server's SQLSTATE, when the server reported the error.

@@ -56,6 +56,7 @@ struct BackupController: Sendable {
         options.jobs = 2
         options.trigger = "api"
         options.encryptionKey = configuration.service.encryptionKey
+        options.cloud = configuration.service.cloud
         let trail = audit.trail("backup", actor: identity.subject, clientIP: context.clientIP)
         let jobs = self.jobs
         let runner = BackupRunner(options: options)
@@ -225,7 +226,9 @@ struct BackupController: Sendable {
 
     @Sendable func cleanup(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.admin)
-        let cleanup = Cleanup(repository: repository, policy: configuration.service.retention)
+        var configured = Cleanup(repository: repository, policy: configuration.service.retention)
+        configured.cloud = configuration.service.cloud.map { ($0, configuration.service.cloudRetention) }
+        let cleanup = configured
         let trail = audit.trail("cleanup", actor: identity.subject, clientIP: context.clientIP)
         let result = try await blocking {
             try trail.run(details: ["trigger": "api"], describe: { (result: CleanupResult) in
@@ -271,12 +274,14 @@ struct BackupController: Sendable {
         }
         let repository = self.repository
         let key = configuration.service.encryptionKey
+        let cloud = configuration.service.cloud
         let trail = audit.trail("restore", actor: identity.subject, clientIP: context.clientIP)
         let result = try await blocking {
             try trail.run(target: id.rawValue, details: ["database": target.redacted], describe: { (result: RestoreResult) in
                 (result.backupId, ["tables": String(result.restoredTables.count), "rows": String(result.rows)])
             }) {
-                var options = RestoreOptions(archivePath: try repository.locate(id.rawValue), target: target)
+                let archive = try ArchiveReference.locate(id.rawValue, repository: repository, cloud: cloud)
+                var options = RestoreOptions(archive: archive, target: target)
                 options.confirmed = true
                 options.key = key
                 // Replace what the backup holds, atomically: drop and recreate its objects in one transaction.

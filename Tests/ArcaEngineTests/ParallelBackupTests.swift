@@ -66,7 +66,7 @@ import Testing
         let result = try backup(source, Steps.repository("snapshot"), jobs: 2, split: 1 << 20) { _ in
             guard !changed else { return }
             changed = true
-            try? source.execute("""
+            _ = try? source.execute("""
                 INSERT INTO big SELECT g, 'late' FROM generate_series(50001, 60000) g;
                 DELETE FROM small;
                 UPDATE big SET body = 'changed' WHERE id <= 1000;

@@ -27,6 +27,11 @@ public struct BackupOptions: Sendable {
     public var trigger = "manual"
     /// Encrypts the archive (chunks, schema, manifest) when set.
     public var encryptionKey: ArchiveKey?
+    /// Where finished archives are also kept. The archive is uploaded after
+    /// it is published locally, or, with `uploadOnly`, streamed to the
+    /// bucket as it is written, with no local copy.
+    public var cloud: CloudStore?
+    public var uploadOnly = false
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -53,6 +58,8 @@ public struct BackupResult: Codable, Sendable {
     public var rawBytes: UInt64
     public var durationSeconds: Double
     public var md5: String
+    /// Where the cloud copy is (`s3://bucket/prefix/<id>.arca`), when there is one.
+    public var cloud: String?
 }
 
 public enum BackupError: Error, Sendable, CustomStringConvertible {
@@ -60,6 +67,9 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
     case snapshot(PostgresError)
     case table(String, any Error)
     case lockTimeout(String, milliseconds: Int)
+    /// Another session changed the table after the backup's snapshot was
+    /// taken and before the backup held its lock.
+    case tableChanged(String, TableChange)
     case unmatchedPatterns([String])
     case schema(any Error)
     case largeObject(UInt32, any Error)
@@ -74,12 +84,33 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
             "Backup of table \(table) failed: \(error) No archive was written; fix the cause and run the backup again."
         case .lockTimeout(let table, let milliseconds):
             "Table \(table) stayed locked by another session for \(milliseconds) ms, so the backup could not read it. Find the blocking session in pg_stat_activity, or raise --lock-timeout."
+        case .tableChanged(let table, let change):
+            "Table \(table) \(change) by another session after the backup took its snapshot and before it could lock the table, so its rows cannot be read as of that snapshot. No archive was written; run the backup again."
         case .unmatchedPatterns(let patterns):
             "No table matches --table \(patterns.joined(separator: ", ")). `arca backup` refuses rather than write a backup without the tables you named."
         case .schema(let error):
             "Cannot capture the schema: \(error) No archive was written."
         case .largeObject(let oid, let error):
             "Backup of large object \(oid) failed: \(error) No archive was written."
+        }
+    }
+}
+
+/// What another session did to a table between the backup's snapshot and its lock.
+public enum TableChange: Sendable, CustomStringConvertible {
+    /// DROP TABLE or ALTER TABLE … RENAME / SET SCHEMA: the name the snapshot listed is gone.
+    case droppedOrRenamed
+    /// TRUNCATE or a rewriting ALTER TABLE (a column type, a volatile default),
+    /// VACUUM FULL or CLUSTER: the snapshot would see the new, empty file.
+    case rewritten
+    /// ALTER TABLE … DROP COLUMN or RENAME COLUMN: a column the snapshot lists is gone.
+    case columnDroppedOrRenamed
+
+    public var description: String {
+        switch self {
+        case .droppedOrRenamed: "was dropped or renamed"
+        case .rewritten: "was truncated or rewritten (TRUNCATE, ALTER TABLE, VACUUM FULL or CLUSTER)"
+        case .columnDroppedOrRenamed: "had a column dropped or renamed"
         }
     }
 }
@@ -118,6 +149,7 @@ public struct BackupRunner: Sendable {
         let snapshot = try openSnapshot(connection)
         let tables = try selectTables(connection)
         try lock(tables, connection)
+        try refuseRewrittenTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
         let (tools, objects, ancestors, largeObjects): (PostgresTools, [UInt32: [UInt32]], [UInt32: [UInt32]], [UInt32])
         do {
@@ -130,13 +162,13 @@ public struct BackupRunner: Sendable {
         }
 
         try options.repository.prepare()
-        let reservation = try options.repository.reserve(startedAt: startTime)
-        started(reservation.id)
+        let destination = try makeDestination(startedAt: startTime)
+        started(destination.id)
         do {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
-            let writer = try ArchiveWriter(sink: reservation.sink, header: header, key: options.encryptionKey)
+            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
             let encoder = writer.makeEncoder(level: options.compressionLevel)
             let sizes = try relationSizes(tables, connection)
             let tasks = plan(tables, sizes: sizes)
@@ -216,7 +248,7 @@ public struct BackupRunner: Sendable {
             connection.close()
 
             let manifest = Manifest(
-                archiveId: header.archiveID.description, backupId: reservation.id.rawValue,
+                archiveId: header.archiveID.description, backupId: destination.id.rawValue,
                 startedAt: Manifest.timestamp(startTime), completedAt: Manifest.timestamp(now()),
                 tool: .init(version: ArcaVersion.current), source: snapshot.source,
                 compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: entries,
@@ -226,16 +258,54 @@ public struct BackupRunner: Sendable {
             var finished = manifest
             finished.trigger = options.trigger
             let summary = try writer.finish(manifest: finished)
-            try reservation.sink.syncAndClose()
-            let path = try options.repository.publish(reservation, fileMD5: summary.fileMD5)
-            progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes, elapsedSeconds: elapsed()))
-            return BackupResult(
-                backupId: reservation.id.rawValue, path: path, bytes: summary.size, tables: entries.count,
+            let path: String
+            do {
+                path = try destination.publish(fileMD5: summary.fileMD5)
+            } catch let error where options.uploadOnly {
+                throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: nil, location: options.cloud!.location, underlying: "\(error)")
+            }
+            var result = BackupResult(
+                backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: entries.count,
                 rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: elapsed(), md5: summary.fileMD5)
+            if let cloud = options.cloud {
+                if !options.uploadOnly {
+                    progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "uploading to \(cloud.location)", rawBytes: rawBytes, elapsedSeconds: elapsed()))
+                    do {
+                        try cloud.upload(archiveAt: path, id: destination.id)
+                    } catch {
+                        throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: path, location: cloud.location, underlying: "\(error)")
+                    }
+                }
+                result.cloud = cloud.describe(destination.id)
+                result.durationSeconds = elapsed()
+            }
+            progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes, elapsedSeconds: elapsed()))
+            return result
+        } catch let error as CloudError {
+            throw error
         } catch {
-            FileSystem.remove(reservation.temporaryPath)
+            destination.discard()
+            if options.uploadOnly, let cloud = options.cloud, !(error is BackupError), !(error is OperationError), !(error is PostgresError) {
+                throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: nil, location: cloud.location, underlying: "\(error)")
+            }
             throw error
         }
+    }
+
+    /// A temporary file in the repository, or with `uploadOnly` a streamed
+    /// upload under an id the bucket does not hold yet.
+    private func makeDestination(startedAt date: Date) throws -> any ArchiveDestination {
+        guard options.uploadOnly else {
+            return LocalDestination(repository: options.repository, reservation: try options.repository.reserve(startedAt: date))
+        }
+        guard let cloud = options.cloud else {
+            throw OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET (and the AWS_* credentials).")
+        }
+        let taken = Set(try cloud.backupIDs())
+        guard let id = (0..<1000).lazy.map({ BackupID(date: date, attempt: $0) }).first(where: { !taken.contains($0) }) else {
+            throw OperationError.invalidConfiguration("No free backup id in \(cloud.location) for \(date).")
+        }
+        return cloud.beginUpload(id)
     }
 
     /// Exact sizes, now that the tables are locked (the catalog's relpages
@@ -356,9 +426,30 @@ public struct BackupRunner: Sendable {
                 try connection.execute("LOCK TABLE ONLY \(table.quotedName) IN ACCESS SHARE MODE", during: "locking \(table.qualifiedName)")
             } catch let error as PostgresError where error.sqlState == "55P03" {
                 throw BackupError.lockTimeout(table.qualifiedName, milliseconds: options.lockTimeoutMilliseconds)
+            } catch let error as PostgresError where error.sqlState == "42P01" {
+                // The lock waited for a DROP or RENAME to commit; the name
+                // is looked up again once the lock is granted, and is gone.
+                throw BackupError.tableChanged(table.qualifiedName, .droppedOrRenamed)
             } catch {
                 throw BackupError.table(table.qualifiedName, error)
             }
+        }
+    }
+
+    /// A table truncated or rewritten after the snapshot and before its lock
+    /// would be copied as empty, silently: refuse instead. (VACUUM FULL and
+    /// CLUSTER keep the rows visible but cannot be told apart; a rare retry
+    /// is the price of never losing a table's rows.)
+    private func refuseRewrittenTables(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws {
+        guard !tables.isEmpty else { return }
+        let rewritten: Set<UInt32>
+        do {
+            rewritten = try Catalog.rewrittenSinceSnapshot(tables.map(\.oid), connection)
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+        if let table = tables.first(where: { rewritten.contains($0.oid) }) {
+            throw BackupError.tableChanged(table.qualifiedName, .rewritten)
         }
     }
 }

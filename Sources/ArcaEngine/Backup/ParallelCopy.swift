@@ -179,6 +179,11 @@ final class ParallelCopy: @unchecked Sendable {
             } catch let error where Self.isLockTimeout(error) {
                 fail(BackupError.lockTimeout(Self.tableName(task.name), milliseconds: lockTimeoutMilliseconds))
                 return
+            } catch let error as PostgresError where error.sqlState == "42703" {
+                // The column list comes from the snapshot's catalog; COPY
+                // resolves it in the current one, where a column is gone.
+                fail(BackupError.tableChanged(Self.tableName(task.name), .columnDroppedOrRenamed))
+                return
             } catch {
                 fail(BackupError.table(Self.tableName(task.name), error))
                 return

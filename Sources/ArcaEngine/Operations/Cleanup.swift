@@ -10,6 +10,16 @@ public struct CleanupResult: Codable, Sendable {
     public var inUse: [String]
     public var kept: [RetentionPolicy.Decision]
     public var freedBytes: UInt64
+    /// The same for the cloud copies, under their own policy.
+    public var cloud: CloudCleanup?
+
+    public struct CloudCleanup: Codable, Sendable {
+        public var location: String
+        public var policy: RetentionPolicy
+        public var removed: [String]
+        public var kept: [RetentionPolicy.Decision]
+        public var freedBytes: UInt64
+    }
 }
 
 /// Applies a retention policy to the repository's local archives: each
@@ -19,6 +29,8 @@ public struct Cleanup: Sendable {
     public let repository: Repository
     public let policy: RetentionPolicy
     public var dryRun = false
+    /// Also apply a policy to the bucket's copies.
+    public var cloud: (store: CloudStore, policy: RetentionPolicy)?
 
     public init(repository: Repository, policy: RetentionPolicy) {
         self.repository = repository
@@ -54,6 +66,24 @@ public struct Cleanup: Sendable {
             result.freedBytes += size
         }
         if !result.removed.isEmpty, !dryRun { try FileSystem.syncDirectory(repository.localDirectory) }
+        if let cloud { result.cloud = try cleanCloud(cloud.store, policy: cloud.policy, now: now) }
+        return result
+    }
+
+    /// The bucket's copies count as verified when their local twin is: the
+    /// newest verified backup is kept in both places.
+    private func cleanCloud(_ store: CloudStore, policy: RetentionPolicy, now: Date) throws -> CleanupResult.CloudCleanup {
+        let archives = try store.archives()
+        let candidates = archives.map { RetentionPolicy.Candidate(id: $0.id, verified: repository.verificationRecord($0.id)?.intact == true) }
+        let decisions = policy.decide(candidates, now: now)
+        var result = CleanupResult.CloudCleanup(location: store.location, policy: policy, removed: [], kept: decisions.filter(\.keep), freedBytes: 0)
+        let sizes = Dictionary(archives.map { ($0.id.rawValue, $0.size) }, uniquingKeysWith: { first, _ in first })
+        for decision in decisions where !decision.keep {
+            guard let id = BackupID(decision.id) else { continue }
+            if !dryRun { try store.remove(id) }
+            result.removed.append(decision.id)
+            result.freedBytes += sizes[decision.id] ?? 0
+        }
         return result
     }
 }

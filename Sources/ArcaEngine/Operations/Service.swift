@@ -74,6 +74,7 @@ public final class BackupService: @unchecked Sendable {
                 options.cancellation = cancellation
                 options.trigger = trigger
                 options.encryptionKey = configuration.encryptionKey
+                options.cloud = configuration.cloud
                 let trail = AuditTrail(repository: repository, action: "backup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: BackupResult) in
                     (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
@@ -83,7 +84,11 @@ public final class BackupService: @unchecked Sendable {
                 let trail = AuditTrail(repository: repository, action: "cleanup", actor: actor, mirror: configuration.auditMirror)
                 let result = try trail.run(details: ["trigger": trigger], describe: { (result: CleanupResult) in
                     (nil, ["removed": String(result.removed.count), "freedBytes": String(result.freedBytes)])
-                }) { try Cleanup(repository: repository, policy: configuration.retention).run() }
+                }) {
+                    var cleanup = Cleanup(repository: repository, policy: configuration.retention)
+                    cleanup.cloud = configuration.cloud.map { ($0, configuration.cloudRetention) }
+                    return try cleanup.run()
+                }
                 logger.info("cleanup complete", metadata: ["removed": "\(result.removed.count)", "freedBytes": "\(result.freedBytes)"])
             case .drill:
                 let trail = AuditTrail(repository: repository, action: "drill", actor: actor, mirror: configuration.auditMirror)

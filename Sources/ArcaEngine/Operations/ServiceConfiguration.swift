@@ -18,11 +18,18 @@ public struct ServiceConfiguration: Sendable {
     public var auditMirror: ConnectionString?
     /// Encrypts every backup and opens encrypted archives (KeyConfiguration).
     public var encryptionKey: ArchiveKey?
+    /// The bucket every backup is also uploaded to (`AWS_S3_BUCKET`, …).
+    public var cloud: CloudStore?
+    /// Retention of the cloud copies (`ARCA_CLOUD_RETENTION_DAYS`, default the local days).
+    public var cloudRetention: RetentionPolicy
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-    ] + KeyConfiguration.variables
+    ] + KeyConfiguration.variables + [
+        "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
+        "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS",
+    ]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -53,6 +60,8 @@ public struct ServiceConfiguration: Sendable {
             timeZone = .current
         }
         retention = RetentionPolicy(retentionDays: try Self.retentionDays(environment))
+        cloudRetention = RetentionPolicy(retentionDays: try Self.retentionDays(environment, variable: "ARCA_CLOUD_RETENTION_DAYS") ?? retention.retentionDays)
+        cloud = try CloudStore.fromEnvironment(environment)
         auditMirror = try value("ARCA_AUDIT_DATABASE_URL").map { text in
             do { return try ConnectionString(text) } catch {
                 throw OperationError.invalidConfiguration("ARCA_AUDIT_DATABASE_URL is not a valid connection string: \(error)")
@@ -68,9 +77,13 @@ public struct ServiceConfiguration: Sendable {
 
     /// `ARCA_RETENTION_DAYS`, default 30.
     public static func retentionDays(_ environment: [String: String]) throws -> Int {
-        guard let text = environment["ARCA_RETENTION_DAYS"], !text.isEmpty else { return 30 }
+        try retentionDays(environment, variable: "ARCA_RETENTION_DAYS") ?? 30
+    }
+
+    static func retentionDays(_ environment: [String: String], variable: String) throws -> Int? {
+        guard let text = environment[variable], !text.isEmpty else { return nil }
         guard let days = Int(text), days >= 0 else {
-            throw OperationError.invalidConfiguration("ARCA_RETENTION_DAYS must be a whole number of days, not \"\(text)\".")
+            throw OperationError.invalidConfiguration("\(variable) must be a whole number of days, not \"\(text)\".")
         }
         return days
     }

@@ -55,6 +55,8 @@ public struct ServiceStatus: Codable, Sendable {
     public var lastDrill: Event?
     public var storage: [Storage]
     public var retention: RetentionPolicy
+    /// Local backups without a copy in the bucket (when one is configured).
+    public var cloudMissing: [String]?
 }
 
 extension ServiceConfiguration {
@@ -109,6 +111,20 @@ extension ServiceConfiguration {
         }
         if listings.first?.integrity == "failed" {
             status.problems.append("The newest backup failed verification.")
+        }
+        if let cloud {
+            do {
+                let archives = try cloud.archives()
+                status.storage.append(.init(location: cloud.location, backups: archives.count, bytes: archives.reduce(0) { $0 + $1.size }, freeBytes: nil))
+                let uploaded = Set(archives.map(\.id.rawValue))
+                let missing = listings.map(\.id).filter { !uploaded.contains($0) }
+                status.cloudMissing = missing
+                if let newest = listings.first, missing.contains(newest.id) {
+                    status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.location). Run `arca sync` to upload it.")
+                }
+            } catch {
+                status.problems.append("The bucket \(cloud.location) cannot be listed: \(error)")
+            }
         }
         status.healthy = status.problems.isEmpty
         return status

@@ -3,7 +3,7 @@ import ArcaPostgres
 import Foundation
 
 public struct RestoreOptions: Sendable {
-    public var archivePath: String
+    public var archive: ArchiveReference
     public var target: ConnectionString
     /// The user confirmed that the target's tables may be replaced.
     public var confirmed = false
@@ -28,9 +28,14 @@ public struct RestoreOptions: Sendable {
     /// Opens an encrypted archive; checked before anything is written.
     public var key: ArchiveKey?
 
-    public init(archivePath: String, target: ConnectionString) {
-        self.archivePath = archivePath
+    public init(archive: ArchiveReference, target: ConnectionString) {
+        self.archive = archive
         self.target = target
+    }
+
+    /// A local archive file.
+    public init(archivePath: String, target: ConnectionString) {
+        self.init(archive: .file(archivePath), target: target)
     }
 }
 
@@ -135,13 +140,17 @@ public struct RestoreRunner: Sendable {
 
     public func run(progress: (RestoreProgress) -> Void = { _ in }) throws -> RestoreResult {
         let clock = ContinuousClock.now
-        let reader = try ArchiveReader(source: try FileSource(path: options.archivePath), key: options.key)
-        // Held until the restore ends: cleanup does not delete an archive
-        // that is being read.
-        guard let readLock = try FileLock(path: options.archivePath, mode: .shared, create: false) else {
-            throw RestoreError.invalidOptions("The archive \(options.archivePath) is being removed by a cleanup.")
+        let reader = try ArchiveReader(source: try options.archive.open(sequential: true), key: options.key)
+        // Held until the restore ends: cleanup does not delete a local
+        // archive that is being read.
+        var readLock: FileLock?
+        if case .file(let path) = options.archive {
+            guard let lock = try FileLock(path: path, mode: .shared, create: false) else {
+                throw RestoreError.invalidOptions("The archive \(path) is being removed by a cleanup.")
+            }
+            readLock = lock
         }
-        defer { readLock.release() }
+        defer { readLock?.release() }
         let manifest = reader.manifest
         if options.dataOnly && (options.clean || options.create) {
             throw RestoreError.invalidOptions("--data-only reloads rows into existing tables; it cannot be combined with --clean or --create.")

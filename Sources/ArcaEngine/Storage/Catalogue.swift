@@ -16,6 +16,8 @@ public struct BackupListing: Codable, Sendable {
     public var trigger: String?
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
+    /// `local` (the repository) or `cloud` (the bucket).
+    public var location: String
     public var path: String
     public var error: String?
 }
@@ -27,24 +29,45 @@ extension Repository {
     public func listings(key: ArchiveKey? = nil) throws -> [BackupListing] {
         try backupIDs().map { id in
             let path = archivePath(id)
-            var listing = BackupListing(id: id.rawValue, bytes: FileSystem.size(path) ?? 0, integrity: "unverified", path: path)
+            var listing = BackupListing(id: id.rawValue, bytes: FileSystem.size(path) ?? 0, integrity: "unverified", location: "local", path: path)
             if let record = verificationRecord(id) { listing.integrity = record.intact ? "verified" : "failed" }
-            do {
-                let source = try FileSource(path: path)
-                let outline = try ArchiveOutline(source: source)
-                listing.encrypted = outline.header.isEncrypted
-                if outline.header.isEncrypted && key == nil { return listing }
-                let manifest = try ArchiveReader(source: source, key: key).manifest
-                listing.timestamp = manifest.startedAt
-                listing.tables = manifest.tables.count
-                listing.rows = manifest.totals.rows
-                listing.rawBytes = manifest.totals.rawBytes
-                listing.trigger = manifest.trigger
-            } catch {
-                listing.integrity = "unreadable"
-                listing.error = "\(error)"
-            }
+            listing.describe(key: key) { try FileSource(path: path) }
             return listing
+        }
+    }
+}
+
+extension CloudStore {
+    /// Every archive in the bucket, newest first, each described with a few
+    /// small ranged GETs (header, trailer and manifest), never a whole archive.
+    /// Integrity is the local twin's verification record, if any.
+    public func listings(key: ArchiveKey? = nil, repository: Repository) throws -> [BackupListing] {
+        try archives().map { archive in
+            var listing = BackupListing(
+                id: archive.id.rawValue, bytes: archive.size, integrity: "unverified", location: "cloud", path: describe(archive.id))
+            if let record = repository.verificationRecord(archive.id) { listing.integrity = record.intact ? "verified" : "failed" }
+            listing.describe(key: key) { try source(archive.id) }
+            return listing
+        }
+    }
+}
+
+extension BackupListing {
+    mutating func describe(key: ArchiveKey?, source open: () throws -> any ByteSource) {
+        do {
+            let source = try open()
+            let outline = try ArchiveOutline(source: source)
+            encrypted = outline.header.isEncrypted
+            if outline.header.isEncrypted && key == nil { return }
+            let manifest = try ArchiveReader(source: source, key: key).manifest
+            timestamp = manifest.startedAt
+            tables = manifest.tables.count
+            rows = manifest.totals.rows
+            rawBytes = manifest.totals.rawBytes
+            trigger = manifest.trigger
+        } catch {
+            integrity = "unreadable"
+            self.error = "\(error)"
         }
     }
 }

@@ -25,7 +25,7 @@ public struct VerifyResult: Codable, Sendable {
 /// whole-file MD5 with the sidecar, and records the outcome in the
 /// repository when the archive lives there.
 public struct Verification: Sendable {
-    public let path: String
+    public let archive: ArchiveReference
     public let repository: Repository
     /// Opens an encrypted archive: every chunk is then authenticated too.
     public var key: ArchiveKey?
@@ -34,15 +34,20 @@ public struct Verification: Sendable {
     /// verification; this one is not.
     public var storedBytesOnly = false
 
-    public init(path: String, repository: Repository, key: ArchiveKey? = nil) {
-        self.path = path
+    public init(archive: ArchiveReference, repository: Repository, key: ArchiveKey? = nil) {
+        self.archive = archive
         self.repository = repository
         self.key = key
     }
 
+    /// A local archive file.
+    public init(path: String, repository: Repository, key: ArchiveKey? = nil) {
+        self.init(archive: .file(path), repository: repository, key: key)
+    }
+
     public func run(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerifyResult {
         let clock = ContinuousClock.now
-        let source = try FileSource(path: path)
+        let source = try archive.open(sequential: true)
         var problems: [String] = []
         var report = VerificationReport()
         var backupID: String?
@@ -66,28 +71,30 @@ public struct Verification: Sendable {
         }
 
         let sidecar: String
-        let sidecarPath = Repository.checksumPath(ofArchive: path)
-        if let text = FileManager.default.contents(atPath: sidecarPath).map({ String(decoding: $0, as: UTF8.self) }) {
-            let recorded = text.prefix { !$0.isWhitespace }.lowercased()
+        if let recorded = try archive.recordedMD5() {
             if report.fileMD5.isEmpty {
                 sidecar = "unchecked"
             } else if recorded == report.fileMD5 {
                 sidecar = "match"
             } else {
                 sidecar = "mismatch"
-                problems.append("The sidecar \(sidecarPath) records MD5 \(recorded), but the file's MD5 is \(report.fileMD5).")
+                problems.append("The sidecar of \(archive) records MD5 \(recorded), but the archive's MD5 is \(report.fileMD5).")
             }
         } else {
             sidecar = "missing"
         }
 
+        // Only a local archive of this repository keeps a verification record.
+        var localID: BackupID?
+        if case .file(let path) = archive { localID = repository.backupID(ofArchiveAt: path) }
+        if case .cloud(_, let id) = archive, backupID == nil { backupID = id.rawValue }
         let duration = ContinuousClock.now - clock
         let result = VerifyResult(
-            backupId: backupID ?? repository.backupID(ofArchiveAt: path)?.rawValue, path: path, intact: problems.isEmpty,
+            backupId: backupID ?? localID?.rawValue, path: archive.description, intact: problems.isEmpty,
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
             rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: encrypted,
             durationSeconds: duration.seconds)
-        if !storedBytesOnly, let id = repository.backupID(ofArchiveAt: path) {
+        if !storedBytesOnly, let id = localID {
             try repository.recordVerification(id, .init(
                 verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
         }

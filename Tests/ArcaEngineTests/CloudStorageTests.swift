@@ -1,0 +1,234 @@
+import ArcaEngine
+import ArcaFormat
+import ArcaPostgres
+import ArcaS3
+import ArcaTesting
+import Foundation
+import Testing
+
+/// Backups kept in an S3-compatible bucket: a real moto_server on loopback
+/// (started by the tests), real PostgreSQL, real archives. Engine calls run
+/// on threads of their own (`onThread`): they block on S3 requests.
+@Suite struct CloudStorageTests {
+    static let quickRetries = RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(5), maxDelay: .milliseconds(20))
+
+    /// A fresh bucket on `endpoint` (default: the shared moto server).
+    static func bucket(_ label: String, endpoint: URL? = nil, prefix: String = "clinic/") async throws -> CloudStore {
+        let server: URL
+        if let endpoint { server = endpoint } else { server = try await MotoServer.shared().endpoint }
+        let configuration = S3Configuration(
+            bucket: "arca-\(label)-\(UUID().uuidString.prefix(8).lowercased())", accessKeyID: "testing", secretAccessKey: "testing",
+            endpoint: server, prefix: prefix)
+        let store = CloudStore(configuration: configuration, retryPolicy: quickRetries)
+        try await onThread { try store.createBucket() }
+        return store
+    }
+
+    /// The same bucket through another endpoint (a fault proxy in front of the server).
+    static func sameBucket(_ store: CloudStore, through endpoint: URL) -> CloudStore {
+        let c = store.configuration
+        return CloudStore(
+            configuration: S3Configuration(bucket: c.bucket, accessKeyID: "testing", secretAccessKey: "testing", endpoint: endpoint, prefix: c.prefix),
+            retryPolicy: quickRetries)
+    }
+
+    /// About 20 MB of incompressible rows: an archive of three 8 MiB upload parts.
+    static func scans(_ label: String, rows: Int = 80_000) throws -> TestDatabase {
+        let database = try TestDatabase(label)
+        let hex = (0..<16).map { "md5(g::text || '\($0)')" }.joined(separator: " || ")
+        _ = try database.execute("""
+            CREATE TABLE scan (id int PRIMARY KEY, image bytea NOT NULL);
+            INSERT INTO scan SELECT g, decode(\(hex), 'hex') FROM generate_series(1, \(rows)) g;
+            CREATE TABLE patient (id int PRIMARY KEY, name text);
+            INSERT INTO patient SELECT g, 'patient ' || g FROM generate_series(1, 500) g;
+            """)
+        return database
+    }
+
+    static func backup(_ database: TestDatabase, _ repository: Repository, cloud: CloudStore?, uploadOnly: Bool = false,
+                       progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) async throws -> BackupResult {
+        var options = BackupOptions(source: database.connectionString, repository: repository)
+        options.cloud = cloud
+        options.uploadOnly = uploadOnly
+        let configured = options
+        return try await onThread { try BackupRunner(options: configured).run(progress: progress) }
+    }
+
+    @Test func uploadListInspectVerifyAndRestoreFromTheBucket() async throws {
+        let source = try Self.scans("cloud_src")
+        let target = try TestDatabase("cloud_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        let cloud = try await Self.bucket("roundtrip")
+        let repository = Steps.repository("cloud")
+
+        let result = try await Self.backup(source, repository, cloud: cloud)
+        #expect(result.bytes > 16 << 20, "the archive should need several upload parts")
+        #expect(result.cloud == cloud.describe(try #require(BackupID(result.backupId))))
+        let id = try #require(BackupID(result.backupId))
+        #expect(try cloud.archives().map(\.id) == [id])
+        #expect(try cloud.recordedMD5(id) == result.md5)
+
+        // Listing reads the trailer and manifest with small ranged GETs.
+        let before = cloud.bytesDownloaded
+        let listings = try await onThread { try cloud.listings(repository: repository) }
+        #expect(listings.first?.tables == 2 && listings.first?.bytes == result.bytes)
+        #expect(cloud.bytesDownloaded - before < 512 << 10, "listing fetched \(cloud.bytesDownloaded - before) bytes")
+
+        let verification = try await onThread { try Verification(archive: .cloud(cloud, id), repository: repository).run() }
+        #expect(verification.intact && verification.sidecar == "match", "\(verification.problems)")
+
+        // Restore with no local copy at all: chunks come by ranged GETs.
+        _ = try repository.remove(id)
+        try await onThread {
+            var options = RestoreOptions(archive: .cloud(cloud, id), target: target.connectionString)
+            options.confirmed = true
+            options.create = true
+            options.jobs = 2
+            _ = try RestoreRunner(options: options).run()
+        }
+        try Steps.expectEqual(source, target)
+    }
+
+    @Test func damagedCloudCopyFailsVerification() async throws {
+        let source = try Self.scans("cloud_damaged", rows: 3000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("damaged")
+        let repository = Steps.repository("cloud-damaged")
+        let result = try await Self.backup(source, repository, cloud: cloud)
+        let id = try #require(BackupID(result.backupId))
+
+        // Flip one byte in the middle of the stored object.
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: result.path)))
+        bytes[bytes.count / 2] ^= 0x5A
+        let client = S3Client(configuration: cloud.configuration)
+        _ = try await client.putObject(key: "\(id).arca", body: bytes)
+        try await client.shutdown()
+
+        let verification = try await onThread { try Verification(archive: .cloud(cloud, id), repository: repository).run() }
+        #expect(!verification.intact)
+        #expect(verification.sidecar == "mismatch")
+        #expect(verification.problems.contains { $0.contains("chunk") }, "\(verification.problems)")
+        // The local copy is untouched and intact.
+        #expect(try Verification(path: result.path, repository: repository).run().intact)
+    }
+
+    /// A part that keeps failing with 500: the upload is retried, then
+    /// aborted (no orphaned multipart upload), the local copy stays, and
+    /// status reports the missing cloud copy until `sync` uploads it.
+    @Test func failedUploadIsAbortedAndTheLocalCopyStays() async throws {
+        let source = try Self.scans("cloud_fault")
+        defer { source.drop() }
+        let cloud = try await Self.bucket("fault")
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPart: 2)
+        defer { proxy.stop() }
+        let repository = Steps.repository("cloud-fault")
+
+        var failure: CloudError?
+        do {
+            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint))
+        } catch let error as CloudError {
+            failure = error
+        }
+        let error = try #require(failure, "the upload through the failing proxy succeeded")
+        #expect("\(error)".contains("InternalError") && "\(error)".contains("arca sync"), "\(error)")
+        let id = try #require(try repository.backupIDs().first)
+        #expect(try Verification(path: repository.archivePath(id), repository: repository).run().intact)
+        #expect(try cloud.archives().isEmpty)
+        #expect(try cloud.unfinishedUploads().isEmpty, "an orphaned multipart upload was left behind")
+
+        let environment = [
+            "ARCA_REPO": repository.root, "AWS_S3_BUCKET": cloud.configuration.bucket, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": cloud.configuration.endpoint!.absoluteString,
+            "ARCA_S3_PREFIX": cloud.configuration.prefix,
+        ]
+        let status = try await onThread { try ServiceConfiguration(environment: environment).status() }
+        #expect(status.cloudMissing == [id.rawValue])
+        #expect(status.problems.contains { $0.contains("arca sync") })
+
+        let synced = try await onThread { try CloudSync(repository: repository, cloud: cloud).upload() }
+        #expect(synced.copied == [id.rawValue] && synced.failed.isEmpty)
+        #expect(try cloud.archives().map(\.id) == [id])
+    }
+
+    /// The server goes away in the middle of a streamed upload: a clear
+    /// failure, and nothing left locally (there is no local copy to keep).
+    @Test func serverStoppedDuringAnUploadOnlyBackup() async throws {
+        let source = try Self.scans("cloud_stop", rows: 200_000)
+        defer { source.drop() }
+        let moto = try await MotoServer.start()
+        defer { moto.stop() }
+        let cloud = try await Self.bucket("stop", endpoint: moto.endpoint)
+        let repository = Steps.repository("cloud-stop")
+        let stopped = Flag()
+        do {
+            _ = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true) { progress in
+                if progress.rawBytes > 8 << 20, stopped.set() { moto.stop() }
+            }
+            Issue.record("the backup succeeded although the server was stopped")
+        } catch {
+            #expect(stopped.isSet)
+            #expect("\(error)".contains("could not be reached") || "\(error)".contains("upload"), "\(error)")
+        }
+        #expect(try repository.backupIDs().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
+    }
+
+    @Test func uploadOnlyThenDownloadBySync() async throws {
+        let source = try Self.scans("cloud_only", rows: 2000)
+        let target = try TestDatabase("cloud_only_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        let cloud = try await Self.bucket("only")
+        let repository = Steps.repository("cloud-only")
+
+        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true)
+        let id = try #require(BackupID(result.backupId))
+        #expect(try repository.backupIDs().isEmpty, "--upload-only left a local copy")
+        #expect(result.path == cloud.describe(id))
+        #expect(try cloud.recordedMD5(id) == result.md5)
+
+        let synced = try await onThread { try CloudSync(repository: repository, cloud: cloud).download() }
+        #expect(synced.copied == [id.rawValue])
+        let local = repository.archivePath(id)
+        #expect(try Verification(path: local, repository: repository).run().intact)
+        try Steps.restore(local, into: target) { $0.create = true }
+        try Steps.expectEqual(source, target)
+    }
+
+    /// Cloud copies follow their own retention: old ones go, the newest stays,
+    /// local archives are not touched.
+    @Test func retentionRemovesOldCloudCopies() async throws {
+        let source = try Self.scans("cloud_retention", rows: 500)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("retention")
+        let repository = Steps.repository("cloud-retention")
+        let result = try await Self.backup(source, repository, cloud: cloud)
+        let client = S3Client(configuration: cloud.configuration)
+        let archive = Array(try Data(contentsOf: URL(fileURLWithPath: result.path)))
+        for old in ["backup_20200101_020000", "backup_20200102_020000"] {
+            _ = try await client.putObject(key: "\(old).arca", body: archive)
+            _ = try await client.putObject(key: "\(old).arca.md5", body: Array("\(result.md5)  \(old).arca\n".utf8))
+        }
+        try await client.shutdown()
+        #expect(try cloud.archives().count == 3)
+
+        var configured = Cleanup(repository: repository, policy: RetentionPolicy(retentionDays: 30))
+        configured.cloud = (cloud, RetentionPolicy(retentionDays: 30))
+        let cleanup = configured
+        let outcome = try await onThread { try cleanup.run() }
+        #expect(outcome.cloud?.removed.sorted() == ["backup_20200101_020000", "backup_20200102_020000"])
+        #expect(try cloud.archives().map(\.id.rawValue) == [result.backupId])
+        #expect(try cloud.recordedMD5(BackupID("backup_20200101_020000")!) == nil)
+        #expect(try repository.backupIDs().map(\.rawValue) == [result.backupId])
+    }
+}
+
+/// Set once, from any thread.
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    /// True for the caller that set it.
+    func set() -> Bool { lock.withLock { defer { value = true }; return !value } }
+}

@@ -1,0 +1,34 @@
+import Foundation
+
+/// `Tests/Fixtures/s3_fault_proxy.py` in front of a real S3-compatible
+/// server: the server keeps the state, the proxy fails chosen requests.
+public final class S3FaultProxy: Sendable {
+    public let endpoint: URL
+    private let processID: Int32
+
+    /// `failPart`: UploadPart requests for this part number get a 500.
+    public init(upstream: URL, failPart: Int) throws {
+        let port = try freeLocalPort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port),
+                             "--upstream", upstream.absoluteString, "--fail-part", String(failPart)]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        RunningProcesses.shared.add(process.processIdentifier)
+        processID = process.processIdentifier
+        endpoint = URL(string: "http://127.0.0.1:\(port)")!
+        // It prints "ready" once it listens.
+        let line = output.fileHandleForReading.availableData
+        guard String(decoding: line, as: UTF8.self).hasPrefix("ready") else {
+            throw TestSetupError("s3_fault_proxy.py did not start")
+        }
+    }
+
+    public func stop() {
+        kill(processID, SIGKILL)
+        RunningProcesses.shared.remove(processID)
+    }
+}

@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""An HTTP proxy in front of an S3-compatible server that injects faults, for
+Arca's storage-fault tests: the real server keeps the state, the proxy lies
+about some answers.
+
+    s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT [--fail-part N]
+
+--fail-part N answers every UploadPart request for part N with a 500
+InternalError, without forwarding it. Everything else is forwarded as is.
+Prints "ready" on stdout once it listens.
+"""
+import argparse
+import http.client
+import http.server
+import sys
+import urllib.parse
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", type=int, required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--fail-part", type=int)
+    args = parser.parse_args()
+    upstream = urllib.parse.urlsplit(args.upstream)
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *_):
+            pass
+
+        def relay(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            if self.command == "PUT" and args.fail_part is not None and query.get("partNumber") == [str(args.fail_part)]:
+                error = b"<Error><Code>InternalError</Code><Message>injected by s3_fault_proxy</Message></Error>"
+                self.send_response(500)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
+            connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
+            headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
+            connection.request(self.command, self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            payload = response.read()
+            self.send_response(response.status)
+            # A HEAD answer's length is the object's, not of the (empty) payload.
+            dropped = ("transfer-encoding", "connection") + (() if self.command == "HEAD" else ("content-length",))
+            for name, value in response.getheaders():
+                if name.lower() not in dropped:
+                    self.send_header(name, value)
+            if self.command != "HEAD":
+                self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+            connection.close()
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = relay
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.listen), Proxy)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
