@@ -151,6 +151,47 @@ import Testing
         #expect(encryptedFlags?.filter { $0 }.count == 1 && encryptedFlags?.count == 2)
     }
 
+    @Test func cloudBackupListVerifyRestoreAndSync() async throws {
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.createBucket("cli")
+        let source = try TestDatabase("cli_cloud")
+        let target = try TestDatabase("cli_cloud_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE visit (id int PRIMARY KEY, note text); INSERT INTO visit SELECT g, 'visit ' || g FROM generate_series(1, 2000) g")
+        let repo = TestPaths.temporaryDirectory("cli-cloud") + "/repo"
+        let cloud = [
+            "AWS_S3_BUCKET": bucket, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": moto.endpoint.absoluteString, "ARCA_S3_PREFIX": "cli", "ARCA_REPO": repo,
+        ]
+
+        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--json"], environment: cloud)
+        #expect(backup.status == 0, "\(backup.all)")
+        let id = try #require(try backup.json()["backupId"] as? String)
+        #expect((try backup.json()["cloud"] as? String)?.hasPrefix("s3://\(bucket)/cli/") == true)
+        let list = try arca(["list", "--json"], environment: cloud)
+        let places = (try list.json()["backups"] as? [[String: Any]])?.compactMap { $0["location"] as? String }
+        #expect(places?.sorted() == ["cloud", "local"], "\(list.all)")
+        let verify = try arca(["verify", "--cloud", id], environment: cloud)
+        #expect(verify.status == 0 && verify.output.stdout.contains("sidecar md5: match"), "\(verify.all)")
+
+        // Without the local copy, the id is found in the bucket.
+        for suffix in [".arca", ".arca.md5"] { try FileManager.default.removeItem(atPath: "\(repo)/local/\(id)\(suffix)") }
+        let restore = try arca(["restore", id, "--target-url", "dbname=\(target.name)", "--create", "--confirm"], environment: cloud)
+        #expect(restore.status == 0, "\(restore.all)")
+        #expect(try arca(["compare", "dbname=\(source.name)", "dbname=\(target.name)"]).status == 0)
+        let download = try arca(["sync", "--download", "--json"], environment: cloud)
+        #expect((try download.json()["copied"] as? [String]) == [id], "\(download.all)")
+        let upload = try arca(["sync"], environment: cloud)
+        #expect(upload.status == 0 && upload.output.stdout.contains("Uploaded 0 backup(s)"), "\(upload.all)")
+
+        // A bucket without credentials, and --upload-only without a bucket: usage errors.
+        let noKeys = try arca(["list"], environment: ["AWS_S3_BUCKET": bucket, "ARCA_REPO": repo, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""])
+        #expect(noKeys.status == 2 && noKeys.output.stderr.contains("AWS_ACCESS_KEY_ID"), "\(noKeys.all)")
+        let noBucket = try arca(["backup", "--database-url", "dbname=\(source.name)", "--upload-only"], environment: ["ARCA_REPO": repo, "AWS_S3_BUCKET": ""])
+        #expect(noBucket.status == 2 && noBucket.output.stderr.contains("AWS_S3_BUCKET"), "\(noBucket.all)")
+    }
+
     @Test func damagedArchiveFailsVerifyWithStatus3() throws {
         let source = try TestDatabase("cli_damaged")
         defer { source.drop() }

@@ -183,7 +183,10 @@ import Testing
 
 /// Secrets never leave the environment they were given in.
 @Suite struct SecretsTests {
-    @Test func noSecretAppearsInOutputLogsAuditOrArchives() throws {
+    @Test func noSecretAppearsInOutputLogsAuditOrArchives() async throws {
+        // A real bucket, so the AWS secret is used for every upload and listing.
+        let moto = try await MotoServer.shared()
+        let bucket = try await moto.createBucket("secrets")
         let source = try TestDatabase("secrets_src")
         let target = try TestDatabase("secrets_dst")
         target.drop()
@@ -198,7 +201,7 @@ import Testing
         let environment = [
             "DATABASE_URL": "postgresql://postgres:\(secrets["password"]!)@/\(source.name)?host=\(host)",
             "JWT_SECRET": secrets["jwt"]!, "AWS_SECRET_ACCESS_KEY": secrets["aws"]!, "ARCA_ENCRYPTION_KEY": secrets["key"]!,
-            "ARCA_REPO": repo,
+            "ARCA_REPO": repo, "AWS_S3_BUCKET": bucket, "AWS_ACCESS_KEY_ID": "AKIASECRETSTEST", "AWS_ENDPOINT_URL": moto.endpoint.absoluteString,
         ]
         var outputs: [Tool.Output] = []
         func run(_ arguments: [String]) throws { outputs.append(try Tool.capture(TestPaths.arca, arguments, environment: environment)) }
@@ -213,6 +216,8 @@ import Testing
         try run(["restore", String(id), "--target-url", "postgresql://postgres:\(secrets["password"]!)@127.0.0.1:1/x", "--confirm"])
         try run(["drill"])
         try run(["cleanup", "--dry-run"])
+        try run(["sync"])
+        try run(["verify", "--cloud", String(id)])
         try run(["audit"])
         #expect(outputs.filter { $0.status == 0 }.count == outputs.count - 1, "\(outputs.map(\.stderr))")
 

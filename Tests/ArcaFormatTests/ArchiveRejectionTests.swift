@@ -11,15 +11,7 @@ import Testing
     func archive() throws -> (bytes: [UInt8], manifest: Manifest) { try Sample.archive(streams) }
 
     func openError(_ bytes: [UInt8]) -> ArchiveError? {
-        do {
-            _ = try Sample.read(bytes)
-            return nil
-        } catch let error as ArchiveError {
-            return error
-        } catch {
-            Issue.record("unexpected error type \(error)")
-            return nil
-        }
+        Sample.archiveError { _ = try Sample.read(bytes) }
     }
 
     @Test(arguments: [0, 1, 63, 64, 100, 191])

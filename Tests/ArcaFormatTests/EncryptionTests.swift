@@ -16,17 +16,7 @@ import Testing
         Array((0..<count).map { "\($0)\t\(marker)-\($0)\tallergic to penicillin\n" }.joined().utf8)
     }
 
-    func error(_ body: () throws -> Void) -> ArchiveError? {
-        do {
-            try body()
-            return nil
-        } catch let error as ArchiveError {
-            return error
-        } catch {
-            Issue.record("unexpected error type \(error)")
-            return nil
-        }
-    }
+    func error(_ body: () throws -> Void) -> ArchiveError? { Sample.archiveError(body) }
 
     /// Rewrites the CRC of the frame at `offset` so that only authentication
     /// can notice a change to its payload: what an attacker would do.

@@ -1,5 +1,6 @@
 @testable import ArcaFormat
 import Foundation
+import Testing
 
 /// Builds small archives in memory for the format tests.
 enum Sample {
@@ -64,6 +65,20 @@ enum Sample {
         return (0..<count).map { _ in
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return UInt8(truncatingIfNeeded: state >> 33)
+        }
+    }
+
+    /// The `ArchiveError` `body` throws, nil when it succeeds; any other
+    /// error is a test failure.
+    static func archiveError(_ body: () throws -> Void) -> ArchiveError? {
+        do {
+            try body()
+            return nil
+        } catch let error as ArchiveError {
+            return error
+        } catch {
+            Issue.record("unexpected error type \(error)")
+            return nil
         }
     }
 

@@ -41,6 +41,17 @@ public struct MotoServer: Sendable {
         throw lastError!
     }
 
+    /// Creates a bucket (moto accepts unsigned requests) and returns its name.
+    public func createBucket(_ label: String) async throws -> String {
+        let name = "arca-\(label)-\(UUID().uuidString.prefix(8).lowercased())"
+        var request = HTTPClientRequest(url: endpoint.absoluteString + "/" + name)
+        request.method = .PUT
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        guard response.status == .ok else { throw TestSetupError("moto_server refused to create bucket \(name): \(response.status)") }
+        return name
+    }
+
     public func stop() {
         guard let processID else { return }
         kill(processID, SIGKILL)

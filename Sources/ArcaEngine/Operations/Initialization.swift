@@ -71,15 +71,25 @@ public struct Initialization: Sendable {
             check("JWT_SECRET", "warning", "JWT_SECRET is not set: the HTTP API will refuse to start without it.", fix: "export JWT_SECRET=$(openssl rand -base64 48)")
         }
 
-        let cloud = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_S3_BUCKET"]
-        let present = cloud.filter { !(environment[$0] ?? "").isEmpty }
-        if present.isEmpty {
-            check("cloud storage", "ok", "not configured: backups stay in the local repository only")
-        } else if present.count < cloud.count {
-            check("cloud storage", "warning", "partly configured: \(cloud.filter { !present.contains($0) }.joined(separator: ", ")) missing",
-                  fix: "Set all of \(cloud.joined(separator: ", ")) (and AWS_ENDPOINT_URL for non-AWS storage), or none.")
+        if let cloud = configuration.cloud {
+            do {
+                let archives = try cloud.archives()
+                check("cloud storage", "ok", "\(cloud.location) reachable, \(archives.count) backup(s); cloud retention \(configuration.cloudRetention.retentionDays) days")
+            } catch {
+                check("cloud storage", "error", "\(error)", fix: "Check AWS_S3_BUCKET, AWS_REGION, the credentials and AWS_ENDPOINT_URL, and that the bucket exists.")
+            }
         } else {
-            check("cloud storage", "ok", "bucket \(environment["AWS_S3_BUCKET"] ?? "")")
+            check("cloud storage", "warning", "not configured: backups stay on this host only",
+                  fix: "Set AWS_S3_BUCKET, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for non-AWS storage).")
+        }
+        switch configuration.encryptionKey {
+        case .key(_)?:
+            check("encryption", "ok", "every backup is encrypted (AES-256-GCM), key id \(configuration.encryptionKey?.keyID ?? "-")")
+        case .passphrase(_, let cost)?:
+            check("encryption", "ok", "every backup is encrypted (AES-256-GCM) under a passphrase (\(cost))")
+        case nil:
+            check("encryption", "warning", "no key: backups are stored unencrypted",
+                  fix: "arca keygen --output /path/to/arca.key && export ARCA_KEY_FILE=/path/to/arca.key")
         }
 
         let repository = configuration.repository
