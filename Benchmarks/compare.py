@@ -11,12 +11,22 @@ Databases:
 
 Tools, per database:
   arca backup --jobs J         one archive, MD5 + SHA-256 per table, zstd -3
+  ... , encrypted              the same with ARCA_ENCRYPTION_KEY (AES-256-GCM per chunk)
   pg_dump -Fc                  pg_dump's default archive (zlib)
   pg_dump -Fd -j J             directory format, J jobs
   pg_dump | zstd -3 -T J       plain SQL through a parallel zstd
   COPY limit (J streams)       raw COPY TO STDOUT to /dev/null, J at once
   COPY | zstd limit            the same, each stream through zstd -3
   arca restore --create        and pg_restore -j J from the -Fd dump
+
+With --load-scale N (the 10 GB load test: N = 700), also: a pgbench database
+of that scale backed up and restored, the restore proven equal to the source
+(`arca compare`, and ../shared/tools/compare.sh when present), wall time and
+peak RSS, and the backup's peak RSS at scale 50 beside it.
+
+With --cloud-gb N, also: an N GB table of random bytes backed up with upload
+to a moto_server bucket on loopback, streamed with --upload-only, verified and
+restored from the bucket: wall time and peak RSS of each.
 """
 
 import argparse
@@ -33,8 +43,6 @@ import sys
 import tempfile
 import time
 
-MARK_START = "<!-- compare.sh:start -->"
-MARK_END = "<!-- compare.sh:end -->"
 
 
 def log(message):
@@ -259,6 +267,106 @@ def memory_flatness(args, scales):
     return "\n".join(lines)
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def load_test(args, scale, reference_scale=50):
+    database, target = f"bench_load_{scale}", f"bench_load_{scale}_restored"
+    log(f"pgbench -i -s {scale} (this takes a while)")
+    started = time.monotonic()
+    make_pgbench(database, scale)
+    created = time.monotonic() - started
+    repo = os.path.join(args.work, "load")
+    shutil.rmtree(repo, ignore_errors=True)
+    out = os.path.join(args.work, "load.json")
+    rows = []
+    log("  load: backup")
+    # The same settings as the reference run below, so the RSS compares like for like.
+    seconds, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} "
+                         f"--split-threshold-mib 16 --json > {out}")
+    report = json.load(open(out))
+    rows.append((f"arca backup --jobs {args.jobs} --split-threshold-mib 16", seconds, rss))
+    log("  load: verify")
+    seconds, rss = timed(f"{args.arca} verify {report['backupId']} --repo {repo} > /dev/null")
+    rows.append(("arca verify", seconds, rss))
+    sh(f"dropdb --if-exists --force {target}")
+    log("  load: restore")
+    seconds, rss = timed(f"{args.arca} restore {report['backupId']} --repo {repo} --target-url dbname={target} --create --confirm --jobs {args.jobs} 2> /dev/null")
+    rows.append((f"arca restore --create --jobs {args.jobs}", seconds, rss))
+    log("  load: compare")
+    seconds, _ = timed(f"{args.arca} compare dbname={database} dbname={target} > /dev/null")
+    rows.append(("arca compare (source vs restored): equal", seconds, 0))
+    shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "compare.sh")
+    if os.path.exists(shared):
+        seconds, _ = timed(f"{shared} {database} {target} > /dev/null")
+        rows.append(("shared/tools/compare.sh (fingerprints): equal", seconds, 0))
+    shutil.rmtree(repo, ignore_errors=True)
+    sh(f"dropdb --if-exists --force {target}")
+    sh(f"dropdb --if-exists --force {database}")
+    reference = memory_flatness(args, [reference_scale])
+    lines = [f"**pgbench scale {scale}** — {report['rawBytes'] / 1e9:,.2f} GB of COPY text, {report['rows']:,} rows, "
+             f"archive {report['bytes'] / 1e9:,.2f} GB (created in {created / 60:.0f} min)",
+             "", "| what | s | MB/s of COPY text | peak RSS |", "|---|---:|---:|---:|"]
+    for what, seconds, rss in rows:
+        lines.append(f"| {what} | {seconds:.1f} | {report['rawBytes'] / 1e6 / seconds:,.0f} | {f'{rss / 1024:.0f} MiB' if rss else '–'} |")
+    lines += ["", f"The same backup's peak RSS at scale {reference_scale} (`--split-threshold-mib 16`):", "", reference]
+    return "\n".join(lines)
+
+
+def cloud_memory(args, gigabytes):
+    """Upload, streamed upload, verify and restore through a bucket: peak RSS
+    must stay bounded whatever the archive's size."""
+    database = "bench_cloud"
+    recreate(database)
+    rows = gigabytes * 1_000_000
+    log(f"creating {gigabytes} GB of random bytea in {database}")
+    psql(database, "CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE TABLE scan (id int PRIMARY KEY, image bytea NOT NULL)")
+    for start in range(0, rows, 250_000):
+        psql(database, f"INSERT INTO scan SELECT g, gen_random_bytes(1000) FROM generate_series({start + 1}, {min(rows, start + 250_000)}) g")
+    port = free_port()
+    moto = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_S3_BUCKET": "bench"}
+    prefix = " ".join(f"{k}={v}" for k, v in env.items())
+    try:
+        for _ in range(100):
+            if subprocess.run(f"{prefix} aws s3 mb s3://bench", shell=True, capture_output=True).returncode == 0:
+                break
+            time.sleep(0.2)
+        repo = os.path.join(args.work, "cloud")
+        shutil.rmtree(repo, ignore_errors=True)
+        out = os.path.join(args.work, "cloud.json")
+        rows_out = []
+
+        def run(what, command):
+            log(f"  cloud: {what}")
+            seconds, rss = timed(f"{prefix} {command}")
+            rows_out.append((what, seconds, rss))
+
+        run(f"arca backup --jobs {args.jobs} (then upload)", f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} --json > {out}")
+        report = json.load(open(out))
+        backup_id = report["backupId"]
+        run(f"arca backup --jobs {args.jobs} --upload-only", f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} --upload-only > /dev/null")
+        run("arca verify --cloud", f"{args.arca} verify --cloud {backup_id} --repo {repo} > /dev/null")
+        target = f"{database}_restored"
+        sh(f"dropdb --if-exists --force {target}")
+        run(f"arca restore --cloud --create --jobs {args.jobs}",
+            f"{args.arca} restore --cloud {backup_id} --repo {repo} --target-url dbname={target} --create --confirm --jobs {args.jobs} 2> /dev/null")
+        sh(f"dropdb --if-exists --force {target}")
+        lines = [f"**{database}** — {report['rawBytes'] / 1e9:,.2f} GB of COPY text, archive {report['bytes'] / 1e9:,.2f} GB; moto_server on loopback",
+                 "", "| what | s | MB/s of archive | peak RSS |", "|---|---:|---:|---:|"]
+        for what, seconds, rss in rows_out:
+            lines.append(f"| {what} | {seconds:.1f} | {report['bytes'] / 1e6 / seconds:,.0f} | {rss / 1024:.0f} MiB |")
+        return "\n".join(lines)
+    finally:
+        moto.kill()
+        sh(f"dropdb --if-exists --force {database}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arca", required=True, help="the arca binary")
@@ -268,8 +376,13 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=max(2, os.cpu_count() or 2))
     parser.add_argument("--rss-scales", default="5,50", help="pgbench scales for the peak-RSS comparison ('' skips it)")
+    parser.add_argument("--load-scale", type=int, default=0, help="pgbench scale of the load test (700 is about 10 GB; 0 skips it)")
+    parser.add_argument("--cloud-gb", type=int, default=0, help="GB of random data for the cloud upload/restore run (0 skips it)")
     parser.add_argument("--update-benchmarks-md", action="store_true", help="write the tables into BENCHMARKS.md")
+    parser.add_argument("--block", default="", help="name of the marked block of BENCHMARKS.md to replace (default: the main one)")
     args = parser.parse_args()
+    mark = f"compare.sh:{args.block}:" if args.block else "compare.sh:"
+    mark_start, mark_end = f"<!-- {mark}start -->", f"<!-- {mark}end -->"
     os.makedirs(args.work, exist_ok=True)
 
     sections = []
@@ -293,6 +406,10 @@ def main():
     if scales:
         sections.append("Peak RSS of `arca backup --jobs %d --split-threshold-mib 16` by database size:\n\n%s"
                         % (args.jobs, memory_flatness(args, scales)))
+    if args.load_scale > 0:
+        sections.append(load_test(args, args.load_scale))
+    if args.cloud_gb > 0:
+        sections.append(cloud_memory(args, args.cloud_gb))
     shutil.rmtree(args.work, ignore_errors=True)
 
     report = "\n\n".join(sections)
@@ -300,9 +417,9 @@ def main():
     if args.update_benchmarks_md:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md")
         text = open(path).read()
-        block = f"{MARK_START}\n{report}\n{MARK_END}"
-        if MARK_START in text:
-            text = text[:text.index(MARK_START)] + block + text[text.index(MARK_END) + len(MARK_END):]
+        block = f"{mark_start}\n{report}\n{mark_end}"
+        if mark_start in text:
+            text = text[:text.index(mark_start)] + block + text[text.index(mark_end) + len(mark_end):]
         else:
             text += "\n" + block + "\n"
         open(path, "w").write(text)
