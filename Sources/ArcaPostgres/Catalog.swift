@@ -182,6 +182,7 @@ public enum Catalog {
             """
             SELECT c.oid FROM pg_catalog.pg_class c
              WHERE c.oid = ANY ($1::pg_catalog.oid[])
+               AND pg_catalog.pg_relation_filenode(c.oid) IS NOT NULL  -- relations without storage (partitioned parents)
                AND c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
             """, [list], during: "checking that no table was rewritten since the snapshot")
         return Set(result.rows.compactMap { $0[0].flatMap { UInt32($0) } })

@@ -259,6 +259,8 @@ import Testing
         let notFile = try arca(["verify", directory, "--repo", repo])
         #expect(notFile.status == 1)
         #expect(notFile.output.stderr.contains("not a regular file"))
+        let device = try arca(["restore", "/dev/null", "--repo", repo, "--target-url", "dbname=never_created", "--confirm"])
+        #expect(device.status == 1 && device.output.stderr.contains("not a regular file"), "\(device.all)")
 
         let empty = try arca(["list", "--repo", repo])
         #expect(empty.status == 0)
