@@ -280,34 +280,35 @@ def load_test(args, scale, reference_scale=50):
     started = time.monotonic()
     make_pgbench(database, scale)
     created = time.monotonic() - started
+    log(f"  created in {created:.0f} s")
     repo = os.path.join(args.work, "load")
     shutil.rmtree(repo, ignore_errors=True)
     out = os.path.join(args.work, "load.json")
     rows = []
-    log("  load: backup")
+
+    def step(what, command, measure_rss=True):
+        seconds, rss = timed(command)
+        rows.append((what, seconds, rss if measure_rss else 0))
+        log(f"  load: {what}: {seconds:.1f} s, peak RSS {rss / 1024:.0f} MiB")  # partial results survive an interrupted run
+
     # The same settings as the reference run below, so the RSS compares like for like.
-    seconds, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} "
-                         f"--split-threshold-mib 16 --json > {out}")
+    step(f"arca backup --jobs {args.jobs} --split-threshold-mib 16",
+         f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} --split-threshold-mib 16 --json > {out}")
     report = json.load(open(out))
-    rows.append((f"arca backup --jobs {args.jobs} --split-threshold-mib 16", seconds, rss))
-    log("  load: verify")
-    seconds, rss = timed(f"{args.arca} verify {report['backupId']} --repo {repo} > /dev/null")
-    rows.append(("arca verify", seconds, rss))
+    log(f"  load: {report['rawBytes'] / 1e9:.2f} GB of COPY text, {report['rows']} rows, archive {report['bytes'] / 1e9:.2f} GB")
+    step("arca verify", f"{args.arca} verify {report['backupId']} --repo {repo} > /dev/null")
     sh(f"dropdb --if-exists --force {target}")
-    log("  load: restore")
-    seconds, rss = timed(f"{args.arca} restore {report['backupId']} --repo {repo} --target-url dbname={target} --create --confirm --jobs {args.jobs} 2> /dev/null")
-    rows.append((f"arca restore --create --jobs {args.jobs}", seconds, rss))
-    log("  load: compare")
-    seconds, _ = timed(f"{args.arca} compare dbname={database} dbname={target} > /dev/null")
-    rows.append(("arca compare (source vs restored): equal", seconds, 0))
+    step(f"arca restore --create --jobs {args.jobs}",
+         f"{args.arca} restore {report['backupId']} --repo {repo} --target-url dbname={target} --create --confirm --jobs {args.jobs} 2> /dev/null")
+    step("arca compare (source vs restored): equal", f"{args.arca} compare dbname={database} dbname={target} > /dev/null", measure_rss=False)
     shared = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "compare.sh")
     if os.path.exists(shared):
-        seconds, _ = timed(f"{shared} {database} {target} > /dev/null")
-        rows.append(("shared/tools/compare.sh (fingerprints): equal", seconds, 0))
+        step("shared/tools/compare.sh (fingerprints): equal", f"{shared} {database} {target} > /dev/null", measure_rss=False)
     shutil.rmtree(repo, ignore_errors=True)
     sh(f"dropdb --if-exists --force {target}")
     sh(f"dropdb --if-exists --force {database}")
     reference = memory_flatness(args, [reference_scale])
+    log(reference)
     lines = [f"**pgbench scale {scale}** — {report['rawBytes'] / 1e9:,.2f} GB of COPY text, {report['rows']:,} rows, "
              f"archive {report['bytes'] / 1e9:,.2f} GB (created in {created / 60:.0f} min)",
              "", "| what | s | MB/s of COPY text | peak RSS |", "|---|---:|---:|---:|"]
