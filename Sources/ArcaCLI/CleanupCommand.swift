@@ -22,11 +22,12 @@ struct CleanupCommand: ParsableCommand {
 
     func run() throws {
         let result: CleanupResult
+        let bucket = try configuredCloud()
         let audit = auditTrail(repository.repository, "cleanup")
         do {
             var cleanup = Cleanup(repository: repository.repository, policy: try retention.policy())
             cleanup.dryRun = dryRun
-            if let cloud = try configuredCloud() {
+            if let cloud = bucket {
                 // Cloud copies follow ARCA_CLOUD_RETENTION_DAYS (default: the local days) and the same keep rules.
                 var policy = try retention.policy()
                 policy.retentionDays = try retention.retentionDays ?? ServiceConfiguration(environment: ProcessInfo.processInfo.environment).cloudRetention.retentionDays

@@ -17,8 +17,10 @@ struct CloudFlag: ParsableArguments {
     @Flag(name: .long, help: "Read the archive from the bucket (AWS_S3_BUCKET) instead of the repository.")
     var cloud = false
 
-    func locate(_ backup: String, in repository: Repository) throws -> ArchiveReference {
-        try ArchiveReference.locate(backup, repository: repository, cloud: try configuredCloud(), preferCloud: cloud)
+    /// Finds the archive; `bucket` is `configuredCloud()`, read before the
+    /// operation starts so a configuration error is a usage error.
+    func locate(_ backup: String, in repository: Repository, bucket: CloudStore?) throws -> ArchiveReference {
+        try ArchiveReference.locate(backup, repository: repository, cloud: bucket, preferCloud: cloud)
     }
 }
 

@@ -20,8 +20,9 @@ struct InspectCommand: ParsableCommand {
         let size: UInt64
         let encrypted: Bool
         let key = try self.key.key()
+        let bucket = try configuredCloud()
         do {
-            let source = try cloud.locate(backup, in: repository.repository).open(sequential: false)
+            let source = try cloud.locate(backup, in: repository.repository, bucket: bucket).open(sequential: false)
             let reader = try ArchiveReader(source: source, key: key)
             manifest = reader.manifest
             encrypted = reader.header.isEncrypted

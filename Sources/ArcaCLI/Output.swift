@@ -31,6 +31,9 @@ enum Output {
     /// Prints `error` and exits with `status`. Every failure ends here, so
     /// every failure prints one sentence about what happened and what to do.
     static func fail(_ error: any Error, status: ExitStatus = .failure) -> ExitCode {
+        // Already reported by a nested `fail` (a bad key or bucket setting
+        // found inside an operation): keep its message and status.
+        if let exit = error as? ExitCode { return exit }
         Output.error("\(error)")
         return ExitCode(status.rawValue)
     }

@@ -59,9 +59,10 @@ struct RestoreCommand: ParsableCommand {
         let target = try connectionString(targetURL, option: "--target-url")
         let result: RestoreResult
         let key = try self.key.key()
+        let bucket = try configuredCloud()
         let trail = auditTrail(repository.repository, "restore")
         do {
-            var options = RestoreOptions(archive: try cloud.locate(backup, in: repository.repository), target: target)
+            var options = RestoreOptions(archive: try cloud.locate(backup, in: repository.repository, bucket: bucket), target: target)
             options.confirmed = confirm
             options.tables = TableFilter(include: tables)
             options.create = create

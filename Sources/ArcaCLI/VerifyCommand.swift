@@ -23,9 +23,10 @@ struct VerifyCommand: ParsableCommand {
     func run() throws {
         let result: VerifyResult
         let key = noKey ? nil : try self.key.key()
+        let bucket = try configuredCloud()
         let trail = auditTrail(repository.repository, "verify")
         do {
-            let archive = try cloud.locate(backup, in: repository.repository)
+            let archive = try cloud.locate(backup, in: repository.repository, bucket: bucket)
             var verification = Verification(archive: archive, repository: repository.repository, key: key)
             verification.storedBytesOnly = noKey
             result = try verification.run { done, total in

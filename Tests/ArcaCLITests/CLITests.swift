@@ -188,6 +188,9 @@ import Testing
         // A bucket without credentials, and --upload-only without a bucket: usage errors.
         let noKeys = try arca(["list"], environment: ["AWS_S3_BUCKET": bucket, "ARCA_REPO": repo, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""])
         #expect(noKeys.status == 2 && noKeys.output.stderr.contains("AWS_ACCESS_KEY_ID"), "\(noKeys.all)")
+        let noKeysVerify = try arca(["verify", "--cloud", id], environment: ["AWS_S3_BUCKET": bucket, "ARCA_REPO": repo, "AWS_ACCESS_KEY_ID": ""])
+        #expect(noKeysVerify.status == 2 && noKeysVerify.output.stderr.contains("AWS_ACCESS_KEY_ID")
+            && !noKeysVerify.output.stderr.contains("ExitCode"), "\(noKeysVerify.all)")
         let noBucket = try arca(["backup", "--database-url", "dbname=\(source.name)", "--upload-only"], environment: ["ARCA_REPO": repo, "AWS_S3_BUCKET": ""])
         #expect(noBucket.status == 2 && noBucket.output.stderr.contains("AWS_S3_BUCKET"), "\(noBucket.all)")
     }
