@@ -62,7 +62,7 @@ public struct ScryptCost: Sendable, Equatable, CustomStringConvertible {
     /// What a writer may choose and a reader accepts: the upper bounds keep
     /// a forged header from making a reader spend gigabytes or hours.
     public static let log2NRange: ClosedRange<UInt8> = 10...20
-    public static let rRange: ClosedRange<UInt32> = 1...32
+    public static let rRange: ClosedRange<UInt32> = 1...8
     public static let pRange: ClosedRange<UInt32> = 1...16
 
     public var isAcceptable: Bool {
