@@ -1,6 +1,6 @@
 /// Turns a stored frame back into raw bytes after checking it against what
-/// the manifest says it should be: CRC, then (encrypted archives) the
-/// authentication tag, then decompression. Owns a decompression context, a
+/// the manifest says it should be: the payload's authentication tag
+/// (encrypted archives) or its CRC, then decompression. Owns a decompression context, a
 /// cipher and its output buffers; one decoder per thread.
 public final class ChunkDecoder {
     private let decompressor = ZstdDecompressor()
@@ -43,24 +43,24 @@ public final class ChunkDecoder {
         return try unpack(payload, frame: header, location: location)
     }
 
-    /// Authentication (encrypted archives), CRC and decompression of a payload
-    /// whose frame header was already decoded and checked. The tag is checked
-    /// first: it is the stronger check, and damage to a sealed payload is
-    /// reported as what it means, the chunk is not authentic.
+    /// Authentication or CRC, then decompression, of a payload whose frame
+    /// header was already decoded and checked. A sealed payload's tag covers
+    /// every byte (and damage is reported as what it means: the chunk is not
+    /// authentic), so its CRC would be a second pass over the chunk for
+    /// nothing; a plain payload has its CRC.
     func unpack(_ payload: UnsafeRawBufferPointer, frame: FrameHeader, location: ArchiveLocation) throws -> UnsafeRawBufferPointer {
-        var plain = payload
-        if let cipher {
-            let length = payload.count - FrameCipher.overhead
-            if length > opened.count {
-                opened.deallocate()
-                opened = .allocate(byteCount: length, alignment: 16)
-            }
-            guard cipher.open(payload, frame: frame, into: opened) else { throw ArchiveError.authenticationFailed(location) }
-            plain = UnsafeRawBufferPointer(rebasing: opened[0..<length])
+        guard let cipher else {
+            let crc = CRC32C.checksum(payload)
+            guard crc == frame.payloadCRC else { throw ArchiveError.checksumMismatch(location, expected: frame.payloadCRC, actual: crc) }
+            return try decompress(payload, codec: frame.codec, rawLength: Int(frame.rawLength), location: location)
         }
-        let crc = CRC32C.checksum(payload)
-        guard crc == frame.payloadCRC else { throw ArchiveError.checksumMismatch(location, expected: frame.payloadCRC, actual: crc) }
-        return try decompress(plain, codec: frame.codec, rawLength: Int(frame.rawLength), location: location)
+        let length = payload.count - FrameCipher.overhead
+        if length > opened.count {
+            opened.deallocate()
+            opened = .allocate(byteCount: length, alignment: 16)
+        }
+        guard cipher.open(payload, frame: frame, into: opened) else { throw ArchiveError.authenticationFailed(location) }
+        return try decompress(UnsafeRawBufferPointer(rebasing: opened[0..<length]), codec: frame.codec, rawLength: Int(frame.rawLength), location: location)
     }
 
     func decompress(_ payload: UnsafeRawBufferPointer, codec: Codec, rawLength: Int, location: ArchiveLocation) throws -> UnsafeRawBufferPointer {
@@ -152,9 +152,14 @@ public final class ArchiveReader: @unchecked Sendable {
 
     /// `key` is needed only when the archive is encrypted; a wrong one is
     /// rejected here, before any data is read.
-    public init(source: ByteSource, key: ArchiveKey? = nil) throws {
+    public convenience init(source: ByteSource, key: ArchiveKey? = nil) throws {
+        try self.init(source: source, outline: try ArchiveOutline(source: source), key: key)
+    }
+
+    /// Continues from an outline already read (listing reads it first to
+    /// show encrypted archives without their key).
+    public init(source: ByteSource, outline: ArchiveOutline, key: ArchiveKey?) throws {
         self.source = source
-        let outline = try ArchiveOutline(source: source)
         header = outline.header
         trailer = outline.trailer
         keyEnvelope = outline.keyEnvelope

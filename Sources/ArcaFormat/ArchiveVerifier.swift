@@ -7,10 +7,21 @@ public struct VerificationReport: Sendable {
     public var rawBytes: UInt64 = 0
     /// MD5 of the whole file, trailer included: what the sidecar must say.
     public var fileMD5 = ""
+    /// Whether the archive is encrypted (its header says so).
+    public var encrypted = false
 
     public var isIntact: Bool { problems.isEmpty }
 
     public init() {}
+}
+
+extension Trailer {
+    /// The body digests computed by a reader, against the recorded ones.
+    func bodyProblem(md5: [UInt8], sha256: [UInt8]) -> ArchiveError? {
+        if md5 != bodyMD5 { return .digestMismatch(.body, algorithm: "md5", expected: Hex.encode(bodyMD5), actual: Hex.encode(md5)) }
+        if sha256 != bodySHA256 { return .digestMismatch(.body, algorithm: "sha256", expected: Hex.encode(bodySHA256), actual: Hex.encode(sha256)) }
+        return nil
+    }
 }
 
 /// Reads an archive from the first byte to the last, in order (FORMAT.md,
@@ -30,6 +41,7 @@ public struct ArchiveVerifier {
         let manifest = reader.manifest
         let header = reader.header
         var report = VerificationReport()
+        report.encrypted = header.isEncrypted
         let bodyMD5 = Digest(.md5)
         let bodySHA256 = Digest(.sha256)
         func hashBody(_ bytes: UnsafeRawBufferPointer) {
@@ -106,12 +118,7 @@ public struct ArchiveVerifier {
         }
         report.tablesChecked = manifest.tables.count
 
-        let md5 = bodyMD5.finish(), sha256 = bodySHA256.finish()
-        if md5 != reader.trailer.bodyMD5 {
-            report.problems.append(.digestMismatch(.body, algorithm: "md5", expected: Hex.encode(reader.trailer.bodyMD5), actual: Hex.encode(md5)))
-        } else if sha256 != reader.trailer.bodySHA256 {
-            report.problems.append(.digestMismatch(.body, algorithm: "sha256", expected: Hex.encode(reader.trailer.bodySHA256), actual: Hex.encode(sha256)))
-        }
+        if let problem = reader.trailer.bodyProblem(md5: bodyMD5.finish(), sha256: bodySHA256.finish()) { report.problems.append(problem) }
         try consume(upTo: source.size)
         report.fileMD5 = Hex.encode(bodyMD5.finish())
         progress(position)
@@ -124,18 +131,14 @@ public struct ArchiveVerifier {
     public static func verifyStoredBytes(source: ByteSource, progress: (UInt64) -> Void = { _ in }) throws -> VerificationReport {
         let outline = try ArchiveOutline(source: source)
         var report = VerificationReport()
+        report.encrypted = outline.header.isEncrypted
         let md5 = Digest(.md5), sha256 = Digest(.sha256)
         let bodyEnd = outline.trailer.manifestOffset + outline.trailer.manifestLength
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         var position: UInt64 = 0
         while position < source.size {
-            if position == bodyEnd {
-                let bodyMD5 = md5.finish(), bodySHA256 = sha256.finish()
-                if bodyMD5 != outline.trailer.bodyMD5 {
-                    report.problems.append(.digestMismatch(.body, algorithm: "md5", expected: Hex.encode(outline.trailer.bodyMD5), actual: Hex.encode(bodyMD5)))
-                } else if bodySHA256 != outline.trailer.bodySHA256 {
-                    report.problems.append(.digestMismatch(.body, algorithm: "sha256", expected: Hex.encode(outline.trailer.bodySHA256), actual: Hex.encode(bodySHA256)))
-                }
+            if position == bodyEnd, let problem = outline.trailer.bodyProblem(md5: md5.finish(), sha256: sha256.finish()) {
+                report.problems.append(problem)
             }
             let limit = position < bodyEnd ? bodyEnd : source.size
             let count = Int(min(limit - position, UInt64(buffer.count)))

@@ -76,9 +76,8 @@ public struct ScryptCost: Sendable, Equatable, CustomStringConvertible {
 }
 
 public enum Scrypt {
-    public static func deriveKey(passphrase: String, salt: [UInt8], cost: ScryptCost, length: Int = 32) -> [UInt8] {
+    public static func deriveKey(password: [UInt8], salt: [UInt8], cost: ScryptCost, length: Int = 32) -> [UInt8] {
         precondition(cost.isAcceptable)
-        let password = Array(passphrase.utf8)
         var output = [UInt8](repeating: 0, count: length)
         let status = password.withUnsafeBytes { passwordBytes in
             salt.withUnsafeBytes { saltBytes in
@@ -116,29 +115,20 @@ public final class AESGCM {
     deinit { EVP_CIPHER_CTX_free(context) }
 
     /// Encrypts `plaintext` into `output` (at least `plaintext.count + 16`
-    /// bytes) and returns the sealed length.
+    /// bytes) and returns the sealed length. `output` may be `plaintext`'s
+    /// own memory: GCM encrypts in place.
     public func seal(
         _ plaintext: UnsafeRawBufferPointer, nonce: [UInt8], associatedData: [UInt8], into output: UnsafeMutableRawBufferPointer
     ) -> Int {
-        precondition(nonce.count == Self.nonceLength && output.count >= plaintext.count + Self.tagLength)
+        precondition(output.count >= plaintext.count + Self.tagLength)
         let out = output.baseAddress!.assumingMemoryBound(to: UInt8.self)
-        var length: Int32 = 0
-        var ok = key.withUnsafeBytes { keyBytes in
-            nonce.withUnsafeBytes { nonceBytes in
-                EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil,
-                                   keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                   nonceBytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
-            }
-        }
-        ok = ok && associatedData.withUnsafeBytes {
-            EVP_EncryptUpdate(context, nil, &length, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32($0.count)) == 1
-        }
+        var ok = start(encrypting: true, nonce: nonce, associatedData: associatedData)
         var written: Int32 = 0
         if ok, plaintext.count > 0 {
-            ok = EVP_EncryptUpdate(context, out, &written, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
+            ok = EVP_CipherUpdate(context, out, &written, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
         }
         var final: Int32 = 0
-        ok = ok && EVP_EncryptFinal_ex(context, out + Int(written), &final) == 1
+        ok = ok && EVP_CipherFinal_ex(context, out + Int(written), &final) == 1
         let total = Int(written + final)
         ok = ok && EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_GET_TAG, Int32(Self.tagLength), out + total) == 1
         precondition(ok && total == plaintext.count, "AES-256-GCM encryption failed")
@@ -150,33 +140,38 @@ public final class AESGCM {
     public func open(
         _ sealed: UnsafeRawBufferPointer, nonce: [UInt8], associatedData: [UInt8], into output: UnsafeMutableRawBufferPointer
     ) -> Bool {
-        precondition(nonce.count == Self.nonceLength)
         guard sealed.count >= Self.tagLength else { return false }
         let cipherLength = sealed.count - Self.tagLength
         precondition(output.count >= cipherLength)
         let out = output.baseAddress?.assumingMemoryBound(to: UInt8.self)
-        var length: Int32 = 0
-        var ok = key.withUnsafeBytes { keyBytes in
-            nonce.withUnsafeBytes { nonceBytes in
-                EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil,
-                                   keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
-                                   nonceBytes.baseAddress?.assumingMemoryBound(to: UInt8.self)) == 1
-            }
-        }
-        ok = ok && associatedData.withUnsafeBytes {
-            EVP_DecryptUpdate(context, nil, &length, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32($0.count)) == 1
-        }
+        var ok = start(encrypting: false, nonce: nonce, associatedData: associatedData)
         var written: Int32 = 0
         if ok, cipherLength > 0 {
-            ok = EVP_DecryptUpdate(context, out, &written, sealed.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(cipherLength)) == 1
+            ok = EVP_CipherUpdate(context, out, &written, sealed.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(cipherLength)) == 1
         }
         // The tag is set before Final, which compares it in constant time.
         var tag = Array(UnsafeRawBufferPointer(rebasing: sealed[cipherLength...]))
         ok = ok && EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_AEAD_SET_TAG, Int32(Self.tagLength), &tag) == 1
         var final: Int32 = 0
         ok = ok && withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 16) { scratch in
-            EVP_DecryptFinal_ex(context, out.map { $0 + Int(written) } ?? scratch.baseAddress!, &final) == 1
+            EVP_CipherFinal_ex(context, out.map { $0 + Int(written) } ?? scratch.baseAddress!, &final) == 1
         }
         return ok
+    }
+
+    /// Key, nonce and direction into the context, then the associated data.
+    private func start(encrypting: Bool, nonce: [UInt8], associatedData: [UInt8]) -> Bool {
+        precondition(nonce.count == Self.nonceLength)
+        let initialized = key.withUnsafeBytes { keyBytes in
+            nonce.withUnsafeBytes { nonceBytes in
+                EVP_CipherInit_ex(context, EVP_aes_256_gcm(), nil,
+                                  keyBytes.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                  nonceBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), encrypting ? 1 : 0) == 1
+            }
+        }
+        var length: Int32 = 0
+        return initialized && associatedData.withUnsafeBytes {
+            EVP_CipherUpdate(context, nil, &length, $0.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32($0.count)) == 1
+        }
     }
 }

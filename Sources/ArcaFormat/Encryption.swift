@@ -104,29 +104,31 @@ public struct KeyEnvelope: Sendable, Equatable {
     /// Makes a new data key for the archive whose header is `header` and
     /// wraps it under `key`.
     public static func seal(with key: ArchiveKey, header: FileHeader) -> (KeyEnvelope, DataKey) {
-        var envelope: KeyEnvelope
-        let master: [UInt8]
+        let (kind, cost, salt, master): (Kind, ScryptCost, [UInt8], [UInt8])
         switch key {
         case .key(let secret):
-            master = secret.bytes
-            envelope = KeyEnvelope(kind: .key, cost: ScryptCost(log2N: 0, r: 0, p: 0), salt: [UInt8](repeating: 0, count: 16),
-                                   keyID: [], nonce: [], wrappedKey: [])
-        case .passphrase(let passphrase, let cost):
-            let salt = SecureRandom.bytes(16)
-            master = Scrypt.deriveKey(passphrase: String(decoding: passphrase.bytes, as: UTF8.self), salt: salt, cost: cost)
-            envelope = KeyEnvelope(kind: .passphrase, cost: cost, salt: salt, keyID: [], nonce: [], wrappedKey: [])
+            (kind, cost, salt, master) = (.key, ScryptCost(log2N: 0, r: 0, p: 0), [UInt8](repeating: 0, count: 16), secret.bytes)
+        case .passphrase(let passphrase, let chosen):
+            let random = SecureRandom.bytes(16)
+            (kind, cost, salt, master) = (.passphrase, chosen, random, Scrypt.deriveKey(password: passphrase.bytes, salt: random, cost: chosen))
         }
         let derived = derive(master: master)
-        envelope.keyID = derived.keyID
-        envelope.nonce = SecureRandom.bytes(AESGCM.nonceLength)
+        var envelope = KeyEnvelope(
+            kind: kind, cost: cost, salt: salt, keyID: derived.keyID, nonce: SecureRandom.bytes(AESGCM.nonceLength),
+            wrappedKey: [UInt8](repeating: 0, count: 32 + AESGCM.tagLength))
         let dataKey = SecureRandom.bytes(32)
-        var wrapped = [UInt8](repeating: 0, count: 32 + AESGCM.tagLength)
-        let aad = header.encoded() + Array(envelope.encoded()[0..<authenticatedPrefixLength])
+        let aad = envelope.associatedData(header)
         _ = dataKey.withUnsafeBytes { plain in
-            wrapped.withUnsafeMutableBytes { AESGCM(key: derived.keyEncryptionKey).seal(plain, nonce: envelope.nonce, associatedData: aad, into: $0) }
+            envelope.wrappedKey.withUnsafeMutableBytes {
+                AESGCM(key: derived.keyEncryptionKey).seal(plain, nonce: envelope.nonce, associatedData: aad, into: $0)
+            }
         }
-        envelope.wrappedKey = wrapped
         return (envelope, DataKey(secret: SecretBytes(dataKey), archiveID: header.archiveID))
+    }
+
+    /// What the wrapping authenticates: the file header and the envelope up to its nonce.
+    func associatedData(_ header: FileHeader) -> [UInt8] {
+        header.encoded() + Array(encoded()[0..<Self.authenticatedPrefixLength])
     }
 
     /// Unwraps the data key: `.keyRequired` without a key, `.wrongKey` when
@@ -140,7 +142,7 @@ public struct KeyEnvelope: Sendable, Equatable {
         case (.key, .key(let secret)):
             master = secret.bytes
         case (.passphrase, .passphrase(let passphrase, _)):
-            master = Scrypt.deriveKey(passphrase: String(decoding: passphrase.bytes, as: UTF8.self), salt: salt, cost: cost)
+            master = Scrypt.deriveKey(password: passphrase.bytes, salt: salt, cost: cost)
         case (.key, .passphrase):
             throw .wrongKey("the archive was encrypted with a key (id \(archiveKeyID)), and a passphrase was given")
         case (.passphrase, .key):
@@ -153,7 +155,7 @@ public struct KeyEnvelope: Sendable, Equatable {
                 : "the passphrase is not the one the archive was encrypted with")
         }
         var dataKey = [UInt8](repeating: 0, count: 32)
-        let aad = header.encoded() + Array(encoded()[0..<Self.authenticatedPrefixLength])
+        let aad = associatedData(header)
         let opened = wrappedKey.withUnsafeBytes { sealed in
             dataKey.withUnsafeMutableBytes { AESGCM(key: derived.keyEncryptionKey).open(sealed, nonce: nonce, associatedData: aad, into: $0) }
         }
@@ -167,6 +169,7 @@ public struct KeyEnvelope: Sendable, Equatable {
     }
 
     public func encoded() -> [UInt8] {
+        precondition(salt.count == 16 && keyID.count == 8 && nonce.count == AESGCM.nonceLength && wrappedKey.count == 48)
         var writer = LittleEndianWriter(capacity: Self.length)
         writer.u8(kind.rawValue)
         writer.u8(cost.log2N)
@@ -174,9 +177,9 @@ public struct KeyEnvelope: Sendable, Equatable {
         writer.u32(cost.r)
         writer.u32(cost.p)
         writer.raw(salt)
-        writer.raw(keyID.isEmpty ? [UInt8](repeating: 0, count: 8) : keyID)
-        writer.raw(nonce.isEmpty ? [UInt8](repeating: 0, count: AESGCM.nonceLength) : nonce)
-        writer.raw(wrappedKey.isEmpty ? [UInt8](repeating: 0, count: 48) : wrappedKey)
+        writer.raw(keyID)
+        writer.raw(nonce)
+        writer.raw(wrappedKey)
         return writer.bytes
     }
 

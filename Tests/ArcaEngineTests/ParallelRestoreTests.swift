@@ -8,9 +8,10 @@ import Testing
 /// `restore --jobs N --create`: a staging database renamed when complete.
 /// Serialized: it counts staging databases, which only this suite makes.
 @Suite(.serialized) struct ParallelRestoreTests {
-    func stagingDatabases() throws -> String? {
+    /// Staging databases of restores into `target` (other tests restore in parallel).
+    func stagingDatabases(of target: TestDatabase) throws -> String? {
         try PostgresConnection(try TestServer.connectionString())
-            .execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'arca\\_restore\\_%'").singleValue
+            .query("SELECT count(*) FROM pg_database WHERE starts_with(datname, $1)", ["arca_restore_\(target.name.prefix(30))_"]).singleValue
     }
 
     @Test func parallelRestoreEqualsTheSource() throws {
@@ -39,7 +40,7 @@ import Testing
         #expect(result.jobs == 3)
         #expect(result.createdDatabase)
         try Steps.expectEqual(source, target)
-        #expect(try stagingDatabases() == "0")
+        #expect(try stagingDatabases(of: target) == "0")
         // Loaded with COPY FREEZE: every tuple already carries the frozen bits
         // (HEAP_XMIN_FROZEN = 0x0300), so no vacuum has to rewrite the pages.
         try target.execute("CREATE EXTENSION pageinspect")
@@ -73,6 +74,6 @@ import Testing
         let exists = try PostgresConnection(try TestServer.connectionString())
             .query("SELECT count(*) FROM pg_database WHERE datname = $1", [target.name]).singleValue
         #expect(exists == "0")
-        #expect(try stagingDatabases() == "0")
+        #expect(try stagingDatabases(of: target) == "0")
     }
 }

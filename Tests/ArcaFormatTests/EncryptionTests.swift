@@ -55,7 +55,7 @@ import Testing
 
     /// RFC 7914, section 12, second vector ("password", "NaCl", N=1024, r=8, p=16).
     @Test func scryptKnownAnswer() {
-        let derived = Scrypt.deriveKey(passphrase: "password", salt: Array("NaCl".utf8), cost: ScryptCost(log2N: 10, r: 8, p: 16), length: 64)
+        let derived = Scrypt.deriveKey(password: Array("password".utf8), salt: Array("NaCl".utf8), cost: ScryptCost(log2N: 10, r: 8, p: 16), length: 64)
         #expect(Hex.encode(derived) == "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640")
     }
 

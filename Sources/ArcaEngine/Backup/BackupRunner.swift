@@ -164,6 +164,7 @@ public struct BackupRunner: Sendable {
         try options.repository.prepare()
         let destination = try makeDestination(startedAt: startTime)
         started(destination.id)
+        var result: BackupResult
         do {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
@@ -258,38 +259,30 @@ public struct BackupRunner: Sendable {
             var finished = manifest
             finished.trigger = options.trigger
             let summary = try writer.finish(manifest: finished)
-            let path: String
-            do {
-                path = try destination.publish(fileMD5: summary.fileMD5)
-            } catch let error where options.uploadOnly {
-                throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: nil, location: options.cloud!.location, underlying: "\(error)")
-            }
-            var result = BackupResult(
+            let path = try destination.publish(fileMD5: summary.fileMD5)
+            result = BackupResult(
                 backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: entries.count,
                 rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: elapsed(), md5: summary.fileMD5)
-            if let cloud = options.cloud {
-                if !options.uploadOnly {
-                    progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "uploading to \(cloud.location)", rawBytes: rawBytes, elapsedSeconds: elapsed()))
-                    do {
-                        try cloud.upload(archiveAt: path, id: destination.id)
-                    } catch {
-                        throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: path, location: cloud.location, underlying: "\(error)")
-                    }
-                }
-                result.cloud = cloud.describe(destination.id)
-                result.durationSeconds = elapsed()
-            }
-            progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: rawBytes, elapsedSeconds: elapsed()))
-            return result
-        } catch let error as CloudError {
-            throw error
         } catch {
             destination.discard()
-            if options.uploadOnly, let cloud = options.cloud, !(error is BackupError), !(error is OperationError), !(error is PostgresError) {
-                throw CloudError.uploadFailed(id: destination.id.rawValue, localPath: nil, location: cloud.location, underlying: "\(error)")
-            }
-            throw error
+            // A destination that failed by itself (the bucket went away) is
+            // the cause, whatever the writer's threads made of it.
+            throw destination.failure ?? error
         }
+        if let cloud = options.cloud {
+            if !options.uploadOnly {
+                progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: "uploading to \(cloud.location)", rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
+                do {
+                    try cloud.upload(archiveAt: result.path, id: destination.id)
+                } catch {
+                    throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.location, underlying: "\(error)")
+                }
+            }
+            result.cloud = cloud.describe(destination.id)
+            result.durationSeconds = elapsed()
+        }
+        progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: nil, rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
+        return result
     }
 
     /// A temporary file in the repository, or with `uploadOnly` a streamed
@@ -301,11 +294,12 @@ public struct BackupRunner: Sendable {
         guard let cloud = options.cloud else {
             throw OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET (and the AWS_* credentials).")
         }
-        let taken = Set(try cloud.backupIDs())
-        guard let id = (0..<1000).lazy.map({ BackupID(date: date, attempt: $0) }).first(where: { !taken.contains($0) }) else {
-            throw OperationError.invalidConfiguration("No free backup id in \(cloud.location) for \(date).")
+        // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
+        for attempt in 0..<1000 {
+            let id = BackupID(date: date, attempt: attempt)
+            if try !cloud.contains(id) { return cloud.beginUpload(id) }
         }
-        return cloud.beginUpload(id)
+        throw OperationError.invalidConfiguration("No free backup id in \(cloud.location) for \(date).")
     }
 
     /// Exact sizes, now that the tables are locked (the catalog's relpages

@@ -31,7 +31,8 @@ extension RestoreRunner {
         let encoding = manifest.source.encoding
         // The target must not exist; checked before any work, and again by the rename.
         try createDatabase(plan.databaseName, encoding: encoding, checkOnly: true)
-        let staging = "arca_restore_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        // Named after the target, so a person (or a test) can tell whose it is.
+        let staging = "arca_restore_\(plan.databaseName.prefix(30))_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         try createDatabase(staging, encoding: encoding)
         let stagingTarget = options.target.replacing(database: staging)
         do {

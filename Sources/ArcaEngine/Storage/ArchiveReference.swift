@@ -20,12 +20,12 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
         }
         do {
             return .file(try repository.locate(reference))
-        } catch RepositoryError.backupNotFound where cloud != nil && BackupID(reference) != nil {
-            let id = BackupID(reference)!
-            guard try cloud!.backupIDs().contains(id) else {
-                throw RepositoryError.backupNotFound(reference, repository: "\(repository.root) or \(cloud!.location)")
+        } catch RepositoryError.backupNotFound(let name, let root) {
+            guard let cloud, let id = BackupID(reference) else { throw RepositoryError.backupNotFound(name, repository: root) }
+            guard try cloud.contains(id) else {
+                throw RepositoryError.backupNotFound(reference, repository: "\(root) or \(cloud.location)")
             }
-            return .cloud(cloud!, id)
+            return .cloud(cloud, id)
         }
     }
 
@@ -42,8 +42,7 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
     func recordedMD5() throws -> String? {
         switch self {
         case .file(let path):
-            FileManager.default.contents(atPath: Repository.checksumPath(ofArchive: path))
-                .map { String(decoding: $0, as: UTF8.self).prefix { !$0.isWhitespace }.lowercased() }
+            FileManager.default.contents(atPath: Repository.checksumPath(ofArchive: path)).map(Repository.recordedMD5(inSidecar:))
         case .cloud(let store, let id):
             try store.recordedMD5(id)
         }

@@ -59,7 +59,7 @@ extension BackupListing {
             let outline = try ArchiveOutline(source: source)
             encrypted = outline.header.isEncrypted
             if outline.header.isEncrypted && key == nil { return }
-            let manifest = try ArchiveReader(source: source, key: key).manifest
+            let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
             tables = manifest.tables.count
             rows = manifest.totals.rows

@@ -93,8 +93,7 @@ public final class CloudStore: @unchecked Sendable {
     /// The sidecar's recorded MD5, nil when there is none.
     public func recordedMD5(_ id: BackupID) throws -> String? {
         do {
-            let bytes = try runBlocking { try await self.client.getObject(key: Self.checksumKey(id)) }
-            return String(decoding: bytes, as: UTF8.self).prefix { !$0.isWhitespace }.lowercased()
+            return Repository.recordedMD5(inSidecar: try runBlocking { try await self.client.getObject(key: Self.checksumKey(id)) })
         } catch S3Error.noSuchKey(_) {
             return nil
         }
@@ -166,12 +165,14 @@ public final class CloudStore: @unchecked Sendable {
         }
     }
 
-    /// Deletes an archive and its sidecar; returns the archive's size.
-    @discardableResult
-    public func remove(_ id: BackupID) throws -> UInt64 {
-        let size = try runBlocking { try await self.client.headObject(key: Self.archiveKey(id)) }?.size ?? 0
+    /// Deletes an archive and its sidecar.
+    public func remove(_ id: BackupID) throws {
         try runBlocking { try await self.client.deleteObjects(keys: [Self.archiveKey(id), Self.checksumKey(id)]) }
-        return size
+    }
+
+    /// Whether the bucket holds the archive (one HEAD request).
+    public func contains(_ id: BackupID) throws -> Bool {
+        try runBlocking { try await self.client.headObject(key: Self.archiveKey(id)) } != nil
     }
 }
 

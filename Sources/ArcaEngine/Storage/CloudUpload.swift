@@ -12,6 +12,9 @@ protocol ArchiveDestination: AnyObject {
     func publish(fileMD5: String) throws -> String
     /// Removes every trace of an unfinished archive.
     func discard()
+    /// Set when the destination itself failed (not the backup feeding it):
+    /// after `discard`, the error to report.
+    var failure: (any Error)? { get }
 }
 
 final class LocalDestination: ArchiveDestination {
@@ -31,6 +34,9 @@ final class LocalDestination: ArchiveDestination {
     }
 
     func discard() { FileSystem.remove(reservation.temporaryPath) }
+
+    /// A full disk or an I/O error surfaces from the write itself.
+    var failure: (any Error)? { nil }
 }
 
 /// An archive streamed into the bucket as it is written: the writer's
@@ -42,7 +48,8 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     let id: BackupID
     private let channel = ByteChannel()
     private let finished = DispatchSemaphore(value: 0)
-    private var outcome: Result<Void, any Error>?
+    /// The upload's own error, set before `finished` is signalled.
+    private var uploadError: (any Error)?
 
     var sink: ByteSink { channel }
 
@@ -54,28 +61,41 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
             do {
                 try await store.client.upload(
                     key: CloudStore.archiveKey(id), chunks: channel, partSize: CloudStore.streamingPartSize, concurrency: 1)
-                outcome = .success(())
+            } catch is CancellationError {
+                // `discard` stopped it: the backup failed, not the upload.
             } catch {
+                uploadError = error
                 // Unblocks a writer waiting for room, with the reason.
                 channel.close(error)
-                outcome = .failure(error)
             }
             finished.signal()
         }
     }
 
+    var failure: (any Error)? {
+        uploadError.map { CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.location, underlying: "\($0)") }
+    }
+
     func publish(fileMD5: String) throws -> String {
         channel.finish()
         finished.wait()
-        try outcome!.get()
-        let sidecar = Array("\(fileMD5)  \(id).arca\n".utf8)
-        try runBlocking { _ = try await self.store.client.putObject(key: CloudStore.checksumKey(self.id), body: sidecar) }
+        finished.signal()  // `discard` after a failed publish must not wait again
+        if let failure { throw failure }
+        let sidecar = Repository.sidecar(md5: fileMD5, id: id)
+        do {
+            try runBlocking { _ = try await self.store.client.putObject(key: CloudStore.checksumKey(self.id), body: sidecar) }
+        } catch {
+            // An archive without its sidecar would pass for a whole one: take it back.
+            try? store.remove(id)
+            throw CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.location, underlying: "\(error)")
+        }
         return store.describe(id)
     }
 
     func discard() {
         channel.close(CancellationError())
         finished.wait()
+        finished.signal()
     }
 }
 

@@ -73,11 +73,18 @@ public struct Repository: Sendable {
     /// The sidecar goes first, so any `.arca` visible in `local/` has one.
     public func publish(_ reservation: Reservation, fileMD5: String) throws -> String {
         let archive = archivePath(reservation.id)
-        let sidecar = Array("\(fileMD5)  \(reservation.id).arca\n".utf8)
-        try FileSystem.writeAtomically(sidecar, to: Self.checksumPath(ofArchive: archive), temporaryDirectory: temporaryDirectory)
+        try FileSystem.writeAtomically(Self.sidecar(md5: fileMD5, id: reservation.id), to: Self.checksumPath(ofArchive: archive), temporaryDirectory: temporaryDirectory)
         try FileSystem.rename(reservation.temporaryPath, to: archive)
         try FileSystem.syncDirectory(localDirectory)
         return archive
+    }
+
+    /// A sidecar's contents, in `md5sum` format (the same in the bucket).
+    static func sidecar(md5: String, id: BackupID) -> [UInt8] { Array("\(md5)  \(id).arca\n".utf8) }
+
+    /// The MD5 a sidecar records.
+    static func recordedMD5(inSidecar bytes: some Collection<UInt8>) -> String {
+        String(decoding: bytes, as: UTF8.self).prefix { !$0.isWhitespace }.lowercased()
     }
 
     /// An id (looked up in `local/`) or a path to an archive file.

@@ -51,9 +51,7 @@ public struct Verification: Sendable {
         var problems: [String] = []
         var report = VerificationReport()
         var backupID: String?
-        var encrypted = false
         do {
-            encrypted = (try? ArchiveOutline(source: source))?.header.isEncrypted ?? false
             if storedBytesOnly {
                 report = try ArchiveVerifier.verifyStoredBytes(source: source) { progress($0, source.size) }
             } else {
@@ -92,7 +90,7 @@ public struct Verification: Sendable {
         let result = VerifyResult(
             backupId: backupID ?? localID?.rawValue, path: archive.description, intact: problems.isEmpty,
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
-            rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: encrypted,
+            rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: report.encrypted,
             durationSeconds: duration.seconds)
         if !storedBytesOnly, let id = localID {
             try repository.recordVerification(id, .init(
