@@ -10,14 +10,16 @@ Databases:
   wide      one `medical_record` table of text, jsonb and bytea: text-heavy.
 
 Tools, per database:
-  arca backup --jobs J         one archive, MD5 + SHA-256 per table, zstd -3
+  arca backup --jobs J         one archive, MD5 + SHA-256 per table, zstd at --level (1, Arca's default)
   ... , encrypted              the same with ARCA_ENCRYPTION_KEY (AES-256-GCM per chunk)
   pg_dump -Fc                  pg_dump's default archive (zlib)
   pg_dump -Fd -j J             directory format, J jobs
-  pg_dump | zstd -3 -T J       plain SQL through a parallel zstd
+  pg_dump | zstd -L -T J       plain SQL through a parallel zstd at the same level
   COPY limit (J streams)       raw COPY TO STDOUT to /dev/null, J at once
-  COPY | zstd limit            the same, each stream through zstd -3
+  COPY | zstd -L limit         the same, each stream through zstd at the same level
   arca restore --create        and pg_restore -j J from the -Fd dump
+  load limit                   the raw COPY text loaded by J parallel COPY FROM,
+                               then indexes and constraints by pg_restore -j J
 
 With --load-scale N (the 10 GB load test: N = 700), also: a pgbench database
 of that scale backed up and restored, the restore proven equal to the source
@@ -30,6 +32,7 @@ restored from the bucket: wall time and peak RSS of each.
 """
 
 import argparse
+import collections
 import concurrent.futures
 import datetime
 import json
@@ -61,24 +64,35 @@ def psql(database, sql):
     return out.stdout.strip()
 
 
+def busy_cpu_seconds():
+    """CPU time the whole machine has spent busy (every process: the tool, the
+    PostgreSQL backends serving it, anything else), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle, iowait and steal.
+    busy = sum(fields[:8]) - fields[3] - fields[4] - fields[7]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def timed(command):
-    """(seconds, peak RSS in KiB of the largest process) of a shell command."""
+    """(seconds, peak RSS in KiB of the largest process, busy CPU seconds of
+    the machine) of a shell command."""
     with tempfile.NamedTemporaryFile("r") as report:
-        start = time.monotonic()
+        start, cpu = time.monotonic(), busy_cpu_seconds()
         sh(f"/usr/bin/time -f '%M' -o {report.name} bash -o pipefail -c {shlex.quote(command)}",
            stdout=subprocess.DEVNULL)
-        seconds = time.monotonic() - start
+        seconds, cpu = time.monotonic() - start, busy_cpu_seconds() - cpu
         lines = [line for line in report.read().split() if line.strip().isdigit()]
-        return seconds, int(lines[-1]) if lines else 0
+        return seconds, int(lines[-1]) if lines else 0, cpu
 
 
 def timed_parallel(commands, jobs):
-    """Wall time of running shell commands `jobs` at a time."""
-    start = time.monotonic()
+    """Like `timed` (no RSS) for shell commands run `jobs` at a time."""
+    start, cpu = time.monotonic(), busy_cpu_seconds()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         for future in [pool.submit(sh, c, stdout=subprocess.DEVNULL) for c in commands]:
             future.result()
-    return time.monotonic() - start, 0
+    return time.monotonic() - start, 0, busy_cpu_seconds() - cpu
 
 
 def size_of(path):
@@ -122,7 +136,8 @@ def make_wide(database, rows):
 
 
 def copy_statements(database, jobs):
-    """COPY statements covering every table; the largest split into `jobs` ctid ranges."""
+    """(table, COPY … TO STDOUT) pairs covering every table, largest first;
+    the largest split into `jobs` ctid ranges."""
     rows = psql(database, """
         SELECT format('%I.%I', n.nspname, c.relname), c.relpages
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -136,10 +151,17 @@ def copy_statements(database, jobs):
             bounds = [pages * i // jobs for i in range(jobs)] + [None]
             for a, b in zip(bounds, bounds[1:]):
                 where = f"ctid >= '({a},0)'" + (f" AND ctid < '({b},0)'" if b is not None else "")
-                statements.append(f"COPY (SELECT * FROM ONLY {name} WHERE {where}) TO STDOUT")
+                statements.append((name, f"COPY (SELECT * FROM ONLY {name} WHERE {where}) TO STDOUT"))
         else:
-            statements.append(f"COPY {name} TO STDOUT")
-    return [f"psql -X -q -d {database} -c {shlex.quote(s)}" for s in statements]
+            statements.append((name, f"COPY {name} TO STDOUT"))
+    return statements
+
+
+def copy_out_commands(database, jobs):
+    return [f"psql -X -q -d {database} -c {shlex.quote(sql)}" for _, sql in copy_statements(database, jobs)]
+
+
+Run = collections.namedtuple("Run", "seconds rss size cpu")
 
 
 def benchmark(args, database):
@@ -147,109 +169,161 @@ def benchmark(args, database):
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     repo = os.path.join(work, "repo")
-    j = args.jobs
+    dump_dir = os.path.join(work, "dump.dir")
+    j, level = args.jobs, args.level
     results = {}
     arca_raw = 0
     # One key for the run; restores always get it (an unencrypted archive ignores it).
     key = subprocess.run([args.arca, "keygen"], check=True, capture_output=True, text=True).stdout.strip()
     keyed = f"ARCA_ENCRYPTION_KEY={key}"
 
+    def run(command, size_path=None):
+        seconds, rss, cpu = timed(command)
+        return Run(seconds, rss, size_of(size_path) if size_path else 0, cpu)
+
     def arca_backup(jobs, encrypted=False):
         nonlocal arca_raw
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(work, "arca.json")
-        seconds, rss = timed(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --json > {out}")
+        result = run(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --level {level} --json > {out}")
         report = json.load(open(out))
         arca_raw = report["rawBytes"]
-        return seconds, rss, report["bytes"]
-
-    def pg_dump_fc():
-        path = os.path.join(work, "dump.fc")
-        seconds, rss = timed(f"pg_dump -Fc -f {path} {database}")
-        return seconds, rss, size_of(path)
+        return result._replace(size=report["bytes"])
 
     def pg_dump_fd():
-        path = os.path.join(work, "dump.dir")
-        shutil.rmtree(path, ignore_errors=True)
-        seconds, rss = timed(f"pg_dump -Fd -j {j} -f {path} {database}")
-        return seconds, rss, size_of(path)
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        return run(f"pg_dump -Fd -j {j} -f {dump_dir} {database}", dump_dir)
 
-    def pg_dump_zstd():
-        path = os.path.join(work, "dump.sql.zst")
-        seconds, rss = timed(f"pg_dump {database} | zstd -3 -T{j} -q -f -o {path}")
-        return seconds, rss, size_of(path)
-
-    def copy_limit():
-        seconds, _ = timed_parallel([c + " > /dev/null" for c in copy_statements(database, j)], j)
-        return seconds, 0, 0
-
-    def copy_zstd_limit():
-        seconds, _ = timed_parallel([c + " | zstd -3 -q -c > /dev/null" for c in copy_statements(database, j)], j)
-        return seconds, 0, 0
+    def parallel(commands):
+        seconds, rss, cpu = timed_parallel(commands, j)
+        return Run(seconds, rss, 0, cpu)
 
     def arca_restore(jobs):
         target = f"{database}_arca_restored"
         sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
         archive = next(os.path.join(repo, "local", f) for f in os.listdir(os.path.join(repo, "local")) if f.endswith(".arca"))
-        seconds, rss = timed(
-            f"{keyed} {args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
-        return seconds, rss, 0
+        return run(f"{keyed} {args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
 
     def pg_restore_j():
+        # Timed from nothing, as Arca's --create is: the database is made too.
         target = f"{database}_pg_restored"
-        recreate(target)
-        seconds, rss = timed(f"pg_restore -j {j} -d {target} {os.path.join(work, 'dump.dir')}")
-        return seconds, rss, 0
+        sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
+        return run(f"createdb {target} && pg_restore -j {j} -d {target} {dump_dir}")
+
+    # The load limit: what PostgreSQL alone needs to take the rows back. The
+    # schema as pg_restore creates it, then every table's raw COPY text (the
+    # biggest in `jobs` parts, as Arca splits it) loaded by `jobs` parallel
+    # `\copy … FROM` from files in the page cache, then the indexes and
+    # constraints by `pg_restore -j`: no decompression, no checks, no tool
+    # between the files and the server.
+    copy_files = []
+
+    def load_limit():
+        if not copy_files:
+            for index, (name, sql) in enumerate(copy_statements(database, j)):
+                path = os.path.join(work, f"rows.{index}.copy")
+                sh(f"psql -X -q -d {database} -c {shlex.quote(sql)} > {path}")
+                copy_files.append((name, path))
+        target = f"{database}_load_limit"
+        sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
+        start, cpu = time.monotonic(), busy_cpu_seconds()
+        sh(f"createdb {target} && pg_restore --section=pre-data -d {target} {dump_dir}")
+        timed_parallel([f"psql -X -q -d {target} -c " + shlex.quote(f"\\copy {name} FROM '{path}'") for name, path in copy_files], j)
+        sh(f"pg_restore -j {j} --section=post-data -d {target} {dump_dir}")
+        return Run(time.monotonic() - start, 0, 0, busy_cpu_seconds() - cpu)
 
     backups = [
         ("arca backup --jobs 1", lambda: arca_backup(1)),
         (f"arca backup --jobs {j}", lambda: arca_backup(j)),
         (f"arca backup --jobs {j}, encrypted", lambda: arca_backup(j, encrypted=True)),
-        ("pg_dump -Fc", pg_dump_fc),
+        ("pg_dump -Fc", lambda: run(f"pg_dump -Fc -f {work}/dump.fc {database}", f"{work}/dump.fc")),
         (f"pg_dump -Fd -j {j}", pg_dump_fd),
-        (f"pg_dump | zstd -3 -T{j}", pg_dump_zstd),
-        (f"COPY limit: {j} streams to /dev/null", copy_limit),
-        (f"COPY | zstd -3 limit: {j} streams", copy_zstd_limit),
+        (f"pg_dump | zstd -{level} -T{j}", lambda: run(f"pg_dump {database} | zstd -{level} -T{j} -q -f -o {work}/dump.sql.zst", f"{work}/dump.sql.zst")),
+        (f"COPY limit: {j} streams to /dev/null", lambda: parallel([c + " > /dev/null" for c in copy_out_commands(database, j)])),
+        (f"COPY | zstd -{level} limit: {j} streams", lambda: parallel([c + f" | zstd -{level} -q -c > /dev/null" for c in copy_out_commands(database, j)])),
     ]
     restores = [
         (f"arca restore --create --jobs {j}", lambda: arca_restore(j)),
         ("arca restore --create (one transaction)", lambda: arca_restore(1)),
         (f"pg_restore -j {j} (from -Fd)", pg_restore_j),
+        (f"load limit: {j} × COPY FROM, then pg_restore -j {j} post-data", load_limit),
     ]
-    for run in range(args.runs):
+    for number in range(args.runs):
         # Rotate the order so no tool always runs first (cold) or last.
-        order = backups[run % len(backups):] + backups[:run % len(backups)]
-        for name, function in order + (restores if run % 2 == 0 else restores[::-1]):
-            log(f"  {database} run {run + 1}/{args.runs}: {name}")
+        order = backups[number % len(backups):] + backups[:number % len(backups)]
+        for name, function in order + (restores if number % 2 == 0 else restores[::-1]):
+            log(f"  {database} run {number + 1}/{args.runs}: {name}")
             results.setdefault(name, []).append(function())
+    for suffix in ["_arca_restored", "_pg_restored", "_load_limit"]:
+        sh(f"dropdb --if-exists --force {database}{suffix}", stderr=subprocess.DEVNULL)
     return results, arca_raw
 
 
+def median(runs, field="seconds"):
+    return statistics.median(getattr(r, field) for r in runs)
+
+
 def table(database, results, raw_bytes, reference):
-    ref = statistics.median(r[0] for r in results[reference])
+    ref = median(results[reference])
     lines = [
         f"**{database}** — {raw_bytes / 1e6:,.1f} MB of COPY text",
         "",
-        "| what | median s | runs (s) | MB/s of COPY text | × pg_dump -Fc | output size | peak RSS |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| what | median s | runs (s) | MB/s of COPY text | × pg_dump -Fc | output size | peak RSS | cores busy |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for name, runs in results.items():
-        seconds = statistics.median(r[0] for r in runs)
-        rss = max(r[1] for r in runs)
-        size = runs[-1][2]
+        seconds = median(runs)
+        rss = max(r.rss for r in runs)
+        size = runs[-1].size
+        busy = statistics.median(r.cpu / r.seconds for r in runs)
         lines.append(
-            f"| {name.replace('|', chr(92) + '|')} | {seconds:.2f} | {' '.join(f'{r[0]:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
-            f"{seconds / ref:.2f} | {f'{size / 1e6:,.1f} MB' if size else '–'} | {f'{rss / 1024:.0f} MiB' if rss else '–'} |")
+            f"| {name.replace('|', chr(92) + '|')} | {seconds:.2f} | {' '.join(f'{r.seconds:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
+            f"{seconds / ref:.2f} | {f'{size / 1e6:,.1f} MB' if size else '–'} | {f'{rss / 1024:.0f} MiB' if rss else '–'} | {busy:.2f} |")
     plain = [name for name in results if name.startswith("arca backup --jobs") and not name.endswith("encrypted")]
     encrypted = [name for name in results if name.endswith(", encrypted")]
     if plain and encrypted:
-        ratio = statistics.median(r[0] for r in results[encrypted[0]]) / statistics.median(r[0] for r in results[plain[-1]])
+        ratio = median(results[encrypted[0]]) / median(results[plain[-1]])
         lines += ["", f"Encrypted / unencrypted backup wall time (same run, medians): {ratio:.2f} ({(ratio - 1) * 100:+.0f} %)."]
     return "\n".join(lines)
 
 
+def targets(args, results, rss_by_scale):
+    """Issue 4's targets against the figures of this run, each with the
+    machine's own bound measured in the same run."""
+    j, level = args.jobs, args.level
+    wide = results.get("bench_wide") or next(iter(results.values()))
+    m = {name: median(runs) for name, runs in wide.items()}
+    size = {name: runs[-1].size for name, runs in wide.items()}
+    arca, one = m[f"arca backup --jobs {j}"], m["arca backup --jobs 1"]
+    fc, zstd_limit = m["pg_dump -Fc"], m[f"COPY | zstd -{level} limit: {j} streams"]
+    restore, pg_restore, load = (m[f"arca restore --create --jobs {j}"], m[f"pg_restore -j {j} (from -Fd)"],
+                                 m[f"load limit: {j} × COPY FROM, then pg_restore -j {j} post-data"])
+    # If --jobs 2 did no more work than --jobs 1, it could at best spread the
+    # CPU seconds --jobs 1 used over every core.
+    cpu_one = median(wide["arca backup --jobs 1"], "cpu")
+    speedup_bound = one / (cpu_one / (os.cpu_count() or 1))
+    rss = max(r.rss for runs in results.values() for name, rs in runs.items() if name.startswith("arca backup") for r in rs) / 1024
+    lines = [
+        "| target | measured (medians, this run) | this machine's bound, same run |",
+        "|---|---|---|",
+        f"| backup ≤ 0.25 × `pg_dump -Fc` (text-heavy) | {arca / fc:.2f} × ({arca:.2f} s vs {fc:.2f} s) "
+        f"| the two-stream `COPY \\| zstd -{level}` limit is {zstd_limit / fc:.2f} × |",
+        f"| backup ≤ 1.1 × the two-stream `COPY \\| zstd -{level}` limit | {arca / zstd_limit:.2f} × | – |",
+        f"| archive ≤ `pg_dump -Fc`'s | {size[f'arca backup --jobs {j}'] / 1e6:,.1f} MB vs {size['pg_dump -Fc'] / 1e6:,.1f} MB | – |",
+        f"| restore ≤ 0.7 × `pg_restore -j {j}` | {restore / pg_restore:.2f} × ({restore:.2f} s vs {pg_restore:.2f} s) "
+        f"| the load limit is {load / pg_restore:.2f} ×; Arca is {restore / load:.2f} × the limit |",
+        f"| one big table: `--jobs {j}` ≥ 1.6 × `--jobs 1` | {one / arca:.2f} × ({one:.2f} s vs {arca:.2f} s) "
+        f"| `--jobs 1` already kept {cpu_one / one:.2f} of {os.cpu_count()} cores busy: at most {speedup_bound:.2f} × |",
+        f"| peak RSS ≤ 64 MiB at default settings, flat with size | {rss:.0f} MiB at most"
+        + (f"; {', '.join(f'{v:.1f} MiB at scale {k}' for k, v in rss_by_scale.items())}" if rss_by_scale else "") + " | – |",
+    ]
+    return "\n".join(lines)
+
+
 def memory_flatness(args, scales):
+    """(a table, {scale: peak RSS in MiB}) of the same backup at several sizes."""
     lines = ["| pgbench scale | COPY text | arca backup peak RSS |", "|---:|---:|---:|"]
+    peaks = {}
     for scale in scales:
         database = f"bench_rss_{scale}"
         make_pgbench(database, scale)
@@ -258,13 +332,14 @@ def memory_flatness(args, scales):
         out = os.path.join(args.work, f"rss-{scale}.json")
         # A low split threshold keeps every worker busy at both sizes, so the
         # comparison shows growth with size, not how many workers had work.
-        _, rss = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} "
-                       f"--split-threshold-mib 16 --json > {out}")
+        _, rss, _ = timed(f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} "
+                          f"--split-threshold-mib 16 --json > {out}")
+        peaks[scale] = rss / 1024
         raw = json.load(open(out))["rawBytes"]
         lines.append(f"| {scale} | {raw / 1e6:,.0f} MB | {rss / 1024:.1f} MiB |")
         sh(f"dropdb --if-exists --force {database}")
         shutil.rmtree(repo, ignore_errors=True)
-    return "\n".join(lines)
+    return "\n".join(lines), peaks
 
 
 def free_port():
@@ -287,7 +362,7 @@ def load_test(args, scale, reference_scale=50):
     rows = []
 
     def step(what, command, measure_rss=True):
-        seconds, rss = timed(command)
+        seconds, rss, _ = timed(command)
         rows.append((what, seconds, rss if measure_rss else 0))
         log(f"  load: {what}: {seconds:.1f} s, peak RSS {rss / 1024:.0f} MiB")  # partial results survive an interrupted run
 
@@ -307,7 +382,7 @@ def load_test(args, scale, reference_scale=50):
     shutil.rmtree(repo, ignore_errors=True)
     sh(f"dropdb --if-exists --force {target}")
     sh(f"dropdb --if-exists --force {database}")
-    reference = memory_flatness(args, [reference_scale])
+    reference, _ = memory_flatness(args, [reference_scale])
     log(reference)
     lines = [f"**pgbench scale {scale}** — {report['rawBytes'] / 1e9:,.2f} GB of COPY text, {report['rows']:,} rows, "
              f"archive {report['bytes'] / 1e9:,.2f} GB (created in {created / 60:.0f} min)",
@@ -345,7 +420,7 @@ def cloud_memory(args, gigabytes):
 
         def run(what, command):
             log(f"  cloud: {what}")
-            seconds, rss = timed(f"{prefix} {command}")
+            seconds, rss, _ = timed(f"{prefix} {command}")
             rows_out.append((what, seconds, rss))
 
         run(f"arca backup --jobs {args.jobs} (then upload)", f"{args.arca} backup --database-url dbname={database} --repo {repo} --jobs {args.jobs} --json > {out}")
@@ -376,6 +451,7 @@ def main():
     parser.add_argument("--wide-rows", type=int, default=2_000_000, help="rows of the wide table (0 skips it)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=max(2, os.cpu_count() or 2))
+    parser.add_argument("--level", type=int, default=1, help="zstd level of every compressed backup (default: Arca's default, 1)")
     parser.add_argument("--rss-scales", default="5,50", help="pgbench scales for the peak-RSS comparison ('' skips it)")
     parser.add_argument("--load-scale", type=int, default=0, help="pgbench scale of the load test (700 is about 10 GB; 0 skips it)")
     parser.add_argument("--cloud-gb", type=int, default=0, help="GB of random data for the cloud upload/restore run (0 skips it)")
@@ -392,6 +468,7 @@ def main():
     version = psql("postgres", "SHOW server_version")
     sections.append(f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine}; "
                     f"PostgreSQL {version}; `{command}`.")
+    results_by_database = {}
     for database, enabled, make in [
         ("bench_pgbench", args.scale > 0, lambda d: make_pgbench(d, args.scale)),
         ("bench_wide", args.wide_rows > 0, lambda d: make_wide(d, args.wide_rows)),
@@ -400,13 +477,17 @@ def main():
             continue
         make(database)
         results, raw = benchmark(args, database)
+        results_by_database[database] = results
         sections.append(table(database, results, raw, "pg_dump -Fc"))
-        for suffix in ["", "_arca_restored", "_pg_restored"]:
-            sh(f"dropdb --if-exists --force {database}{suffix}", stderr=subprocess.DEVNULL)
+        sh(f"dropdb --if-exists --force {database}", stderr=subprocess.DEVNULL)
     scales = [int(s) for s in args.rss_scales.split(",") if s.strip()]
+    peaks = {}
     if scales:
-        sections.append("Peak RSS of `arca backup --jobs %d --split-threshold-mib 16` by database size:\n\n%s"
-                        % (args.jobs, memory_flatness(args, scales)))
+        flatness, peaks = memory_flatness(args, scales)
+        sections.append(f"Peak RSS of `arca backup --jobs {args.jobs} --split-threshold-mib 16` by database size:\n\n{flatness}")
+    if results_by_database:
+        sections.append(f"Against the targets of issue 4 ({'bench_wide' if 'bench_wide' in results_by_database else 'bench_pgbench'}; "
+                        f"RSS over every backup above):\n\n{targets(args, results_by_database, peaks)}")
     if args.load_scale > 0:
         sections.append(load_test(args, args.load_scale))
     if args.cloud_gb > 0:

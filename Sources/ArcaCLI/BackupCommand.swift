@@ -18,8 +18,8 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .customLong("exclude-table"), help: "Skip tables matching this glob on schema.table (repeatable).")
     var excludedTables: [String] = []
 
-    @Option(name: .long, help: "zstd compression level (1-19).")
-    var level: Int32 = 3
+    @Option(name: .long, help: "zstd compression level (1-19); higher is smaller and slower.")
+    var level: Int32 = BackupOptions.defaultCompressionLevel
 
     @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
     var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024

@@ -78,3 +78,28 @@ enum WorkerPool {
         }
     }
 }
+
+/// A throwing body run on its own thread, started at once; `wait` returns
+/// its value or rethrows its error.
+final class BackgroundWork<Value>: @unchecked Sendable {
+    private var result: Result<Value, any Error>?
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ body: @escaping @Sendable () throws -> Value) {
+        Thread { [self] in
+            result = Result { try body() }
+            done.signal()
+        }.start()
+    }
+
+    /// Waits for the body; later calls return at once. Call from one thread.
+    func wait() throws -> Value {
+        if !waited {
+            done.wait()
+            waited = true
+        }
+        return try result!.get()
+    }
+
+    private var waited = false
+}

@@ -234,6 +234,32 @@ import Testing
         #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
     }
 
+    /// pg_dump runs beside the table data; when it fails, the data workers
+    /// stop and no archive is left.
+    @Test func failedSchemaDumpStopsTheBackup() throws {
+        let source = try TestDatabase("schemafail_src")
+        defer { source.drop() }
+        try source.execute("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat('x', 500) FROM generate_series(1, 200000) g")
+        let directory = TestPaths.temporaryDirectory("schemafail")
+        try """
+            #!/bin/sh
+            if [ "$1" = --version ]; then echo 'pg_dump (PostgreSQL) 15.99'; exit 0; fi
+            echo 'pg_dump: error: query failed: simulated catalog failure' >&2
+            exit 1
+            """.write(toFile: directory + "/pg_dump", atomically: true, encoding: .utf8)
+        try Tool.run("chmod", ["+x", directory + "/pg_dump"])
+        var options = BackupOptions(source: source.connectionString, repository: Steps.repository("schemafail"))
+        options.postgresBinDirectory = directory
+        do {
+            _ = try BackupRunner(options: options).run()
+            Issue.record("backup succeeded without its schema")
+        } catch BackupError.schema(let error) {
+            #expect("\(error)".contains("simulated catalog failure"))
+        }
+        #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
+        #expect(Steps.files(in: options.repository.temporaryDirectory).isEmpty)
+    }
+
     @Test func failedCreateRestoreDropsTheDatabaseItMade() throws {
         let source = try Steps.typeFamilies("createfail_src")
         defer { source.drop() }

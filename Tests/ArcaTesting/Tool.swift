@@ -25,7 +25,7 @@ public enum Tool {
     }
 
     /// Runs `program` and returns its status and output, whatever the status.
-    public static func capture(_ program: String, _ arguments: [String], environment: [String: String] = [:], input: String? = nil) throws -> Output {
+    public static func capture(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         if program.contains("/") {
             process.executableURL = URL(fileURLWithPath: program)
@@ -39,6 +39,9 @@ public enum Tool {
         process.standardOutput = stdout
         process.standardError = stderr
         process.standardInput = FileHandle.nullDevice
+        // Process.waitUntilExit polls every 50 ms; the handler fires at once.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         try process.run()
         // Read both pipes concurrently so a full pipe never blocks the child.
         let group = DispatchGroup()
@@ -50,7 +53,7 @@ public enum Tool {
         }
         let out = stdout.fileHandleForReading.readDataToEndOfFile()
         group.wait()
-        process.waitUntilExit()
+        exited.wait()
         return Output(
             status: process.terminationStatus, stdout: String(decoding: out, as: UTF8.self),
             stderr: String(decoding: errBox.data, as: UTF8.self))

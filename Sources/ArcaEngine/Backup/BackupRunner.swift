@@ -6,7 +6,7 @@ public struct BackupOptions: Sendable {
     public var source: ConnectionString
     public var repository: Repository
     public var chunkSize: UInt32 = ArchiveFormat.defaultChunkSize
-    public var compressionLevel: Int32 = 3
+    public var compressionLevel = BackupOptions.defaultCompressionLevel
     public var tables = TableFilter()
     /// How long to wait for the ACCESS SHARE lock on each table before giving up.
     public var lockTimeoutMilliseconds = 60_000
@@ -21,6 +21,10 @@ public struct BackupOptions: Sendable {
     public var splitThresholdBytes: UInt64 = 256 << 20
 
     public static var defaultJobs: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
+    /// zstd level 1: measured (BENCHMARKS.md) about twice as fast as level 3
+    /// to compress, which on a server whose cores also run the COPY is backup
+    /// time, and within a few percent of level 3's size on real table data.
+    public static let defaultCompressionLevel: Int32 = 1
     /// Stops the backup cleanly when cancelled (SIGTERM, service shutdown).
     public var cancellation = Cancellation()
     /// Recorded in the manifest: `manual`, `scheduled`, `missed`, `api`.
@@ -170,26 +174,8 @@ public struct BackupRunner: Sendable {
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
             let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
-            let encoder = writer.makeEncoder(level: options.compressionLevel)
             let sizes = try relationSizes(tables, connection)
             let tasks = plan(tables, sizes: sizes)
-
-            // The schema first, in the same snapshot, by pg_dump, streamed
-            // straight into the archive (never to a file: it would be
-            // plaintext next to an encrypted archive).
-            let schemaStreamID = UInt32(tasks.count)
-            let schemaStream = StreamWriter(archive: writer, encoder: encoder, stream: schemaStreamID)
-            do {
-                try tools.run("pg_dump", [
-                    "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
-                    "--snapshot=\(snapshot.source.snapshot)", "--lock-wait-timeout=\(options.lockTimeoutMilliseconds)",
-                ], connection: options.source) { data in
-                    try data.withUnsafeBytes { try schemaStream.append($0) }
-                }
-            } catch {
-                throw BackupError.schema(error)
-            }
-            let schema = Manifest.Schema(pgDumpVersion: tools.version("pg_dump"), stream: schemaStreamID, summary: try schemaStream.finish())
 
             // Table data: every table (or ctid range of a big one) through
             // the parallel pipeline, all in the exported snapshot.
@@ -197,12 +183,43 @@ public struct BackupRunner: Sendable {
                 tasks: tasks, jobs: options.jobs, source: options.source, snapshot: snapshot.source.snapshot,
                 encoding: snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
                 archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
-            let results = try copy.run {
-                let status = copy.status()
-                progress(BackupProgress(
-                    tablesDone: status.tasksDone, tablesTotal: tasks.count, currentTable: status.running.first,
-                    rawBytes: status.rawBytes, elapsedSeconds: elapsed()))
+
+            // The schema, in the same snapshot, by pg_dump, streamed straight
+            // into the archive (never to a file: it would be plaintext next
+            // to an encrypted archive). It runs beside the table data, as
+            // pg_dump mostly waits on catalog queries; if it fails, the data
+            // workers stop.
+            let schemaStreamID = UInt32(tasks.count)
+            let level = options.compressionLevel
+            let schemaDump = BackgroundWork { () throws -> StreamSummary in
+                let schemaStream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: level), stream: schemaStreamID)
+                do {
+                    try tools.run("pg_dump", [
+                        "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
+                        "--snapshot=\(snapshot.source.snapshot)", "--lock-wait-timeout=\(self.options.lockTimeoutMilliseconds)",
+                    ], connection: self.options.source) { data in
+                        try data.withUnsafeBytes { try schemaStream.append($0) }
+                    }
+                    return try schemaStream.finish()
+                } catch {
+                    copy.abort(BackupError.schema(error))
+                    throw BackupError.schema(error)
+                }
             }
+            let results: [CopyResult]
+            do {
+                results = try copy.run {
+                    let status = copy.status()
+                    progress(BackupProgress(
+                        tablesDone: status.tasksDone, tablesTotal: tasks.count, currentTable: status.running.first,
+                        rawBytes: status.rawBytes, elapsedSeconds: elapsed()))
+                }
+            } catch {
+                // The archive is discarded only once pg_dump stopped writing to it.
+                _ = try? schemaDump.wait()
+                throw error
+            }
+            let schema = Manifest.Schema(pgDumpVersion: tools.pgDumpVersion, stream: schemaStreamID, summary: try schemaDump.wait())
             var entries: [Manifest.Table] = []
             var rawBytes: UInt64 = 0
             for (index, table) in tables.enumerated() {
@@ -224,6 +241,7 @@ public struct BackupRunner: Sendable {
             var nextStream = schemaStreamID + 1
 
             var largeObjectEntries: [Manifest.LargeObject] = []
+            let encoder = writer.makeEncoder(level: options.compressionLevel)
             for oid in largeObjects {
                 if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
                 progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "large object \(oid)", rawBytes: rawBytes, elapsedSeconds: elapsed()))

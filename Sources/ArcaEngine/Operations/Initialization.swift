@@ -50,7 +50,7 @@ public struct Initialization: Sendable {
                 check("database", "ok", "\(database.redacted): PostgreSQL \(version), \(size / 1_000_000) MB")
                 do {
                     let tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: environment["ARCA_PG_BINDIR"])
-                    check("pg_dump", "ok", "pg_dump \(tools.version("pg_dump")) (\(tools.directory ?? "PATH"))")
+                    check("pg_dump", "ok", "pg_dump \(tools.pgDumpVersion) (\(tools.directory ?? "PATH"))")
                 } catch {
                     check("pg_dump", "error", "\(error)", fix: "apt-get install postgresql-client-\(connection.serverVersionNumber / 10000), or set ARCA_PG_BINDIR")
                 }

@@ -25,6 +25,8 @@ public enum SchemaError: Error, Sendable, CustomStringConvertible {
 /// as the server.
 struct PostgresTools: Sendable {
     let directory: String?
+    /// pg_dump's version ("15.20"), read once when the tools were located.
+    private(set) var pgDumpVersion = "?"
 
     static func locate(serverMajor: Int, directory explicit: String?) throws -> PostgresTools {
         var searched: [String] = []
@@ -34,8 +36,8 @@ struct PostgresTools: Sendable {
             guard FileManager.default.isExecutableFile(atPath: explicit + "/pg_dump") else {
                 throw SchemaError.toolMissing("pg_dump", searched: [explicit])
             }
-            let tools = PostgresTools(directory: explicit)
-            try tools.checkVersion("pg_dump", serverMajor: serverMajor)
+            var tools = PostgresTools(directory: explicit)
+            tools.pgDumpVersion = try tools.checkVersion("pg_dump", serverMajor: serverMajor)
             return tools
         }
         let installed = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? [])
@@ -44,34 +46,30 @@ struct PostgresTools: Sendable {
         for directory in candidates {
             searched.append(directory)
             if FileManager.default.isExecutableFile(atPath: directory + "/pg_dump") {
-                let tools = PostgresTools(directory: directory)
-                try tools.checkVersion("pg_dump", serverMajor: serverMajor)
+                var tools = PostgresTools(directory: directory)
+                tools.pgDumpVersion = try tools.checkVersion("pg_dump", serverMajor: serverMajor)
                 return tools
             }
         }
         searched.append("PATH")
-        let onPath = PostgresTools(directory: nil)
+        var onPath = PostgresTools(directory: nil)
         do {
-            try onPath.checkVersion("pg_dump", serverMajor: serverMajor)
+            onPath.pgDumpVersion = try onPath.checkVersion("pg_dump", serverMajor: serverMajor)
         } catch SchemaError.toolFailed {
             throw SchemaError.toolMissing("pg_dump", searched: searched)
         }
         return onPath
     }
 
-    func checkVersion(_ tool: String, serverMajor: Int) throws {
+    /// The tool's version, refused when older than the server.
+    private func checkVersion(_ tool: String, serverMajor: Int) throws -> String {
         let output = try run(tool, ["--version"])
         // "pg_dump (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)"
         let words = String(decoding: output, as: UTF8.self).split(separator: " ")
-        let version = words.count > 2 ? String(words[2]) : "?"
+        let version = words.count > 2 ? String(words[2]).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
         let major = Int(version.prefix { $0.isNumber }) ?? 0
         guard major >= serverMajor else { throw SchemaError.toolTooOld(tool, version: version, serverMajor: serverMajor) }
-    }
-
-    func version(_ tool: String) -> String {
-        guard let output = try? run(tool, ["--version"]) else { return "?" }
-        let words = String(decoding: output, as: UTF8.self).split(separator: " ")
-        return words.count > 2 ? String(words[2]).trimmingCharacters(in: .whitespacesAndNewlines) : "?"
+        return version
     }
 
     /// Runs a tool against `connection` without putting the password on its
@@ -118,6 +116,9 @@ struct PostgresTools: Sendable {
         // A tool that exits before reading all its input must give the
         // writer EPIPE, not kill this process with SIGPIPE.
         if stdin != nil { signal(SIGPIPE, SIG_IGN) }
+        // Process.waitUntilExit polls every 50 ms; the handler fires at once.
+        let exited = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in exited.signal() }
         do {
             try process.run()
         } catch {
@@ -132,15 +133,15 @@ struct PostgresTools: Sendable {
         if let input, let stdin {
             let feeder = InputFeeder(handle: stdin.fileHandleForWriting, body: input)
             Thread { feeder.run() }.start()
-            let drained = Result { try drain(stdout.fileHandleForReading, into: output, process: process) }
+            let drained = Result { try drain(stdout.fileHandleForReading, into: output, process: process, exited: exited) }
             feeder.done.wait()
             try drained.get()
             inputError = feeder.error
         } else {
-            try drain(stdout.fileHandleForReading, into: output, process: process)
+            try drain(stdout.fileHandleForReading, into: output, process: process, exited: exited)
         }
         errors.done.wait()
-        process.waitUntilExit()
+        exited.wait()
         if let inputError { throw inputError }
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errors.data, as: UTF8.self)
@@ -151,7 +152,7 @@ struct PostgresTools: Sendable {
 
     /// Reads the tool's output to its end. When `output` throws, the tool is
     /// stopped (it would otherwise block on a full pipe forever).
-    private func drain(_ handle: FileHandle, into output: (Data) throws -> Void, process: Process) throws {
+    private func drain(_ handle: FileHandle, into output: (Data) throws -> Void, process: Process, exited: DispatchSemaphore) throws {
         do {
             while true {
                 let data = handle.availableData
@@ -160,7 +161,7 @@ struct PostgresTools: Sendable {
             }
         } catch {
             process.terminate()
-            process.waitUntilExit()
+            exited.wait()
             throw error
         }
     }
