@@ -86,8 +86,17 @@ final class ParallelCopy: @unchecked Sendable {
             let queue = BoundedQueue<Item>(capacity: 1)
             let pool = BoundedQueue<ChunkBuffer>(capacity: Self.buffersPerWorker)
             for _ in 0..<Self.buffersPerWorker { try pool.push(ChunkBuffer(capacity: chunkSize)) }
+            // `abort` may come from another thread at any time: a queue
+            // added after it is closed here, one added before it by `fail`.
+            lock.lock()
             queues.append(queue)
             pools.append(pool)
+            let failed = failure != nil
+            lock.unlock()
+            if failed {
+                queue.close()
+                pool.close()
+            }
             group.enter()
             Thread { [self] in
                 defer { group.leave() }
@@ -105,6 +114,9 @@ final class ParallelCopy: @unchecked Sendable {
         }
         if cancellation.isCancelled { fail(OperationError.cancelled("The backup")) }
         progress()
+        lock.lock()
+        let failure = self.failure
+        lock.unlock()
         if let failure { throw failure }
         return tasks.indices.map { results[$0]! }
     }
@@ -123,6 +135,7 @@ final class ParallelCopy: @unchecked Sendable {
     private func fail(_ error: any Error) {
         lock.lock()
         if failure == nil { failure = error }
+        let (queues, pools) = (self.queues, self.pools)
         lock.unlock()
         // Wake every thread: readers stop at their next chunk, encoders drain.
         for queue in queues { queue.close() }
