@@ -219,19 +219,9 @@ import Testing
     @Test func tooOldPgDumpIsRefused() throws {
         let source = try TestDatabase("oldtools_src")
         defer { source.drop() }
-        let directory = TestPaths.temporaryDirectory("oldtools")
-        try "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n".write(toFile: directory + "/pg_dump", atomically: true, encoding: .utf8)
-        try Tool.run("chmod", ["+x", directory + "/pg_dump"])
-        var options = BackupOptions(source: source.connectionString, repository: Steps.repository("oldtools"))
-        options.postgresBinDirectory = directory
-        do {
-            _ = try BackupRunner(options: options).run()
-            Issue.record("backup ran with a pg_dump older than the server")
-        } catch BackupError.schema(let error) {
-            #expect("\(error)".contains("9.6.24"))
-            #expect("\(error)".contains("at least version 15"))
-        }
-        #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
+        let error = try schemaError(backingUp: source, label: "oldtools", pgDump: "echo 'pg_dump (PostgreSQL) 9.6.24'")
+        #expect("\(error)".contains("9.6.24"))
+        #expect("\(error)".contains("at least version 15"))
     }
 
     /// pg_dump runs beside the table data; when it fails, the data workers
@@ -240,24 +230,34 @@ import Testing
         let source = try TestDatabase("schemafail_src")
         defer { source.drop() }
         try source.execute("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat('x', 500) FROM generate_series(1, 200000) g")
-        let directory = TestPaths.temporaryDirectory("schemafail")
-        try """
-            #!/bin/sh
+        let error = try schemaError(backingUp: source, label: "schemafail", pgDump: """
             if [ "$1" = --version ]; then echo 'pg_dump (PostgreSQL) 15.99'; exit 0; fi
             echo 'pg_dump: error: query failed: simulated catalog failure' >&2
             exit 1
-            """.write(toFile: directory + "/pg_dump", atomically: true, encoding: .utf8)
+            """)
+        #expect("\(error)".contains("simulated catalog failure"))
+    }
+
+    /// Backs `source` up with `pgDump` (a shell script) in place of pg_dump,
+    /// expects BackupError.schema and nothing left in the repository, and
+    /// returns the error.
+    private func schemaError(backingUp source: TestDatabase, label: String, pgDump script: String) throws -> any Error {
+        let directory = TestPaths.temporaryDirectory(label)
+        try "#!/bin/sh\n\(script)\n".write(toFile: directory + "/pg_dump", atomically: true, encoding: .utf8)
         try Tool.run("chmod", ["+x", directory + "/pg_dump"])
-        var options = BackupOptions(source: source.connectionString, repository: Steps.repository("schemafail"))
+        var options = BackupOptions(source: source.connectionString, repository: Steps.repository(label))
         options.postgresBinDirectory = directory
+        defer {
+            #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
+            #expect(Steps.files(in: options.repository.temporaryDirectory).isEmpty)
+        }
         do {
             _ = try BackupRunner(options: options).run()
-            Issue.record("backup succeeded without its schema")
         } catch BackupError.schema(let error) {
-            #expect("\(error)".contains("simulated catalog failure"))
+            return error
         }
-        #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
-        #expect(Steps.files(in: options.repository.temporaryDirectory).isEmpty)
+        Issue.record("the backup succeeded with a broken pg_dump")
+        return CancellationError()
     }
 
     @Test func failedCreateRestoreDropsTheDatabaseItMade() throws {
