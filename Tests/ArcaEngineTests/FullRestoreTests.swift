@@ -219,7 +219,7 @@ import Testing
     @Test func tooOldPgDumpIsRefused() throws {
         let source = try TestDatabase("oldtools_src")
         defer { source.drop() }
-        let error = try schemaError(backingUp: source, label: "oldtools", pgDump: "echo 'pg_dump (PostgreSQL) 9.6.24'")
+        let (error, _) = try schemaError(backingUp: source, label: "oldtools", pgDump: "echo 'pg_dump (PostgreSQL) 9.6.24'")
         #expect("\(error)".contains("9.6.24"))
         #expect("\(error)".contains("at least version 15"))
     }
@@ -230,18 +230,21 @@ import Testing
         let source = try TestDatabase("schemafail_src")
         defer { source.drop() }
         try source.execute("CREATE TABLE notes (id int PRIMARY KEY, body text); INSERT INTO notes SELECT g, repeat('x', 500) FROM generate_series(1, 200000) g")
-        let error = try schemaError(backingUp: source, label: "schemafail", pgDump: """
+        let (error, rawBytesRead) = try schemaError(backingUp: source, label: "schemafail", pgDump: """
             if [ "$1" = --version ]; then echo 'pg_dump (PostgreSQL) 15.99'; exit 0; fi
             echo 'pg_dump: error: query failed: simulated catalog failure' >&2
             exit 1
             """)
         #expect("\(error)".contains("simulated catalog failure"))
+        // The failure stopped the COPY of the ~100 MB table early, instead of
+        // being noticed after all of it was read.
+        #expect(rawBytesRead < 50_000_000)
     }
 
     /// Backs `source` up with `pgDump` (a shell script) in place of pg_dump,
     /// expects BackupError.schema and nothing left in the repository, and
-    /// returns the error.
-    private func schemaError(backingUp source: TestDatabase, label: String, pgDump script: String) throws -> any Error {
+    /// returns the error and the bytes of table data read before it.
+    private func schemaError(backingUp source: TestDatabase, label: String, pgDump script: String) throws -> (any Error, rawBytesRead: UInt64) {
         let directory = TestPaths.temporaryDirectory(label)
         try "#!/bin/sh\n\(script)\n".write(toFile: directory + "/pg_dump", atomically: true, encoding: .utf8)
         try Tool.run("chmod", ["+x", directory + "/pg_dump"])
@@ -251,13 +254,14 @@ import Testing
             #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
             #expect(Steps.files(in: options.repository.temporaryDirectory).isEmpty)
         }
+        var rawBytesRead: UInt64 = 0
         do {
-            _ = try BackupRunner(options: options).run()
+            _ = try BackupRunner(options: options).run(progress: { rawBytesRead = max(rawBytesRead, $0.rawBytes) })
         } catch BackupError.schema(let error) {
-            return error
+            return (error, rawBytesRead)
         }
         Issue.record("the backup succeeded with a broken pg_dump")
-        return CancellationError()
+        return (CancellationError(), rawBytesRead)
     }
 
     @Test func failedCreateRestoreDropsTheDatabaseItMade() throws {
