@@ -174,6 +174,28 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
     }
 
+    /// The checksum sidecar that completes a streamed upload cannot be
+    /// stored: the archive it would vouch for is deleted again, so the
+    /// bucket never holds an archive without its checksum.
+    @Test func failedSidecarUploadTakesTheArchiveBack() async throws {
+        let source = try Self.scans("cloud_sidecar", rows: 2000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("sidecar")
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPutsEndingWith: ".md5")
+        defer { proxy.stop() }
+        let repository = Steps.repository("cloud-sidecar")
+        do {
+            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
+            Issue.record("the backup succeeded although its checksum could not be stored")
+        } catch let error as CloudError {
+            #expect("\(error)".contains("InternalError"), "\(error)")
+        }
+        #expect(try cloud.archives().isEmpty, "an archive without its sidecar was left in the bucket")
+        #expect(try cloud.unfinishedUploads().isEmpty)
+        #expect(try repository.backupIDs().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
+    }
+
     @Test func uploadOnlyThenDownloadBySync() async throws {
         let source = try Self.scans("cloud_only", rows: 2000)
         let target = try TestDatabase("cloud_only_dst")

@@ -7,12 +7,15 @@ public final class S3FaultProxy: Sendable {
     private let processID: Int32
 
     /// `failPart`: UploadPart requests for this part number get a 500.
-    public init(upstream: URL, failPart: Int) throws {
+    /// `failPutsEndingWith`: so do PUTs of keys with this suffix.
+    public init(upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil) throws {
         let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port),
-                             "--upstream", upstream.absoluteString, "--fail-part", String(failPart)]
+                             "--upstream", upstream.absoluteString]
+            + (failPart.map { ["--fail-part", String($0)] } ?? [])
+            + (suffix.map { ["--fail-put-suffix", $0] } ?? [])
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

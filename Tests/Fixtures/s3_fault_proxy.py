@@ -3,10 +3,13 @@
 Arca's storage-fault tests: the real server keeps the state, the proxy lies
 about some answers.
 
-    s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT [--fail-part N]
+    s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT
+                      [--fail-part N] [--fail-put-suffix SUFFIX]
 
 --fail-part N answers every UploadPart request for part N with a 500
-InternalError, without forwarding it. Everything else is forwarded as is.
+InternalError, without forwarding it; --fail-put-suffix SUFFIX does the same
+for every PUT of a key ending in SUFFIX (".md5": the checksum sidecars).
+Everything else is forwarded as is.
 Prints "ready" on stdout once it listens.
 """
 import argparse
@@ -21,6 +24,7 @@ def main():
     parser.add_argument("--listen", type=int, required=True)
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--fail-part", type=int)
+    parser.add_argument("--fail-put-suffix")
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
 
@@ -33,8 +37,11 @@ def main():
         def relay(self):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-            if self.command == "PUT" and args.fail_part is not None and query.get("partNumber") == [str(args.fail_part)]:
+            target = urllib.parse.urlsplit(self.path)
+            query = urllib.parse.parse_qs(target.query)
+            failed_part = args.fail_part is not None and query.get("partNumber") == [str(args.fail_part)]
+            failed_key = args.fail_put_suffix is not None and target.path.endswith(args.fail_put_suffix)
+            if self.command == "PUT" and (failed_part or failed_key):
                 error = b"<Error><Code>InternalError</Code><Message>injected by s3_fault_proxy</Message></Error>"
                 self.send_response(500)
                 self.send_header("Content-Type", "application/xml")
