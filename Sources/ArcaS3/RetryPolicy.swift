@@ -7,6 +7,7 @@ import NIOPosix
 /// Retried: no answer (connection refused/reset/closed, timeouts), HTTP 500/502/503/504, 429,
 /// and the S3 codes SlowDown, InternalError, RequestTimeout, ServiceUnavailable.
 /// Never retried: other 4xx answers (403, 404, …), which another attempt cannot fix.
+/// A server that says how long to wait (`Retry-After`) is waited for, up to `maxDelay`.
 public struct RetryPolicy: Sendable {
     /// Total sends, the first included; 1 disables retries.
     public var maxAttempts: Int
@@ -25,11 +26,24 @@ public struct RetryPolicy: Sendable {
     public static let `default` = RetryPolicy()
 
     /// The pause after failed attempt `attempt` (1-based): exponential, capped, with "equal
-    /// jitter" (a random half) so that many clients failing together do not retry in lockstep.
-    public func delay(afterAttempt attempt: Int) -> Duration {
+    /// jitter" (a random half) so that many clients failing together do not retry in lockstep;
+    /// at least what the server asked for (`serverAsked`), but never more than `maxDelay`, so
+    /// that a far-off Retry-After cannot stall a backup beyond the policy's bounds.
+    public func delay(afterAttempt attempt: Int, serverAsked: Duration? = nil) -> Duration {
         let exponential = baseDelay * (1 << min(attempt - 1, 20))
         let capped = min(exponential, maxDelay)
-        return capped / 2 + capped / 2 * Double.random(in: 0...1)
+        let backoff = capped / 2 + capped / 2 * Double.random(in: 0...1)
+        guard let serverAsked else { return backoff }
+        return max(backoff, min(serverAsked, maxDelay))
+    }
+
+    /// A `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date from which
+    /// the wait is counted from `now`. Nil when absent or unreadable.
+    static func retryAfter(_ value: String?, now: Date = Date()) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Int(value) { return seconds >= 0 ? .seconds(seconds) : nil }
+        guard let date = S3Date.parseRFC1123(value) else { return nil }
+        return .seconds(max(0, date.timeIntervalSince(now)))
     }
 
     static let retryableStatuses: Set<Int> = [429, 500, 502, 503, 504]

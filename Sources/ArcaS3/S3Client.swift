@@ -418,7 +418,11 @@ public final class S3Client: Sendable {
             guard retryable, attempt < retryPolicy.maxAttempts else {
                 throw error(for: failure, operation: operation, attempts: attempt)
             }
-            let delay = retryPolicy.delay(afterAttempt: attempt)
+            var serverAsked: Duration?
+            if case .answer(let response, _) = failure {
+                serverAsked = RetryPolicy.retryAfter(response.headers.first(name: "retry-after"))
+            }
+            let delay = retryPolicy.delay(afterAttempt: attempt, serverAsked: serverAsked)
             logger.debug("retrying S3 request", metadata: [
                 "operation": "\(operation.name)", "bucket": "\(configuration.bucket)", "key": "\(operation.key ?? "")",
                 "attempt": "\(attempt)", "failure": "\(Self.summary(failure))", "delay": "\(delay)",

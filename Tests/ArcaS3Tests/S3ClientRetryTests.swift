@@ -12,14 +12,15 @@ struct S3ClientRetryTests {
 
     /// Runs `body` with a client pointed at a scripted server.
     func withScriptedClient(
-        maxAttempts: Int = 5, requestTimeout: Duration = .seconds(30), script: @escaping ScriptedHTTPServer.Script,
+        maxAttempts: Int = 5, maxDelay: Duration = .milliseconds(5), requestTimeout: Duration = .seconds(30),
+        script: @escaping ScriptedHTTPServer.Script,
         _ body: (S3Client, ScriptedHTTPServer) async throws -> Void
     ) async throws {
         let server = try await ScriptedHTTPServer(script: script)
         let configuration = S3Configuration(
             bucket: "scripted", accessKeyID: "AKIASCRIPTED", secretAccessKey: Self.secret,
             sessionToken: "scripted-session-token", endpoint: server.endpoint)
-        let retries = RetryPolicy(maxAttempts: maxAttempts, baseDelay: .milliseconds(1), maxDelay: .milliseconds(5))
+        let retries = RetryPolicy(maxAttempts: maxAttempts, baseDelay: .milliseconds(1), maxDelay: maxDelay)
         do {
             try await withClient(configuration, retryPolicy: retries, requestTimeout: requestTimeout) { client in
                 try await body(client, server)
@@ -47,6 +48,39 @@ struct S3ClientRetryTests {
                 #expect(request.headers.first(name: "x-amz-content-sha256") == SigV4Signer.emptyPayloadHash)
                 #expect(request.headers.first(name: "x-amz-date") != nil)
             }
+        }
+    }
+
+    /// A 503 SlowDown that says how long to wait is waited for: the retry
+    /// cannot arrive sooner (the backoff alone would be a millisecond).
+    @Test func retryAfterIsHonoured() async throws {
+        try await withScriptedClient(maxDelay: .seconds(3), script: { index in
+            guard index == 0 else { return .init(status: .ok, body: "hello") }
+            var answer = ScriptedHTTPServer.Answer.s3Error(.serviceUnavailable, code: "SlowDown")
+            answer.headers.append(("Retry-After", "1"))
+            return answer
+        }) { client, server in
+            let greeting = try await client.getObject(key: "greeting")
+            #expect(greeting == Array("hello".utf8))
+            let requests = server.receivedRequests
+            #expect(requests.count == 2)
+            #expect(requests[1].receivedAt - requests[0].receivedAt >= .seconds(1))
+        }
+    }
+
+    @Test func retryAfterValuesAndBounds() throws {
+        let now = Date(timeIntervalSince1970: 1_700_000_000)
+        #expect(RetryPolicy.retryAfter("3") == .seconds(3))
+        #expect(RetryPolicy.retryAfter(" 0 ") == .seconds(0))
+        #expect(RetryPolicy.retryAfter("Tue, 14 Nov 2023 22:13:30 GMT", now: now) == .seconds(10))
+        #expect(RetryPolicy.retryAfter("Tue, 14 Nov 2023 22:13:00 GMT", now: now) == .seconds(0))  // in the past
+        for unreadable in [nil, "", "-5", "soon", "1.5"] { #expect(RetryPolicy.retryAfter(unreadable) == nil) }
+
+        let policy = RetryPolicy(maxAttempts: 5, baseDelay: .milliseconds(10), maxDelay: .seconds(2))
+        for _ in 0..<50 {
+            #expect(policy.delay(afterAttempt: 1, serverAsked: .seconds(1)) == .seconds(1))
+            #expect(policy.delay(afterAttempt: 1, serverAsked: .seconds(600)) == .seconds(2))  // capped
+            #expect(policy.delay(afterAttempt: 1) <= .milliseconds(10))
         }
     }
 

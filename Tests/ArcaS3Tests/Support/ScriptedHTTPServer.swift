@@ -37,6 +37,7 @@ final class ScriptedHTTPServer: Sendable {
         var method: HTTPMethod
         var uri: String
         var headers: HTTPHeaders
+        var receivedAt = ContinuousClock.now
     }
 
     /// Answers the n-th request (0-based) with `script(n)`.
