@@ -1,16 +1,20 @@
 /// Turns a stored frame back into raw bytes after checking it against what
 /// the manifest says it should be: the payload's authentication tag
-/// (encrypted archives) or its CRC, then decompression. Owns a decompression context, a
+/// (encrypted archives) or its CRC, then decompression, which verifies the
+/// content checksum of version-3 archives. Owns a decompression context, a
 /// cipher and its output buffers; one decoder per thread.
 public final class ChunkDecoder {
     private let decompressor = ZstdDecompressor()
     private let cipher: FrameCipher?
+    /// Version 3 on: a zstd payload without a content checksum is rejected.
+    private let requiresContentChecksums: Bool
     private var raw: UnsafeMutableRawBufferPointer
     private var opened: UnsafeMutableRawBufferPointer
 
-    public init(maximumRawLength: Int, dataKey: DataKey? = nil) {
+    public init(maximumRawLength: Int, archive: FileHeader, dataKey: DataKey? = nil) {
         raw = .allocate(byteCount: max(maximumRawLength, 1), alignment: 16)
         cipher = dataKey.map(FrameCipher.init)
+        requiresContentChecksums = archive.hasContentChecksums
         opened = .allocate(byteCount: dataKey == nil ? 1 : max(ZstdCompressor.bound(maximumRawLength), 1), alignment: 16)
     }
 
@@ -73,12 +77,15 @@ public final class ChunkDecoder {
                 raw = .allocate(byteCount: rawLength, alignment: 16)
             }
             let target = UnsafeMutableRawBufferPointer(rebasing: raw[0..<rawLength])
-            switch decompressor.decompress(payload, into: target) {
+            switch decompressor.decompress(payload, into: target, requiringChecksum: requiresContentChecksums) {
             case .success: return UnsafeRawBufferPointer(target)
             case .failure(.zstd(let message)): throw ArchiveError.decompressionFailed(location, "zstd: \(message)")
             case .failure(.lengthMismatch(let expected, let actual)):
                 throw ArchiveError.decompressionFailed(location, "the frame decodes to \(actual) bytes, not \(expected)")
             case .failure(.notOneFrame): throw ArchiveError.decompressionFailed(location, "the payload is not exactly one zstd frame")
+            case .failure(.noContentChecksum): throw ArchiveError.decompressionFailed(location, "the zstd frame carries no content checksum, which this format version requires")
+            case .failure(.contentChecksumMismatch):
+                throw ArchiveError.decompressionFailed(location, "the decompressed bytes do not match the frame's content checksum")
             }
         }
     }
@@ -177,7 +184,7 @@ public final class ArchiveReader: @unchecked Sendable {
     }
 
     public func makeDecoder() -> ChunkDecoder {
-        ChunkDecoder(maximumRawLength: Int(header.chunkSize), dataKey: dataKey)
+        ChunkDecoder(maximumRawLength: Int(header.chunkSize), archive: header, dataKey: dataKey)
     }
 
     static func decodeManifest(frame: [UInt8], offset: UInt64, header: FileHeader, dataKey: DataKey?) throws -> Manifest {
@@ -195,7 +202,7 @@ public final class ArchiveReader: @unchecked Sendable {
         }
         return try frame.withUnsafeBytes { bytes in
             let payload = UnsafeRawBufferPointer(rebasing: bytes[ArchiveFormat.frameHeaderLength...])
-            let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength), dataKey: dataKey)
+            let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength), archive: header, dataKey: dataKey)
             let json = try decoder.unpack(payload, frame: frameHeader, location: .manifest)
             return try Manifest.decode(Array(json), header: header, manifestOffset: offset)
         }
@@ -205,17 +212,23 @@ public final class ArchiveReader: @unchecked Sendable {
         .chunk(stream: name, sequence: UInt64(sequence), offset: stream.chunks[sequence].offset)
     }
 
-    /// Which digests a read recomputes. Every chunk's CRC-32C is checked in
-    /// any case; `verify` checks both digests, a restore's hot path MD5 only
-    /// (SHA-256 would cost a third of its CPU on two cores).
-    public enum DigestCheck: Sendable {
-        case md5
-        case md5AndSHA256
+    /// What a read checks beyond each chunk's frame header, CRC-32C or
+    /// authentication tag, and decompression, which it always checks.
+    public enum StreamCheck: Sendable {
+        /// Every chunk's raw bytes against the content checksum inside its
+        /// zstd frame (a stored chunk's raw bytes are its CRC-checked
+        /// payload): end to end, chunk by chunk, at no cost beyond the
+        /// decompression. An archive older than version 3 has no content
+        /// checksums, so its streams' MD5 is recomputed instead. Restore's
+        /// check: the MD5 pass was half of its CPU.
+        case chunkContent
+        /// Also each stream's MD5 and SHA-256, as `verify` does.
+        case streamDigests
     }
 
     /// Streams a table's rows (all its parts, in order) to `body`.
     public func readTable(
-        _ table: Manifest.Table, decoder: ChunkDecoder? = nil, checking: DigestCheck = .md5AndSHA256,
+        _ table: Manifest.Table, decoder: ChunkDecoder? = nil, checking: StreamCheck = .streamDigests,
         _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let decoder = decoder ?? makeDecoder()
@@ -225,16 +238,19 @@ public final class ArchiveReader: @unchecked Sendable {
     }
 
     /// Streams one stream's raw bytes (a table's COPY text, the schema dump, a
-    /// large object) to `body`, chunk by chunk, reading only its chunks. The MD5 and SHA-256 of the whole stream are
-    /// checked before this returns: a caller that commits only after a normal
-    /// return never commits damaged data.
+    /// large object) to `body`, chunk by chunk, reading only its chunks.
+    /// Everything `checking` asks for is checked before this returns (the
+    /// stream's digests after its last chunk): a caller that commits only
+    /// after a normal return never commits damaged data.
     public func readStream(
-        _ table: some StreamDescriptor, named name: String, decoder: ChunkDecoder? = nil, checking: DigestCheck = .md5AndSHA256,
+        _ table: some StreamDescriptor, named name: String, decoder: ChunkDecoder? = nil, checking: StreamCheck = .streamDigests,
         _ body: (UnsafeRawBufferPointer) throws -> Void
     ) throws {
         let decoder = decoder ?? makeDecoder()
-        let md5Digest = Digest(.md5)
-        let sha256Digest = checking == .md5AndSHA256 ? Digest(.sha256) : nil
+        let digestsNeeded = checking == .streamDigests || !header.hasContentChecksums
+        let md5Digest = digestsNeeded ? Digest(.md5) : nil
+        // SHA-256 only when asked: as a fallback, MD5 alone checks the stream.
+        let sha256Digest = checking == .streamDigests ? Digest(.sha256) : nil
         var frame = [UInt8]()
         for (sequence, chunk) in table.chunks.enumerated() {
             let length = ArchiveFormat.frameHeaderLength + Int(chunk.storedLength)
@@ -244,13 +260,15 @@ public final class ArchiveReader: @unchecked Sendable {
                 let raw = try decoder.decode(
                     frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
                     archive: header, location: Self.location(of: table, named: name, sequence: sequence))
-                md5Digest.update(raw)
+                md5Digest?.update(raw)
                 sha256Digest?.update(raw)
                 try body(raw)
             }
         }
-        let md5 = Hex.encode(md5Digest.finish())
-        guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.stream(name), algorithm: "md5", expected: table.md5, actual: md5) }
+        if let md5Digest {
+            let md5 = Hex.encode(md5Digest.finish())
+            guard md5 == table.md5 else { throw ArchiveError.digestMismatch(.stream(name), algorithm: "md5", expected: table.md5, actual: md5) }
+        }
         if let sha256Digest {
             let sha256 = Hex.encode(sha256Digest.finish())
             guard sha256 == table.sha256 else {

@@ -1,8 +1,9 @@
-/// Constants of the format (FORMAT.md). Version 2 added encryption; a
-/// version 1 archive is a version 2 archive without it, and is still read.
+/// Constants of the format (FORMAT.md). Version 2 added encryption (a
+/// version 1 archive is a version 2 archive without it); version 3 put a
+/// content checksum in every zstd payload. All three are read.
 public enum ArchiveFormat {
-    public static let version: UInt16 = 2
-    public static let readableVersions: ClosedRange<UInt16> = 1...2
+    public static let version: UInt16 = 3
+    public static let readableVersions: ClosedRange<UInt16> = 1...3
     public static let magic: [UInt8] = [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A]
     public static let endMagic: [UInt8] = Array("ARCAEND".utf8) + [0x1A]
     public static let headerLength = 64
@@ -70,6 +71,10 @@ public struct FileHeader: Sendable, Equatable {
     public var dataOffset: UInt64 {
         UInt64(ArchiveFormat.headerLength) + (isEncrypted ? UInt64(ArchiveFormat.frameHeaderLength + KeyEnvelope.length) : 0)
     }
+
+    /// Whether every zstd payload carries a content checksum (version 3 on),
+    /// so that decompressing a chunk checks its raw bytes end to end.
+    public var hasContentChecksums: Bool { version >= 3 }
 
     /// Bytes a sealed payload adds to its plaintext.
     public var sealOverhead: UInt32 { isEncrypted ? UInt32(FrameCipher.overhead) : 0 }

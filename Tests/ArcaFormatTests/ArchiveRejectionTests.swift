@@ -35,8 +35,8 @@ import Testing
 
     @Test func unknownVersion() throws {
         var (bytes, _) = try archive()
-        bytes[8] = 3
-        #expect(openError(bytes) == .unsupportedVersion(3))
+        bytes[8] = 4
+        #expect(openError(bytes) == .unsupportedVersion(4))
     }
 
     @Test func headerChecksum() throws {
@@ -142,21 +142,68 @@ import Testing
         guard case .limitExceeded? = report.problems.first else { Issue.record("expected limitExceeded, got \(report.problems)"); return }
     }
 
-    @Test func corruptZstdWithAValidChecksum() throws {
+    /// Changes the first chunk's payload in place and records the new CRC in
+    /// its frame header and the manifest: damage only decompression can see.
+    func damagingFirstPayload(_ change: (inout ArraySlice<UInt8>) -> Void) throws -> (bytes: [UInt8], manifest: Manifest) {
         var (bytes, manifest) = try archive()
         let chunk = manifest.tables[0].parts[0].chunks[0]
         let start = Int(chunk.offset) + 32
-        for index in start + 8..<start + Int(chunk.storedLength) - 4 { bytes[index] = 0x55 }
+        change(&bytes[start..<start + Int(chunk.storedLength)])
         let crc = CRC32C.checksum(Array(bytes[start..<start + Int(chunk.storedLength)]))
         try Sample.rewriteFrameHeader(&bytes, at: chunk.offset) { $0.payloadCRC = crc }
         let rewritten = try Sample.rewriteManifest(bytes) { json in
             json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""crc32c":\#(chunk.crc32c),"#, with: #""crc32c":\#(crc),"#).utf8)
         }
-        let report = try Sample.verify(rewritten)
+        return (rewritten, manifest)
+    }
+
+    @Test func corruptZstdWithAValidChecksum() throws {
+        let (bytes, _) = try damagingFirstPayload { payload in
+            for index in payload.startIndex + 8..<payload.endIndex - 4 { payload[index] = 0x55 }
+        }
+        let report = try Sample.verify(bytes)
         guard case .decompressionFailed(.chunk(stream: "table public.Patient", sequence: 0, _), _)? = report.problems.first else {
             Issue.record("expected decompressionFailed, got \(report.problems)")
             return
         }
+    }
+
+    /// Version 3: the last four bytes of a zstd chunk are the checksum of its
+    /// raw content, and decompression checks them; this is the end-to-end
+    /// check a restore relies on instead of the stream's MD5.
+    @Test func contentChecksumMismatch() throws {
+        let (bytes, _) = try damagingFirstPayload { payload in payload[payload.endIndex - 1] ^= 0x01 }
+        let expected = ArchiveError.decompressionFailed(
+            .chunk(stream: "table public.Patient", sequence: 0, offset: 64),
+            "the decompressed bytes do not match the frame's content checksum")
+        #expect(try Sample.verify(bytes).problems.first == expected)
+        let reader = try Sample.read(bytes)
+        #expect(throws: expected) { try reader.readTable(reader.manifest.tables[0], checking: .chunkContent) { _ in } }
+    }
+
+    /// A version-3 zstd payload without a content checksum is rejected; the
+    /// same payload in a version-2 archive is read.
+    @Test func contentChecksumIsRequiredFromVersionThree() throws {
+        let raw = Sample.copyText(rows: 50)
+        var frame = [UInt8](repeating: 0, count: ZstdCompressor.bound(raw.count))
+        let length = raw.withUnsafeBytes { source in
+            frame.withUnsafeMutableBytes { ZstdCompressor(level: 3).compress(source, into: $0) }
+        }
+        #expect(frame[4] & 0x04 != 0, "the writer's zstd frames carry a content checksum")
+        // Clearing the descriptor's flag and dropping the four checksum bytes
+        // leaves a valid frame without a checksum.
+        var unchecked = Array(frame[0..<length - 4])
+        unchecked[4] &= ~0x04
+        let header = FrameHeader(
+            type: .dataChunk, codec: .zstd, streamID: 0, sequence: 0, rawLength: UInt32(raw.count),
+            storedLength: UInt32(unchecked.count), payloadCRC: CRC32C.checksum(unchecked))
+        let location = ArchiveLocation.chunk(stream: "t", sequence: 0, offset: 64)
+        let current = ChunkDecoder(maximumRawLength: raw.count, archive: try Sample.fileHeader(version: 3))
+        #expect(throws: ArchiveError.decompressionFailed(location, "the zstd frame carries no content checksum, which this format version requires")) {
+            try unchecked.withUnsafeBytes { _ = try current.unpack($0, frame: header, location: location) }
+        }
+        let older = ChunkDecoder(maximumRawLength: raw.count, archive: try Sample.fileHeader(version: 2))
+        #expect(try unchecked.withUnsafeBytes { Array(try older.unpack($0, frame: header, location: location)) } == raw)
     }
 
     @Test func tableDigestMismatch() throws {
@@ -170,6 +217,14 @@ import Testing
         let reader = try Sample.read(damaged)
         #expect(throws: ArchiveError.digestMismatch(.stream("table public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)) {
             try Sample.tableBytes(reader, reader.manifest.tables[0])
+        }
+        // A restore's read checks chunks, not the stream's digests, in an
+        // archive whose chunks carry content checksums; in an older one,
+        // whose chunks may not, it checks the MD5.
+        #expect(throws: Never.self) { try reader.readTable(reader.manifest.tables[0], checking: .chunkContent) { _ in } }
+        let older = try Sample.read(try Sample.rewriteVersion(damaged, to: 2))
+        #expect(throws: ArchiveError.digestMismatch(.stream("table public.Patient"), algorithm: "md5", expected: wrong, actual: manifest.tables[0].md5)) {
+            try older.readTable(older.manifest.tables[0], checking: .chunkContent) { _ in }
         }
     }
 

@@ -58,25 +58,22 @@ import Testing
 
 /// The smallest valid archive, byte by byte (FORMAT.md, "Example").
 @Suite struct GoldenArchiveTests {
-    /// Version 1 (before encryption) is version 2 without the flag: still read.
-    @Test func versionOneIsStillRead() throws {
+    /// Version 1 (before encryption) and version 2 (before required content
+    /// checksums) are still read; an unencrypted version-3 archive is a valid
+    /// archive of either.
+    @Test(arguments: [UInt16(1), 2])
+    func olderVersionsAreStillRead(version: UInt16) throws {
         let rows = Sample.copyText(rows: 100)
-        let (v2, _) = try Sample.archive([Sample.Stream(name: "t", bytes: rows)])
-        var bytes = try Sample.rewriteManifest(v2) { json in
-            json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: #""formatVersion":2"#, with: #""formatVersion":1"#).utf8)
-        }
-        bytes[8] = 1
-        let crc = CRC32C.checksum(Array(bytes[0..<60]))
-        bytes.replaceSubrange(60..<64, with: withUnsafeBytes(of: crc.littleEndian, Array.init))
-        let reader = try Sample.read(bytes)
-        #expect(reader.header.version == 1 && reader.manifest.formatVersion == 1)
+        let (current, _) = try Sample.archive([Sample.Stream(name: "t", bytes: rows)])
+        let reader = try Sample.read(try Sample.rewriteVersion(current, to: version))
+        #expect(reader.header.version == version && reader.manifest.formatVersion == Int(version))
         #expect(try Sample.tableBytes(reader, reader.manifest.tables[0]) == rows)
     }
 
     @Test func smallestArchiveLayout() throws {
         let (bytes, manifest) = try Sample.archive([])
         #expect(Array(bytes[0..<8]) == [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A])
-        #expect(Array(bytes[8..<10]) == [2, 0])                // version
+        #expect(Array(bytes[8..<10]) == [3, 0])                // version
         #expect(Array(bytes[10..<12]) == [64, 0])              // header length
         #expect(Array(bytes[12..<16]) == [0, 0, 0, 0])         // flags
         #expect(Array(bytes[16..<20]) == [0x00, 0x10, 0, 0])   // chunk size 4096
@@ -109,7 +106,7 @@ import Testing
         let (_, manifest) = try Sample.archive([])
         let json = String(decoding: manifest.encoded(), as: UTF8.self)
         #expect(json.hasPrefix(#"{"archiveId":"101112131415161718191a1b1c1d1e1f","backupId":"backup_20241201_140530","chunkSize":4096,"#))
-        #expect(json.contains(#""formatVersion":2"#))
+        #expect(json.contains(#""formatVersion":3"#))
     }
 
     private func le32(_ value: UInt32) -> [UInt8] {

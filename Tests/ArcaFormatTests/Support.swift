@@ -122,6 +122,31 @@ enum Sample {
     }
 }
 
+extension Sample {
+    /// The archive relabelled as format `version` (header and manifest), with
+    /// every CRC and digest valid.
+    static func rewriteVersion(_ bytes: [UInt8], to version: UInt16) throws -> [UInt8] {
+        var rewritten = try rewriteManifest(bytes) { json in
+            json = Array(String(decoding: json, as: UTF8.self)
+                .replacingOccurrences(of: #""formatVersion":\#(ArchiveFormat.version)"#, with: #""formatVersion":\#(version)"#).utf8)
+        }
+        rewritten.replaceSubrange(0..<64, with: headerBytes(version: version, from: Array(rewritten[0..<64])))
+        return try rewriteManifest(rewritten) { _ in }
+    }
+
+    /// A file header (by default a new one) relabelled as format `version`.
+    static func fileHeader(version: UInt16, from bytes: [UInt8]? = nil) throws -> FileHeader {
+        try FileHeader.decode(headerBytes(version: version, from: bytes))
+    }
+
+    static func headerBytes(version: UInt16, from bytes: [UInt8]? = nil) -> [UInt8] {
+        var header = bytes ?? FileHeader(chunkSize: 4096, compression: .zstd, compressionLevel: 3, archiveID: archiveID).encoded()
+        header.replaceSubrange(8..<10, with: [UInt8(version & 0xFF), UInt8(version >> 8)])
+        header.replaceSubrange(60..<64, with: withUnsafeBytes(of: CRC32C.checksum(Array(header[0..<60])).littleEndian, Array.init))
+        return header
+    }
+}
+
 extension Array where Element == UInt8 {
     func flipping(bit: Int, at index: Int) -> [UInt8] {
         var copy = self

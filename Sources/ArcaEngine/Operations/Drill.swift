@@ -15,7 +15,7 @@ public struct DrillResult: Codable, Sendable {
 /// A restore drill: the monthly restore test operators forget. Restores a
 /// backup into a scratch database it creates (on the source's server, or
 /// `ARCA_DRILL_URL`'s), checks every table's row count against the manifest
-/// (the restore itself checks every chunk's CRC and every table's MD5), and
+/// (the restore itself checks every chunk end to end), and
 /// drops the scratch database whatever happened.
 public struct Drill: Sendable {
     public let configuration: ServiceConfiguration

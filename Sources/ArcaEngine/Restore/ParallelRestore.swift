@@ -118,9 +118,9 @@ extension RestoreRunner {
                         during: "COPY into \(table.qualifiedName)"
                     ) { writer in
                         if let part = task.part {
-                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: .md5) { try writer.send($0) }
+                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: Self.readCheck) { try writer.send($0) }
                         } else {
-                            try plan.reader.readTable(table, decoder: decoder, checking: .md5) { try writer.send($0) }
+                            try plan.reader.readTable(table, decoder: decoder, checking: Self.readCheck) { try writer.send($0) }
                         }
                     }
                     guard loaded == expected else {
