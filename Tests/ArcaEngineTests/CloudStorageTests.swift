@@ -196,6 +196,25 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
     }
 
+    /// When the clean-up fails as well, the error says that the archive is
+    /// in the bucket without its sidecar, where, and what to do.
+    @Test func archiveThatCannotBeTakenBackIsNamed() async throws {
+        let source = try Self.scans("cloud_sidecar_left", rows: 2000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("sidecar-left")
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPutsEndingWith: ".md5", failDeletes: true)
+        defer { proxy.stop() }
+        let repository = Steps.repository("cloud-sidecar-left")
+        do {
+            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
+            Issue.record("the backup succeeded although its checksum could not be stored")
+        } catch let error as CloudError {
+            let left = try #require(try cloud.archives().first, "the proxy did not keep the archive from being deleted")
+            #expect("\(error)".contains("\(cloud.describe(left.id)) is in the bucket without its sidecar: delete that object"), "\(error)")
+        }
+        #expect(try repository.backupIDs().isEmpty)
+    }
+
     @Test func uploadOnlyThenDownloadBySync() async throws {
         let source = try Self.scans("cloud_only", rows: 2000)
         let target = try TestDatabase("cloud_only_dst")

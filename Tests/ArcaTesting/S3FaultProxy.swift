@@ -8,7 +8,8 @@ public final class S3FaultProxy: Sendable {
 
     /// `failPart`: UploadPart requests for this part number get a 500.
     /// `failPutsEndingWith`: so do PUTs of keys with this suffix.
-    public init(upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil) throws {
+    /// `failDeletes`: so do deletions of objects.
+    public init(upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false) throws {
         let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -16,6 +17,7 @@ public final class S3FaultProxy: Sendable {
                              "--upstream", upstream.absoluteString]
             + (failPart.map { ["--fail-part", String($0)] } ?? [])
             + (suffix.map { ["--fail-put-suffix", $0] } ?? [])
+            + (failDeletes ? ["--fail-deletes"] : [])
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

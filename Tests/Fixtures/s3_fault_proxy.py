@@ -4,11 +4,12 @@ Arca's storage-fault tests: the real server keeps the state, the proxy lies
 about some answers.
 
     s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT
-                      [--fail-part N] [--fail-put-suffix SUFFIX]
+                      [--fail-part N] [--fail-put-suffix SUFFIX] [--fail-deletes]
 
 --fail-part N answers every UploadPart request for part N with a 500
 InternalError, without forwarding it; --fail-put-suffix SUFFIX does the same
-for every PUT of a key ending in SUFFIX (".md5": the checksum sidecars).
+for every PUT of a key ending in SUFFIX (".md5": the checksum sidecars);
+--fail-deletes does the same for every DeleteObject and DeleteObjects.
 Everything else is forwarded as is.
 Prints "ready" on stdout once it listens.
 """
@@ -25,6 +26,7 @@ def main():
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--fail-part", type=int)
     parser.add_argument("--fail-put-suffix")
+    parser.add_argument("--fail-deletes", action="store_true")
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
 
@@ -38,10 +40,11 @@ def main():
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             target = urllib.parse.urlsplit(self.path)
-            query = urllib.parse.parse_qs(target.query)
+            query = urllib.parse.parse_qs(target.query, keep_blank_values=True)
             failed_part = args.fail_part is not None and query.get("partNumber") == [str(args.fail_part)]
             failed_key = args.fail_put_suffix is not None and target.path.endswith(args.fail_put_suffix)
-            if self.command == "PUT" and (failed_part or failed_key):
+            failed_delete = args.fail_deletes and (self.command == "DELETE" or (self.command == "POST" and "delete" in query))
+            if (self.command == "PUT" and (failed_part or failed_key)) or failed_delete:
                 error = b"<Error><Code>InternalError</Code><Message>injected by s3_fault_proxy</Message></Error>"
                 self.send_response(500)
                 self.send_header("Content-Type", "application/xml")

@@ -179,16 +179,26 @@ public final class CloudStore: @unchecked Sendable {
 public enum CloudError: Error, Sendable, CustomStringConvertible {
     case downloadMismatch(id: String, recorded: String, actual: String)
     case uploadFailed(id: String, localPath: String?, location: String, underlying: String)
+    /// A streamed upload whose sidecar could not be stored, and whose archive
+    /// object could not be deleted again.
+    case archiveLeftWithoutSidecar(id: String, object: String, underlying: String, removal: String)
 
     public var description: String {
         switch self {
         case .downloadMismatch(let id, let recorded, let actual):
             "The download of \(id) has MD5 \(actual), but its sidecar in the bucket records \(recorded): the object is damaged. Nothing was saved; verify the cloud copy (`arca verify --cloud \(id)`)."
         case .uploadFailed(let id, let localPath?, let location, let underlying):
-            "Backup \(id) is complete at \(localPath), but its upload to \(location) failed: \(underlying) The local copy is intact; run `arca sync` to upload it once the bucket is reachable."
+            "Backup \(id) is complete at \(localPath), but its upload to \(location) failed: \(Self.sentence(underlying)) The local copy is intact; run `arca sync` to upload it once the bucket is reachable."
         case .uploadFailed(let id, nil, let location, let underlying):
-            "The upload of backup \(id) to \(location) failed: \(underlying) No backup was kept (--upload-only); nothing partial is left in the bucket."
+            "The upload of backup \(id) to \(location) failed: \(Self.sentence(underlying)) No backup was kept (--upload-only); nothing partial is left in the bucket."
+        case .archiveLeftWithoutSidecar(let id, let object, let underlying, let removal):
+            "The upload of backup \(id) failed while storing its checksum sidecar: \(Self.sentence(underlying)) Deleting the uploaded archive failed too (\(removal)), so \(object) is in the bucket without its sidecar: delete that object with your S3 tools. No backup was kept (--upload-only)."
         }
+    }
+
+    /// S3 errors read as clauses, without a full stop; this message goes on after them.
+    private static func sentence(_ text: String) -> String {
+        text.hasSuffix(".") ? text : text + "."
     }
 }
 

@@ -86,7 +86,12 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
             try runBlocking { _ = try await self.store.client.putObject(key: CloudStore.checksumKey(self.id), body: sidecar) }
         } catch {
             // An archive without its sidecar would pass for a whole one: take it back.
-            try? store.remove(id)
+            do {
+                try store.remove(id)
+            } catch let removal {
+                throw CloudError.archiveLeftWithoutSidecar(
+                    id: id.rawValue, object: store.describe(id), underlying: "\(error)", removal: "\(removal)")
+            }
             throw CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.location, underlying: "\(error)")
         }
         return store.describe(id)
