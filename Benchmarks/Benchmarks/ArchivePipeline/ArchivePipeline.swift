@@ -65,33 +65,51 @@ let benchmarks: @Sendable () -> Void = {
 
     for encrypted in [false, true] {
         Benchmark("Write + read back a 64 MiB stream (archive encode/decode\(encrypted ? ", encrypted" : ""))") { benchmark in
-            try encodeAndDecode(benchmark, key: encrypted ? ArchiveKey.generate() : nil)
+            let key = encrypted ? ArchiveKey.generate() : nil
+            for _ in benchmark.scaledIterations {
+                let reader = try ArchiveReader(source: MemorySource(try writeArchive(key: key)), key: key)
+                blackHole(try read(reader, checking: .streamDigests))
+            }
+        }
+    }
+
+    // What a restore reads with (every chunk's CRC and content checksum)
+    // against what verify reads with (and each stream's MD5 and SHA-256).
+    for (check, name) in [(ArchiveReader.StreamCheck.chunkContent, "chunk checks: restore"), (.streamDigests, "and stream digests: verify")] {
+        Benchmark("Read a 64 MiB stream (\(name))") { benchmark in
+            let reader = try ArchiveReader(source: MemorySource(try writeArchive(key: nil)))
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                blackHole(try read(reader, checking: check))
+            }
         }
     }
 }
 
-/// 16 chunks written through the archive writer at zstd level 3 and read
-/// back, digests checked: the whole pipeline without a database.
-func encodeAndDecode(_ benchmark: Benchmark, key: ArchiveKey?) throws {
-        for _ in benchmark.scaledIterations {
-            let sink = MemorySink()
-            let header = FileHeader(chunkSize: UInt32(chunkSize), compression: .zstd, compressionLevel: 3, archiveID: .random())
-            let writer = try ArchiveWriter(sink: sink, header: header, key: key)
-            let stream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: 3), stream: 0)
-            for _ in 0..<16 { try copyText.withUnsafeBytes { try stream.append($0) } }
-            let summary = try stream.finish()
-            let manifest = Manifest(
-                archiveId: header.archiveID.description, backupId: "backup_20241201_140530", startedAt: "", completedAt: "",
-                tool: .init(version: "bench"),
-                source: .init(database: "bench", serverVersion: "15", serverVersionNumber: 150000, snapshot: "", systemIdentifier: nil, encoding: "UTF8"),
-                compression: .init(level: 3), chunkSize: UInt32(chunkSize),
-                tables: [.init(schema: "public", name: "t", kind: "table", parent: nil, columns: [],
-                               parts: [.init(stream: 0, rows: 0, summary: summary)])],
-                sequences: [])
-            _ = try writer.finish(manifest: manifest)
-            let reader = try ArchiveReader(source: MemorySource(sink.bytes), key: key)
-            var total = 0
-            try reader.readTable(reader.manifest.tables[0]) { total += $0.count }
-            blackHole(total)
-        }
+/// 16 chunks of COPY text written through the archive writer at zstd level
+/// 3: the whole write path without a database.
+func writeArchive(key: ArchiveKey?) throws -> [UInt8] {
+    let sink = MemorySink()
+    let header = FileHeader(chunkSize: UInt32(chunkSize), compression: .zstd, compressionLevel: 3, archiveID: .random())
+    let writer = try ArchiveWriter(sink: sink, header: header, key: key)
+    let stream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: 3), stream: 0)
+    for _ in 0..<16 { try copyText.withUnsafeBytes { try stream.append($0) } }
+    let summary = try stream.finish()
+    let manifest = Manifest(
+        archiveId: header.archiveID.description, backupId: "backup_20241201_140530", startedAt: "", completedAt: "",
+        tool: .init(version: "bench"),
+        source: .init(database: "bench", serverVersion: "15", serverVersionNumber: 150000, snapshot: "", systemIdentifier: nil, encoding: "UTF8"),
+        compression: .init(level: 3), chunkSize: UInt32(chunkSize),
+        tables: [.init(schema: "public", name: "t", kind: "table", parent: nil, columns: [],
+                       parts: [.init(stream: 0, rows: 0, summary: summary)])],
+        sequences: [])
+    _ = try writer.finish(manifest: manifest)
+    return sink.bytes
+}
+
+/// Reads the archive's one table back; returns the bytes read.
+func read(_ reader: ArchiveReader, checking check: ArchiveReader.StreamCheck) throws -> Int {
+    var total = 0
+    try reader.readTable(reader.manifest.tables[0], checking: check) { total += $0.count }
+    return total
 }
