@@ -267,7 +267,7 @@ def benchmark(args, database):
             log(f"  {database} run {number + 1}/{args.runs}: {name}")
             # Untimed: no command pays for the checkpoint the WAL of the one
             # before it would trigger (a 3-4 s lottery on restores otherwise).
-            subprocess.run(["psql", "-X", "-q", "-d", "postgres", "-c", "CHECKPOINT"], capture_output=True)
+            psql("postgres", "CHECKPOINT")
             results.setdefault(name, []).append(function())
     for suffix in ["_arca_restored", "_pg_restored", "_load_limit"]:
         sh(f"dropdb --if-exists --force {database}{suffix}", stderr=subprocess.DEVNULL)

@@ -6,15 +6,16 @@
 public final class ChunkDecoder {
     private let decompressor = ZstdDecompressor()
     private let cipher: FrameCipher?
-    /// Version 3 on: a zstd payload without a content checksum is rejected.
-    private let requiresContentChecksums: Bool
+    /// The archive's file header: frame headers are read against it, and
+    /// from version 3 on a zstd payload without a content checksum is rejected.
+    private let archive: FileHeader
     private var raw: UnsafeMutableRawBufferPointer
     private var opened: UnsafeMutableRawBufferPointer
 
     public init(maximumRawLength: Int, archive: FileHeader, dataKey: DataKey? = nil) {
         raw = .allocate(byteCount: max(maximumRawLength, 1), alignment: 16)
         cipher = dataKey.map(FrameCipher.init)
-        requiresContentChecksums = archive.hasContentChecksums
+        self.archive = archive
         opened = .allocate(byteCount: dataKey == nil ? 1 : max(ZstdCompressor.bound(maximumRawLength), 1), alignment: 16)
     }
 
@@ -26,8 +27,7 @@ public final class ChunkDecoder {
     /// Checks `frame` (frame header and payload, as read from `offset`) against
     /// `expected` and returns the raw bytes, valid until the next call.
     public func decode(
-        frame: UnsafeRawBufferPointer, expected: Manifest.Chunk, stream: UInt32, sequence: UInt64,
-        archive: FileHeader, location: ArchiveLocation
+        frame: UnsafeRawBufferPointer, expected: Manifest.Chunk, stream: UInt32, sequence: UInt64, location: ArchiveLocation
     ) throws -> UnsafeRawBufferPointer {
         let headerBytes = Array(frame[0..<ArchiveFormat.frameHeaderLength])
         let header: FrameHeader
@@ -77,7 +77,7 @@ public final class ChunkDecoder {
                 raw = .allocate(byteCount: rawLength, alignment: 16)
             }
             let target = UnsafeMutableRawBufferPointer(rebasing: raw[0..<rawLength])
-            switch decompressor.decompress(payload, into: target, requiringChecksum: requiresContentChecksums) {
+            switch decompressor.decompress(payload, into: target, requiringChecksum: archive.hasContentChecksums) {
             case .success: return UnsafeRawBufferPointer(target)
             case .failure(.zstd(let message)): throw ArchiveError.decompressionFailed(location, "zstd: \(message)")
             case .failure(.lengthMismatch(let expected, let actual)):
@@ -259,7 +259,7 @@ public final class ArchiveReader: @unchecked Sendable {
             try frame.withUnsafeBytes { bytes in
                 let raw = try decoder.decode(
                     frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
-                    archive: header, location: Self.location(of: table, named: name, sequence: sequence))
+                    location: Self.location(of: table, named: name, sequence: sequence))
                 md5Digest?.update(raw)
                 sha256Digest?.update(raw)
                 try body(raw)

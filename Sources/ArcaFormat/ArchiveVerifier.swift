@@ -90,7 +90,7 @@ public struct ArchiveVerifier {
                 do {
                     let raw = try decoder.decode(
                         frame: UnsafeRawBufferPointer(frame), expected: slot.chunk, stream: named.descriptor.stream,
-                        sequence: UInt64(slot.sequence), archive: header, location: location)
+                        sequence: UInt64(slot.sequence), location: location)
                     digests[slot.table].update(raw)
                     report.rawBytes += UInt64(raw.count)
                 } catch let error as ArchiveError {

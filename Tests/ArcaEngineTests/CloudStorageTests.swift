@@ -174,22 +174,33 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
     }
 
+    /// An `--upload-only` backup through a proxy that fails the PUT of the
+    /// checksum sidecar (and, with `failDeletes`, every deletion); returns
+    /// the error it ended with.
+    func backupWithFailingSidecar(
+        _ label: String, failDeletes: Bool
+    ) async throws -> (error: CloudError, cloud: CloudStore, repository: Repository)? {
+        let source = try Self.scans("cloud_\(label)", rows: 2000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket(label)
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPutsEndingWith: ".md5", failDeletes: failDeletes)
+        defer { proxy.stop() }
+        let repository = Steps.repository("cloud-\(label)")
+        do {
+            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
+            Issue.record("the backup succeeded although its checksum could not be stored")
+            return nil
+        } catch let error as CloudError {
+            return (error, cloud, repository)
+        }
+    }
+
     /// The checksum sidecar that completes a streamed upload cannot be
     /// stored: the archive it would vouch for is deleted again, so the
     /// bucket never holds an archive without its checksum.
     @Test func failedSidecarUploadTakesTheArchiveBack() async throws {
-        let source = try Self.scans("cloud_sidecar", rows: 2000)
-        defer { source.drop() }
-        let cloud = try await Self.bucket("sidecar")
-        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPutsEndingWith: ".md5")
-        defer { proxy.stop() }
-        let repository = Steps.repository("cloud-sidecar")
-        do {
-            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
-            Issue.record("the backup succeeded although its checksum could not be stored")
-        } catch let error as CloudError {
-            #expect("\(error)".contains("InternalError"), "\(error)")
-        }
+        guard let (error, cloud, repository) = try await backupWithFailingSidecar("sidecar", failDeletes: false) else { return }
+        #expect("\(error)".contains("InternalError"), "\(error)")
         #expect(try cloud.archives().isEmpty, "an archive without its sidecar was left in the bucket")
         #expect(try cloud.unfinishedUploads().isEmpty)
         #expect(try repository.backupIDs().isEmpty)
@@ -199,19 +210,9 @@ import Testing
     /// When the clean-up fails as well, the error says that the archive is
     /// in the bucket without its sidecar, where, and what to do.
     @Test func archiveThatCannotBeTakenBackIsNamed() async throws {
-        let source = try Self.scans("cloud_sidecar_left", rows: 2000)
-        defer { source.drop() }
-        let cloud = try await Self.bucket("sidecar-left")
-        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPutsEndingWith: ".md5", failDeletes: true)
-        defer { proxy.stop() }
-        let repository = Steps.repository("cloud-sidecar-left")
-        do {
-            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
-            Issue.record("the backup succeeded although its checksum could not be stored")
-        } catch let error as CloudError {
-            let left = try #require(try cloud.archives().first, "the proxy did not keep the archive from being deleted")
-            #expect("\(error)".contains("\(cloud.describe(left.id)) is in the bucket without its sidecar: delete that object"), "\(error)")
-        }
+        guard let (error, cloud, repository) = try await backupWithFailingSidecar("sidecar-left", failDeletes: true) else { return }
+        let left = try #require(try cloud.archives().first, "the proxy did not keep the archive from being deleted")
+        #expect("\(error)".contains("\(cloud.describe(left.id)) is in the bucket without its sidecar: delete that object"), "\(error)")
         #expect(try repository.backupIDs().isEmpty)
     }
 
