@@ -45,7 +45,7 @@ extension RestoreRunner {
             let loaded = try loadInParallel(plan, into: stagingTarget, progress: progress)
 
             let postData = PostDataScript(plan.scripts.postData)
-            let header = postData.header
+            let header = SQLScript.joined(postData.header)
             try WorkerPool.run(
                 jobs: options.jobs, items: postData.parallel.count,
                 makeWorker: { () throws -> PostgresConnection in
@@ -61,7 +61,7 @@ extension RestoreRunner {
             try SessionSettings.apply(to: main, encoding: encoding)
             try main.execute(SessionSettings.bulkLoad, during: "tuning the session for index builds")
             try main.execute("BEGIN", during: "starting the post-data transaction")
-            try runScript(([header] + postData.serial).joined(separator: "\n"), "building foreign keys, triggers and the rest of post-data", main)
+            try runScript(postData.header + postData.serial, "building foreign keys, triggers and the rest of post-data", main)
             try SessionSettings.apply(to: main, encoding: encoding)
             try step("restoring sequence values") { try restoreSequences(of: plan.tables, manifest: manifest, subset: plan.subset, main) }
             try restoreLargeObjects(plan.largeObjects, from: plan.reader, main)

@@ -265,6 +265,12 @@ public struct RestoreRunner: Sendable {
                 largeObjects: !options.excludeLargeObjects))
     }
 
+    /// Runs statements as one script: the server parses them, so nothing
+    /// of the text is cut or joined by guesswork.
+    func runScript(_ statements: [SQLScript.Statement], _ what: String, _ connection: PostgresConnection) throws {
+        try runScript(SQLScript.joined(statements), what, connection)
+    }
+
     func runScript(_ script: String, _ what: String, _ connection: PostgresConnection) throws {
         guard !script.isEmpty else { return }
         do {
@@ -286,19 +292,16 @@ public struct RestoreRunner: Sendable {
     /// redundant (an index or an inherited constraint goes with its table)
     /// and fail. That is safe: an object that really stays in the way makes
     /// its CREATE in pre-data fail, which rolls the whole restore back.
-    func runCleanScript(_ script: String, _ connection: PostgresConnection) throws {
-        var statement = ""
-        for line in script.split(separator: "\n") where !line.hasPrefix("--") {
-            statement += statement.isEmpty ? line : "\n" + line
-            guard line.hasSuffix(";") else { continue }
-            defer { statement = "" }
-            try connection.execute("SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+    func runCleanScript(_ statements: [SQLScript.Statement], _ connection: PostgresConnection) throws {
+        let what = "dropping the archive's objects (--clean)"
+        for statement in statements {
+            try connection.execute("SAVEPOINT arca_clean", during: what)
             do {
-                try connection.execute(statement, during: "dropping the archive's objects (--clean)")
-                try connection.execute("RELEASE SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+                try connection.execute(statement.text, during: what)
+                try connection.execute("RELEASE SAVEPOINT arca_clean", during: what)
             } catch let error as PostgresError {
-                if case .connectionLost = error { throw RestoreError.step("dropping the archive's objects (--clean)", error) }
-                try connection.execute("ROLLBACK TO SAVEPOINT arca_clean", during: "dropping the archive's objects (--clean)")
+                if case .connectionLost = error { throw RestoreError.step(what, error) }
+                try connection.execute("ROLLBACK TO SAVEPOINT arca_clean", during: what)
             }
         }
     }

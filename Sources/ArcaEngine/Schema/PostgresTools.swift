@@ -5,6 +5,7 @@ public enum SchemaError: Error, Sendable, CustomStringConvertible {
     case toolMissing(String, searched: [String])
     case toolTooOld(String, version: String, serverMajor: Int)
     case toolFailed(String, status: Int32, message: String)
+    case unreadableScript(String)
 
     public var description: String {
         switch self {
@@ -14,6 +15,8 @@ public enum SchemaError: Error, Sendable, CustomStringConvertible {
             "\(tool) \(version) cannot handle a PostgreSQL \(serverMajor) server: it must be at least version \(serverMajor). Install postgresql-client-\(serverMajor), or set ARCA_PG_BINDIR to its bin folder."
         case .toolFailed(let tool, let status, let message):
             "\(tool) failed (exit status \(status)): \(message)"
+        case .unreadableScript(let error):
+            "pg_restore's script of the archive's schema dump cannot be cut into statements: \(error). The schema dump is not what pg_dump writes; nothing was run. Verify the archive (`arca verify`)."
         }
     }
 }

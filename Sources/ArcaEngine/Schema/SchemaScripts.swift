@@ -9,9 +9,9 @@ import Foundation
 /// - `postData`: what is built after (keys, indexes, triggers, rules,
 ///   policies, materialized view refreshes).
 struct SchemaScripts: Sendable {
-    var clean = ""
-    var preData = ""
-    var postData = ""
+    var clean: [SQLScript.Statement] = []
+    var preData: [SQLScript.Statement] = []
+    var postData: [SQLScript.Statement] = []
 
     struct Options: Sendable {
         var clean = false
@@ -31,41 +31,37 @@ struct SchemaScripts: Sendable {
         if options.noOwner { common.append("--no-owner") }
         if options.noPrivileges { common.append("--no-privileges") }
         if options.keptObjects != nil || !options.largeObjects {
-            let listing = String(decoding: try tools.run("pg_restore", ["--list"], input: dump), as: UTF8.self)
+            // --verbose adds each entry's dependencies to the listing.
+            let listing = String(decoding: try tools.run("pg_restore", ["--list", "--verbose"], input: dump), as: UTF8.self)
             let contents = TableOfContents(listing: listing)
             let list = contents.selecting(objects: options.keptObjects, largeObjects: options.largeObjects)
             let listPath = workDirectory + "/restore.list"
             try Data(list.utf8).write(to: URL(fileURLWithPath: listPath))
             common.append("--use-list=\(listPath)")
         }
-        func script(_ extra: [String]) throws -> [Substring] {
+        func script(_ extra: [String]) throws -> [SQLScript.Statement] {
             let output = try tools.run("pg_restore", common + extra + ["--file=-"], input: dump)
-            return withoutMetaCommands(String(decoding: output, as: UTF8.self))
+            do {
+                return try SQLScript(String(decoding: output, as: UTF8.self)).statements
+            } catch {
+                throw SchemaError.unreadableScript("\(error)")
+            }
         }
         var scripts = SchemaScripts()
-        scripts.preData = try script(["--section=pre-data"]).joined(separator: "\n")
-        scripts.postData = try script(["--section=post-data"]).joined(separator: "\n")
+        scripts.preData = try script(["--section=pre-data"])
+        scripts.postData = try script(["--section=post-data"])
         if options.clean {
             // pg_restore --clean prints the same script with one block of
             // DROP statements (for every section, in dependency order)
-            // inserted after the header: that block is the clean script.
-            scripts.clean = insertedBlock(plain: try script([]), withClean: try script(["--clean", "--if-exists"]))
-                .joined(separator: "\n")
+            // inserted after the header: those statements are the clean
+            // script. Compared statement by statement, never line by line.
+            scripts.clean = Array(insertedStatements(plain: try script([]), withClean: try script(["--clean", "--if-exists"])))
         }
         return scripts
     }
 
-    /// Plain scripts from PostgreSQL 15.14 on are wrapped in `\restrict KEY`
-    /// and `\unrestrict KEY`: psql meta-commands that the server itself does
-    /// not accept. Nothing else in a pg_restore script is a meta-command.
-    static func withoutMetaCommands(_ script: String) -> [Substring] {
-        script.split(separator: "\n", omittingEmptySubsequences: false).filter {
-            !$0.hasPrefix("\\restrict ") && !$0.hasPrefix("\\unrestrict ")
-        }
-    }
-
-    /// The lines `withClean` has between its common prefix and suffix with `plain`.
-    static func insertedBlock(plain: [Substring], withClean: [Substring]) -> ArraySlice<Substring> {
+    /// The statements `withClean` has between its common prefix and suffix with `plain`.
+    static func insertedStatements<Element: Equatable>(plain: [Element], withClean: [Element]) -> ArraySlice<Element> {
         var prefix = 0
         while prefix < plain.count, prefix < withClean.count, plain[prefix] == withClean[prefix] { prefix += 1 }
         var suffix = 0
@@ -77,40 +73,90 @@ struct SchemaScripts: Sendable {
     }
 }
 
-/// A post-data script cut into pg_restore's entries, so that the slow ones
-/// (index builds, primary and unique keys, checks) can run in parallel, on
-/// several connections, before the rest (foreign keys, which need those keys;
-/// partition index attachments; triggers; rules; policies; comments;
-/// privileges; materialized view refreshes), which runs in order.
+/// A post-data script cut into its statements (by `SQLScript`'s lexer),
+/// so that the slow ones (index builds, primary and unique keys) can run in
+/// parallel, on several connections, before the rest (foreign keys, which
+/// need those keys; partition index attachments; triggers; rules;
+/// policies; comments; privileges; materialized view refreshes), which runs
+/// in order.
 struct PostDataScript: Sendable {
-    /// The `SET` statements every connection runs first.
-    var header = ""
+    /// The session settings every connection runs first.
+    var header: [SQLScript.Statement] = []
+    /// Index and key builds, each with the settings in force where it stood.
     var parallel: [String] = []
-    var serial: [String] = []
+    /// Everything else, settings included, in the script's order.
+    var serial: [SQLScript.Statement] = []
 
-    init(_ script: String) {
-        var entries: [(type: String, text: String)] = []
-        var headerLines: [Substring] = []
-        var current: (type: String, lines: [Substring])?
-        for line in script.split(separator: "\n", omittingEmptySubsequences: false) {
-            if line.hasPrefix("-- Name: "), let typeRange = line.range(of: "; Type: ") {
-                if let current { entries.append((current.type, current.lines.joined(separator: "\n"))) }
-                let type = line[typeRange.upperBound...].prefix { $0 != ";" }
-                current = (String(type), [])
-            } else if current != nil {
-                current!.lines.append(line)
+    init(_ statements: [SQLScript.Statement]) {
+        // Settings met after the header, latest per setting, in order.
+        var settings: [(key: String, statement: SQLScript.Statement)] = []
+        var inHeader = true
+        for statement in statements {
+            if let key = Self.settingKey(statement) {
+                if inHeader {
+                    header.append(statement)
+                } else {
+                    settings.removeAll { $0.key == key }
+                    settings.append((key, statement))
+                    serial.append(statement)
+                }
+                continue
+            }
+            inHeader = false
+            if Self.buildsIndex(statement) {
+                parallel.append(SQLScript.joined(settings.map(\.statement) + [statement]))
             } else {
-                headerLines.append(line)
+                serial.append(statement)
             }
         }
-        if let current { entries.append((current.type, current.lines.joined(separator: "\n"))) }
-        header = headerLines.filter { !$0.hasPrefix("--") }.joined(separator: "\n")
-        for entry in entries where !entry.text.allSatisfy({ $0.isWhitespace || $0 == "-" }) {
-            if entry.type == "INDEX" || entry.type == "CONSTRAINT" {
-                parallel.append(entry.text)
-            } else {
-                serial.append(entry.text)
-            }
+    }
+
+    /// `SET name …` and `SELECT pg_catalog.set_config('name', …)`, which
+    /// pg_restore writes to prepare the session: the setting's identity.
+    static func settingKey(_ statement: SQLScript.Statement) -> String? {
+        let tokens = statement.leadingTokens
+        if statement.starts(with: "set"), tokens.count > 1, case .word(let name) = tokens[1] { return name }
+        if statement.starts(with: "select", "pg_catalog"), tokens.count > 3, tokens[2] == .symbol(UInt8(ascii: ".")),
+           tokens[3] == .word("set_config") {
+            return statement.text
+        }
+        return nil
+    }
+
+    /// `CREATE [UNIQUE] INDEX …`, and `ALTER TABLE [ONLY] name ADD
+    /// CONSTRAINT name PRIMARY KEY|UNIQUE|EXCLUDE …`: the slow builds that
+    /// depend on nothing else of post-data. Foreign keys, which need them,
+    /// and everything else run after them, in order.
+    static func buildsIndex(_ statement: SQLScript.Statement) -> Bool {
+        if statement.starts(with: "create", "index") || statement.starts(with: "create", "unique", "index") { return true }
+        guard statement.starts(with: "alter", "table") else { return false }
+        var tokens = statement.leadingTokens.dropFirst(2)
+        if tokens.first == .word("only") { tokens = tokens.dropFirst() }
+        guard skipName(&tokens), tokens.first == .word("add") else { return false }
+        tokens = tokens.dropFirst()
+        guard tokens.first == .word("constraint") else { return false }
+        tokens = tokens.dropFirst()
+        guard let name = tokens.first, Self.isName(name) else { return false }
+        tokens = tokens.dropFirst()
+        return [.word("primary"), .word("unique"), .word("exclude")].contains(tokens.first)
+    }
+
+    /// Skips `name [. name …]`.
+    private static func skipName(_ tokens: inout ArraySlice<SQLScript.Token>) -> Bool {
+        guard let first = tokens.first, isName(first) else { return false }
+        tokens = tokens.dropFirst()
+        while tokens.first == .symbol(UInt8(ascii: ".")) {
+            tokens = tokens.dropFirst()
+            guard let next = tokens.first, isName(next) else { return false }
+            tokens = tokens.dropFirst()
+        }
+        return true
+    }
+
+    private static func isName(_ token: SQLScript.Token) -> Bool {
+        switch token {
+        case .word, .quotedIdentifier: true
+        default: false
         }
     }
 }

@@ -1,0 +1,321 @@
+/// A SQL script cut into its statements by a lexer that knows what psql
+/// knows: single-quoted strings (with `''`, and backslash escapes in
+/// `E'…'` or when `standard_conforming_strings` is off), double-quoted
+/// identifiers (`""`), dollar quoting (`$tag$…$tag$`), `--` and nested
+/// `/* */` comments, parentheses, and the `BEGIN … END` body of a
+/// SQL-standard function (`BEGIN ATOMIC`), inside all of which a `;` does
+/// not end a statement.
+///
+/// Object names and string literals in a schema dump come from the source
+/// database's users: a name may hold `;`, newlines, quotes or a line that
+/// looks like pg_dump's `-- Name: …` comments. Cutting a script at line
+/// ends would let such a name run its own SQL as the restoring role, so
+/// every restore path that needs statements one at a time gets them from
+/// here (`SchemaScripts`, `PostDataScript`), never from line heuristics.
+struct SQLScript: Sendable {
+    struct Statement: Sendable, Equatable {
+        /// From the statement's first token to its `;`, comments inside included.
+        var text: String
+        /// The statement's first tokens: enough to tell what kind of statement it is.
+        var leadingTokens: [Token]
+
+        /// Whether the statement starts with these unquoted words (lowercase).
+        func starts(with words: String...) -> Bool {
+            leadingTokens.count >= words.count && zip(leadingTokens, words).allSatisfy { $0 == .word($1) }
+        }
+    }
+
+    enum Token: Sendable, Equatable {
+        /// An unquoted word (keyword or identifier), lowercased.
+        case word(String)
+        /// A quoted identifier.
+        case quotedIdentifier
+        /// A string, dollar-quoted, bit-string or numeric constant.
+        case constant
+        case symbol(UInt8)
+    }
+
+    enum LexError: Error, Sendable, CustomStringConvertible, Equatable {
+        case unterminated(String, line: Int)
+        case metaCommand(String, line: Int)
+
+        var description: String {
+            switch self {
+            case .unterminated(let what, let line):
+                "the script ends inside \(what) that starts on line \(line)"
+            case .metaCommand(let command, let line):
+                "the script holds the psql meta-command \(command) on line \(line), which pg_restore does not write there"
+            }
+        }
+    }
+
+    var statements: [Statement] = []
+
+    /// How many tokens `Statement.leadingTokens` keeps.
+    static let leadingWordLimit = 12
+
+    /// Cuts `text` into statements. The psql meta-commands `\restrict` and
+    /// `\unrestrict` that pg_dump 15.14 and later write around a plain
+    /// script, alone on their lines between statements, are left out; any
+    /// other backslash outside a literal is an error.
+    init(_ text: String) throws(LexError) {
+        var lexer = Lexer(bytes: Array(text.utf8))
+        statements = try lexer.run()
+    }
+
+    /// The statements joined back into one script.
+    static func joined(_ statements: some Sequence<Statement>) -> String {
+        statements.map(\.text).joined(separator: "\n")
+    }
+}
+
+extension SQLScript {
+    private struct Lexer {
+        let bytes: [UInt8]
+        var position = 0
+        var line = 1
+        /// `SET standard_conforming_strings = off` makes backslashes in
+        /// plain string literals escapes; pg_dump writes the setting first.
+        var standardConformingStrings = true
+
+        init(bytes: [UInt8]) { self.bytes = bytes }
+
+        // The current statement.
+        var start: Int?
+        var parenDepth = 0
+        var beginDepth = 0
+        var tokens: [Token] = []
+        /// First letters of the first words, as psql keeps them, to
+        /// recognise `CREATE [OR REPLACE] FUNCTION|PROCEDURE`.
+        var wordCount = 0
+        var wordInitials: [UInt8] = []
+
+        mutating func run() throws(LexError) -> [Statement] {
+            var statements: [Statement] = []
+            while position < bytes.count {
+                let byte = bytes[position]
+                switch byte {
+                case UInt8(ascii: "\n"):
+                    line += 1
+                    position += 1
+                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), 0x0C:
+                    position += 1
+                case UInt8(ascii: "-") where peek(1) == UInt8(ascii: "-"):
+                    while position < bytes.count, bytes[position] != UInt8(ascii: "\n") { position += 1 }
+                case UInt8(ascii: "/") where peek(1) == UInt8(ascii: "*"):
+                    try skipBlockComment()
+                case UInt8(ascii: "\\") where start == nil:
+                    try skipMetaCommand()
+                case UInt8(ascii: "\\"):
+                    throw .metaCommand(String(decoding: bytes[position...].prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: " ") }, as: UTF8.self), line: line)
+                case UInt8(ascii: ";"):
+                    begin()
+                    position += 1
+                    if parenDepth == 0 && beginDepth == 0 {
+                        statements.append(finish())
+                    }
+                default:
+                    begin()
+                    try token()
+                }
+            }
+            if let start {
+                // A last statement without `;` (pg_restore always writes one).
+                let text = String(decoding: bytes[start..<position], as: UTF8.self)
+                if !text.allSatisfy(\.isWhitespace) { statements.append(Statement(text: text, leadingTokens: tokens)) }
+            }
+            return statements
+        }
+
+        func peek(_ offset: Int) -> UInt8? {
+            position + offset < bytes.count ? bytes[position + offset] : nil
+        }
+
+        mutating func begin() {
+            guard start == nil else { return }
+            start = position
+            parenDepth = 0
+            beginDepth = 0
+            tokens = []
+            wordCount = 0
+            wordInitials = []
+        }
+
+        mutating func finish() -> Statement {
+            let statement = Statement(text: String(decoding: bytes[start!..<position], as: UTF8.self), leadingTokens: tokens)
+            start = nil
+            if statement.starts(with: "set", "standard_conforming_strings") {
+                let value = statement.text.lowercased()
+                if value.contains("off") { standardConformingStrings = false } else if value.contains("on") { standardConformingStrings = true }
+            }
+            return statement
+        }
+
+        mutating func note(_ token: Token) {
+            if tokens.count < SQLScript.leadingWordLimit { tokens.append(token) }
+        }
+
+        mutating func token() throws(LexError) {
+            let byte = bytes[position]
+            switch byte {
+            case UInt8(ascii: "'"):
+                note(.constant)
+                try skipQuoted(UInt8(ascii: "'"), backslashEscapes: !standardConformingStrings, what: "a string literal")
+            case UInt8(ascii: "\""):
+                note(.quotedIdentifier)
+                try skipQuoted(UInt8(ascii: "\""), backslashEscapes: false, what: "a quoted identifier")
+            case UInt8(ascii: "$") where dollarTag() != nil:
+                note(.constant)
+                try skipDollarQuoted(dollarTag()!)
+            case UInt8(ascii: "("):
+                note(.symbol(byte))
+                parenDepth += 1
+                position += 1
+            case UInt8(ascii: ")"):
+                note(.symbol(byte))
+                parenDepth = max(0, parenDepth - 1)
+                position += 1
+            case _ where Self.isIdentifierStart(byte):
+                try word()
+            case UInt8(ascii: "0")...UInt8(ascii: "9"):
+                note(.constant)
+                while position < bytes.count, Self.isIdentifierPart(bytes[position]) || bytes[position] == UInt8(ascii: ".") { position += 1 }
+            default:
+                note(.symbol(byte))
+                position += 1
+            }
+        }
+
+        /// An unquoted word, or the prefix of `E'…'`, `U&'…'`, `U&"…"`, `B'…'`, `X'…'`, `N'…'`.
+        mutating func word() throws(LexError) {
+            let first = bytes[position] | 0x20
+            if peek(1) == UInt8(ascii: "'"), first == UInt8(ascii: "e") {
+                note(.constant)
+                position += 1
+                try skipQuoted(UInt8(ascii: "'"), backslashEscapes: true, what: "a string literal")
+                return
+            }
+            if peek(1) == UInt8(ascii: "'"), first == UInt8(ascii: "b") || first == UInt8(ascii: "x") || first == UInt8(ascii: "n") {
+                note(.constant)
+                position += 1
+                try skipQuoted(UInt8(ascii: "'"), backslashEscapes: !standardConformingStrings, what: "a string literal")
+                return
+            }
+            if first == UInt8(ascii: "u"), peek(1) == UInt8(ascii: "&"), let quote = peek(2), quote == UInt8(ascii: "'") || quote == UInt8(ascii: "\"") {
+                note(quote == UInt8(ascii: "'") ? .constant : .quotedIdentifier)
+                position += 2
+                try skipQuoted(quote, backslashEscapes: false, what: quote == UInt8(ascii: "'") ? "a string literal" : "a quoted identifier")
+                return
+            }
+            let wordStart = position
+            while position < bytes.count, Self.isIdentifierPart(bytes[position]) { position += 1 }
+            let text = String(decoding: bytes[wordStart..<position], as: UTF8.self).lowercased()
+            note(.word(text))
+            trackFunctionBody(text)
+        }
+
+        /// psql's rule for SQL-standard function bodies: in a statement that
+        /// starts `CREATE [OR REPLACE] FUNCTION|PROCEDURE`, outside
+        /// parentheses, `BEGIN` opens a block, `CASE` inside one opens
+        /// another, and `END` closes one; `;` inside does not end the statement.
+        mutating func trackFunctionBody(_ word: String) {
+            if wordCount < 4 { wordInitials.append(["create", "function", "procedure", "or", "replace"].contains(word) ? word.utf8.first! : 0) }
+            wordCount += 1
+            let initials = wordInitials
+            func initial(_ index: Int) -> UInt8 { index < initials.count ? initials[index] : 0 }
+            let c = UInt8(ascii: "c"), f = UInt8(ascii: "f"), p = UInt8(ascii: "p"), o = UInt8(ascii: "o"), r = UInt8(ascii: "r")
+            let routine = initial(0) == c
+                && (initial(1) == f || initial(1) == p || (initial(1) == o && initial(2) == r && (initial(3) == f || initial(3) == p)))
+            guard routine, parenDepth == 0 else { return }
+            switch word {
+            case "begin": beginDepth += 1
+            case "case" where beginDepth >= 1: beginDepth += 1
+            case "end" where beginDepth > 0: beginDepth -= 1
+            default: break
+            }
+        }
+
+        /// `$tag$` at the current position, or nil when the `$` starts a
+        /// parameter (`$1`) or is not followed by a tag and `$`.
+        func dollarTag() -> ArraySlice<UInt8>? {
+            var end = position + 1
+            if end < bytes.count, Self.isIdentifierStart(bytes[end]) {
+                end += 1
+                while end < bytes.count, Self.isIdentifierPart(bytes[end]), bytes[end] != UInt8(ascii: "$") { end += 1 }
+            }
+            guard end < bytes.count, bytes[end] == UInt8(ascii: "$") else { return nil }
+            return bytes[position...end]
+        }
+
+        mutating func skipDollarQuoted(_ tag: ArraySlice<UInt8>) throws(LexError) {
+            let openedOn = line
+            position += tag.count
+            while position < bytes.count {
+                if bytes[position] == UInt8(ascii: "$"), bytes[position...].starts(with: tag) {
+                    position += tag.count
+                    return
+                }
+                if bytes[position] == UInt8(ascii: "\n") { line += 1 }
+                position += 1
+            }
+            throw .unterminated("a dollar-quoted string", line: openedOn)
+        }
+
+        mutating func skipQuoted(_ quote: UInt8, backslashEscapes: Bool, what: String) throws(LexError) {
+            let openedOn = line
+            position += 1
+            while position < bytes.count {
+                let byte = bytes[position]
+                if byte == UInt8(ascii: "\n") { line += 1 }
+                if backslashEscapes, byte == UInt8(ascii: "\\") {
+                    if peek(1) == UInt8(ascii: "\n") { line += 1 }
+                    position += 2
+                    continue
+                }
+                position += 1
+                if byte == quote {
+                    // A doubled quote stands for itself.
+                    guard position < bytes.count, bytes[position] == quote else { return }
+                    position += 1
+                }
+            }
+            throw .unterminated(what, line: openedOn)
+        }
+
+        mutating func skipBlockComment() throws(LexError) {
+            let openedOn = line
+            var depth = 0
+            while position < bytes.count {
+                if bytes[position] == UInt8(ascii: "/"), peek(1) == UInt8(ascii: "*") {
+                    depth += 1
+                    position += 2
+                } else if bytes[position] == UInt8(ascii: "*"), peek(1) == UInt8(ascii: "/") {
+                    depth -= 1
+                    position += 2
+                    if depth == 0 { return }
+                } else {
+                    if bytes[position] == UInt8(ascii: "\n") { line += 1 }
+                    position += 1
+                }
+            }
+            throw .unterminated("a comment", line: openedOn)
+        }
+
+        /// `\restrict KEY` / `\unrestrict KEY`, which run to the end of their line.
+        mutating func skipMetaCommand() throws(LexError) {
+            var end = position
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            let command = bytes[position..<end].split(separator: UInt8(ascii: " "), maxSplits: 1).first.map { String(decoding: $0, as: UTF8.self) } ?? "\\"
+            guard command == "\\restrict" || command == "\\unrestrict" else { throw .metaCommand(command, line: line) }
+            position = end
+        }
+
+        static func isIdentifierStart(_ byte: UInt8) -> Bool {
+            (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") || byte == UInt8(ascii: "_") || byte >= 0x80
+        }
+
+        static func isIdentifierPart(_ byte: UInt8) -> Bool {
+            isIdentifierStart(byte) || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "$")
+        }
+    }
+}
