@@ -14,6 +14,7 @@ struct CleanupCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var retention: RetentionOptions
+    @OptionGroup var key: KeyOption
 
     @Flag(name: .long, help: "Only show what would be removed.")
     var dryRun = false
@@ -27,6 +28,7 @@ struct CleanupCommand: ParsableCommand {
         do {
             var cleanup = Cleanup(repository: repository.repository, policy: try retention.policy())
             cleanup.dryRun = dryRun
+            cleanup.key = try key.key()
             if let cloud = bucket {
                 // Cloud copies follow ARCA_CLOUD_RETENTION_DAYS (default: the local days) and the same keep rules.
                 var policy = try retention.policy()

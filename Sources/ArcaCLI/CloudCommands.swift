@@ -39,13 +39,17 @@ struct SyncCommand: ParsableCommand {
     var download = false
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var key: KeyOption
+    @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var output: JSONOption
 
     func run() throws {
         guard let cloud = try configuredCloud() else {
             throw Output.fail(OperationError.invalidConfiguration("No bucket is configured: set AWS_S3_BUCKET and the AWS_* credentials."), status: .usage)
         }
-        let sync = CloudSync(repository: repository.repository, cloud: cloud)
+        var sync = CloudSync(repository: repository.repository, cloud: cloud)
+        sync.key = try key.key()
+        sync.allowUnencrypted = unencrypted.allowUnencrypted
         let trail = auditTrail(repository.repository, "sync")
         let result: SyncResult
         do {

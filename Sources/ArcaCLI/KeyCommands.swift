@@ -18,6 +18,13 @@ struct KeyOption: ParsableArguments {
     }
 }
 
+/// With a key configured, an unencrypted archive is refused by restore,
+/// drill, verify and `sync --download` (see ArchiveTrust) unless this is given.
+struct UnencryptedOption: ParsableArguments {
+    @Flag(name: .long, help: "Accept an unencrypted archive although a key is configured (only one you made yourself with --no-encrypt).")
+    var allowUnencrypted = false
+}
+
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygen",

@@ -41,6 +41,9 @@ struct ListCommand: ParsableCommand {
                 listing.rows.map(Format.count) ?? "-", listing.integrity, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
             ]
         })
+        for listing in listings {
+            for warning in listing.warnings ?? [] { print("Note: \(listing.id) (\(listing.location)) is \(warning).") }
+        }
         if listings.contains(where: { $0.encrypted == true && $0.tables == nil }) {
             print("Encrypted backups are listed from their headers; configure the key to see their contents.")
         }

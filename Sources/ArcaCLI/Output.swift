@@ -35,6 +35,8 @@ enum Output {
         // found inside an operation): keep its message and status.
         if let exit = error as? ExitCode { return exit }
         Output.error("\(error)")
+        // An archive refused as untrusted is an integrity failure wherever it surfaces.
+        if error is ArchiveTrustError { return ExitCode(ExitStatus.integrity.rawValue) }
         return ExitCode(status.rawValue)
     }
 

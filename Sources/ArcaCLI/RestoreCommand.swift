@@ -49,6 +49,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
+    @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -73,6 +74,7 @@ struct RestoreCommand: ParsableCommand {
             options.excludeLargeObjects = noLargeObjects
             options.jobs = jobs
             options.key = key
+            options.allowUnencrypted = unencrypted.allowUnencrypted
             options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
             if !output.json, confirm {
                 let how = jobs > 1 && create

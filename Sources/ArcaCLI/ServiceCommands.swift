@@ -171,6 +171,7 @@ struct DrillCommand: ParsableCommand {
     var backup: String?
 
     @OptionGroup var repository: RepositoryOption
+    @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var output: JSONOption
 
     func run() throws {
@@ -181,7 +182,9 @@ struct DrillCommand: ParsableCommand {
             result = try trail.run(target: backup, details: ["trigger": "manual"], describe: { (result: DrillResult) in
                 (result.backupId, ["passed": String(result.passed), "rows": String(result.rows)])
             }) {
-                let result = try Drill(configuration: configuration, reference: backup).run()
+                var drill = Drill(configuration: configuration, reference: backup)
+                drill.allowUnencrypted = unencrypted.allowUnencrypted
+                let result = try drill.run()
                 guard result.passed else { throw DrillFailure(result: result) }
                 return result
             }

@@ -14,6 +14,7 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
+    @OptionGroup var unencrypted: UnencryptedOption
 
     @Flag(name: .long, help: "Check an encrypted archive without its key: only that the stored bytes are the ones written.")
     var noKey = false
@@ -29,6 +30,7 @@ struct VerifyCommand: ParsableCommand {
             let archive = try cloud.locate(backup, in: repository.repository, bucket: bucket)
             var verification = Verification(archive: archive, repository: repository.repository, key: key)
             verification.storedBytesOnly = noKey
+            verification.allowUnencrypted = unencrypted.allowUnencrypted
             result = try verification.run { done, total in
                 guard !output.json, total > 0 else { return }
                 Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")

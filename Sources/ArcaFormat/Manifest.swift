@@ -406,6 +406,11 @@ extension Manifest {
         date.formatted(
             Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: TimeZone(identifier: "UTC")!))
     }
+
+    /// Parses a timestamp; also accepts RFC 3339 without fractional seconds.
+    public static func date(fromTimestamp text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
 }
 
 /// What every stream entry of the manifest has: its id, lengths, digests

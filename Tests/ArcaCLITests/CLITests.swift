@@ -269,4 +269,30 @@ import Testing
         #expect(empty.status == 0)
         #expect(empty.output.stdout.contains("No backups"))
     }
+
+    /// With a key configured, a plain archive is an integrity failure (exit 3)
+    /// for restore and verify, and `list` notes it; --allow-unencrypted accepts it.
+    @Test func plainArchiveInAnEncryptedRepository() throws {
+        let source = try TestDatabase("cli_plain_src")
+        let target = try TestDatabase("cli_plain_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE note (id int PRIMARY KEY, body text); INSERT INTO note VALUES (1, 'a')")
+        let repo = TestPaths.temporaryDirectory("cli-plain") + "/repo"
+        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--repo", repo, "--json"])
+        let id = try #require(try backup.json()["backupId"] as? String)
+        let keyed = ["ARCA_ENCRYPTION_KEY": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="]
+
+        let restore = ["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm"]
+        let refused = try arca(restore, environment: keyed)
+        #expect(refused.status == 3, "\(refused.all)")
+        #expect(refused.output.stderr.contains("is not encrypted, but an encryption key is configured"))
+        #expect(refused.output.stderr.contains("--allow-unencrypted"))
+        #expect(try arca(["verify", id, "--repo", repo], environment: keyed).status == 3)
+        #expect(try arca(["list", "--repo", repo], environment: keyed).output.stdout.contains("Note: \(id) (local) is unencrypted in a repository with a key"))
+
+        let allowed = try arca(restore + ["--allow-unencrypted"], environment: keyed)
+        #expect(allowed.status == 0, "\(allowed.all)")
+    }
+
 }

@@ -238,6 +238,28 @@ import Testing
         try Steps.expectEqual(source, target)
     }
 
+    /// With a key configured, `sync --download` copies only archives made
+    /// with it: a plain object in the bucket (which anyone with write access
+    /// can put there, sidecar and all) is refused unless allowed.
+    @Test func downloadRefusesPlainArchivesWhileAKeyIsConfigured() async throws {
+        let source = try Self.scans("cloud_plain", rows: 200)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("plain")
+        let planted = try await Self.backup(source, Steps.repository("cloud-plain-writer"), cloud: cloud, uploadOnly: true)
+        let repository = Steps.repository("cloud-plain-reader")
+        var sync = CloudSync(repository: repository, cloud: cloud)
+        sync.key = ArchiveKey.generate()
+        let configured = sync
+        let refused = try await onThread { try configured.download() }
+        #expect(refused.copied.isEmpty)
+        #expect(refused.failed[planted.backupId]?.contains("is not encrypted, but an encryption key is configured") == true)
+        #expect(try repository.backupIDs().isEmpty)
+
+        sync.allowUnencrypted = true
+        let allowed = sync
+        #expect(try await onThread { try allowed.download() }.copied == [planted.backupId])
+    }
+
     /// Cloud copies follow their own retention: old ones go, the newest stays,
     /// local archives are not touched.
     @Test func retentionRemovesOldCloudCopies() async throws {

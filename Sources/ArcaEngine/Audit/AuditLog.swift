@@ -60,11 +60,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     }
 
     /// Parses `time`; also accepts RFC 3339 without fractional seconds.
-    static func date(fromTimestamp text: String) -> Date? {
-        (try? timestampStyle.parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
-    }
-
-    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
+    static func date(fromTimestamp text: String) -> Date? { Manifest.date(fromTimestamp: text) }
 }
 
 /// One line of the audit file (the event is nested under "event").

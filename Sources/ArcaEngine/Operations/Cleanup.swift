@@ -31,6 +31,9 @@ public struct Cleanup: Sendable {
     public var dryRun = false
     /// Also apply a policy to the bucket's copies.
     public var cloud: (store: CloudStore, policy: RetentionPolicy)?
+    /// Opens encrypted manifests, whose time retention goes by; without it
+    /// an encrypted backup is dated by its id.
+    public var key: ArchiveKey?
 
     public init(repository: Repository, policy: RetentionPolicy) {
         self.repository = repository
@@ -40,9 +43,7 @@ public struct Cleanup: Sendable {
     public func run(now: Date = Date()) throws -> CleanupResult {
         let lock = dryRun ? nil : try repository.lockForWriting("cleanup")
         defer { lock?.release() }
-        let candidates = try repository.backupIDs().map { id in
-            RetentionPolicy.Candidate(id: id, verified: repository.verificationRecord(id)?.intact == true)
-        }
+        let candidates = try repository.listings(key: key, now: now).compactMap(RetentionPolicy.Candidate.init)
         let decisions = policy.decide(candidates, now: now)
         var result = CleanupResult(dryRun: dryRun, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep), freedBytes: 0)
         for decision in decisions where !decision.keep {
@@ -73,11 +74,10 @@ public struct Cleanup: Sendable {
     /// The bucket's copies count as verified when their local twin is: the
     /// newest verified backup is kept in both places.
     private func cleanCloud(_ store: CloudStore, policy: RetentionPolicy, now: Date) throws -> CleanupResult.CloudCleanup {
-        let archives = try store.archives()
-        let candidates = archives.map { RetentionPolicy.Candidate(id: $0.id, verified: repository.verificationRecord($0.id)?.intact == true) }
-        let decisions = policy.decide(candidates, now: now)
+        let listings = try store.listings(key: key, repository: repository, now: now)
+        let decisions = policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
         var result = CleanupResult.CloudCleanup(location: store.location, policy: policy, removed: [], kept: decisions.filter(\.keep), freedBytes: 0)
-        let sizes = Dictionary(archives.map { ($0.id.rawValue, $0.size) }, uniquingKeysWith: { first, _ in first })
+        let sizes = Dictionary(listings.map { ($0.id, $0.bytes) }, uniquingKeysWith: { first, _ in first })
         for decision in decisions where !decision.keep {
             guard let id = BackupID(decision.id) else { continue }
             if !dryRun { try store.remove(id) }

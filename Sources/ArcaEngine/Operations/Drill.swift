@@ -20,6 +20,8 @@ public struct DrillResult: Codable, Sendable {
 public struct Drill: Sendable {
     public let configuration: ServiceConfiguration
     public var reference: String?
+    /// Drill an unencrypted archive although a key is configured (see `ArchiveTrust`).
+    public var allowUnencrypted = false
 
     public init(configuration: ServiceConfiguration, reference: String? = nil) {
         self.configuration = configuration
@@ -33,10 +35,11 @@ public struct Drill: Sendable {
         if let reference {
             path = try repository.locate(reference)
         } else {
-            guard let newest = try repository.backupIDs().first else {
-                throw OperationError.invalidConfiguration("There is no backup in \(repository.root) to drill. Run `arca backup` first.")
+            // The newest by its manifest's time; one dated in the future is never drilled.
+            guard let newest = try repository.listings(key: configuration.encryptionKey).newest() else {
+                throw OperationError.invalidConfiguration("There is no readable backup in \(repository.root) to drill (backups dated in the future are left out). Run `arca backup` first.")
             }
-            path = repository.archivePath(newest)
+            path = newest.path
         }
         guard let server = configuration.drillTarget ?? configuration.database else {
             throw OperationError.invalidConfiguration("A drill needs a server: set DATABASE_URL (the drill uses a scratch database there) or ARCA_DRILL_URL.")
@@ -47,6 +50,7 @@ public struct Drill: Sendable {
         options.confirmed = true
         options.create = true
         options.key = configuration.encryptionKey
+        options.allowUnencrypted = allowUnencrypted
         defer {
             if let maintenance = try? PostgresConnection(server.replacing(database: "postgres"), applicationName: "arca drill") {
                 _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(scratch)) WITH (FORCE)")

@@ -24,9 +24,18 @@ public struct RetentionPolicy: Sendable, Codable, Equatable {
     public struct Candidate: Sendable {
         public var id: BackupID
         public var verified: Bool
-        public init(id: BackupID, verified: Bool) {
+        /// When it was taken: its manifest's time where readable, else its id's.
+        public var date: Date?
+        public init(id: BackupID, verified: Bool, date: Date? = nil) {
             self.id = id
             self.verified = verified
+            self.date = date ?? id.date
+        }
+
+        /// A listed backup, dated by its manifest; verified when its last verification found it intact.
+        public init?(_ listing: BackupListing) {
+            guard let id = BackupID(listing.id) else { return nil }
+            self.init(id: id, verified: listing.integrity == "verified", date: listing.date)
         }
     }
 
@@ -40,16 +49,21 @@ public struct RetentionPolicy: Sendable, Codable, Equatable {
     public func decide(_ backups: [Candidate], now: Date) -> [Decision] {
         var calendar = Calendar(identifier: .iso8601)
         calendar.timeZone = TimeZone(identifier: "UTC")!
-        let newestFirst = backups.sorted { $0.id > $1.id }
         var reasons: [String: [String]] = [:]
         func hold(_ id: BackupID, _ reason: String) { reasons[id.rawValue, default: []].append(reason) }
+        // A backup dated in the future is kept but counts for nothing: it
+        // must not outlive, or stand in for, every real backup.
+        let future = backups.filter { ArchiveTrust.isFutureDated($0.date, now: now) }
+        for backup in future { hold(backup.id, "dated in the future, not counted") }
+        let newestFirst = backups.filter { !ArchiveTrust.isFutureDated($0.date, now: now) }
+            .sorted { ($0.date ?? .distantPast, $0.id) > ($1.date ?? .distantPast, $1.id) }
 
         for backup in newestFirst.prefix(keepLast) { hold(backup.id, "last \(keepLast)") }
         func keepNewestPer(_ count: Int, _ label: String, _ bucket: (Date) -> String) {
             guard count > 0 else { return }
             var seen: [String] = []
             for backup in newestFirst {
-                guard let date = backup.id.date else { continue }
+                guard let date = backup.date else { continue }
                 let key = bucket(date)
                 if seen.contains(key) { continue }
                 guard seen.count < count else { break }
@@ -70,13 +84,13 @@ public struct RetentionPolicy: Sendable, Codable, Equatable {
             return String(format: "%04d-%02d", c.year ?? 0, c.month ?? 0)
         }
         let cutoff = now.addingTimeInterval(-Double(retentionDays) * 86_400)
-        for backup in newestFirst where (backup.id.date ?? .distantPast) > cutoff {
+        for backup in newestFirst where (backup.date ?? .distantPast) > cutoff {
             hold(backup.id, "within \(retentionDays) days")
         }
         if let newestVerified = newestFirst.first(where: \.verified) {
             hold(newestVerified.id, "newest verified backup")
         }
-        return newestFirst.map { backup in
+        return (future + newestFirst).map { backup in
             let why = reasons[backup.id.rawValue] ?? []
             return Decision(id: backup.id.rawValue, keep: !why.isEmpty, reasons: why)
         }

@@ -36,7 +36,7 @@ public final class BackupService: @unchecked Sendable {
             "cleanup": "\(configuration.cleanupSchedule)", "timeZone": "\(configuration.timeZone.identifier)",
         ])
 
-        let newest = try repository.backupIDs().first?.date
+        let newest = try repository.listings(key: configuration.encryptionKey).newest()?.date
         if plan.backupMissed(lastSuccess: newest, now: Date()) {
             logger.notice("the last backup is older than the schedule allows: running one now")
             runJob(.backup, trigger: "missed")
@@ -86,6 +86,7 @@ public final class BackupService: @unchecked Sendable {
                     (nil, ["removed": String(result.removed.count), "freedBytes": String(result.freedBytes)])
                 }) {
                     var cleanup = Cleanup(repository: repository, policy: configuration.retention)
+                    cleanup.key = configuration.encryptionKey
                     cleanup.cloud = configuration.cloud.map { ($0, configuration.cloudRetention) }
                     return try cleanup.run()
                 }

@@ -92,8 +92,9 @@ extension ServiceConfiguration {
                 location: "local", backups: listings.count, bytes: listings.reduce(0) { $0 + $1.bytes },
                 freeBytes: Self.freeBytes(repository.root))],
             retention: retention)
-        if let newest = listings.first {
-            let date = BackupID(newest.id)?.date
+        let newest = listings.newest(now: now)
+        if let newest {
+            let date = newest.date
             let record = backups.last { $0.event.target == newest.id && $0.event.outcome == "success" }
             status.lastBackup = .init(
                 id: newest.id, time: newest.timestamp, ageSeconds: date.map { now.timeIntervalSince($0) }, bytes: newest.bytes,
@@ -102,15 +103,18 @@ extension ServiceConfiguration {
         if let scheduled, scheduled.event.outcome != "success" {
             status.problems.append("The last scheduled backup (\(scheduled.event.time)) failed: \(scheduled.event.error ?? "no reason recorded").")
         }
-        if let newest = listings.first, let date = BackupID(newest.id)?.date {
+        if let newest, let date = newest.date {
             if plan.backupMissed(lastSuccess: date, now: now) {
                 status.problems.append("The newest backup, \(newest.id), is older than the backup schedule (\(backupSchedule.expression)) allows.")
             }
         } else {
             status.problems.append("There is no backup in \(repository.root) yet.")
         }
-        if listings.first?.integrity == "failed" {
+        if newest?.integrity == "failed" {
             status.problems.append("The newest backup failed verification.")
+        }
+        for listing in listings {
+            for warning in listing.warnings ?? [] { status.problems.append("Backup \(listing.id) is \(warning).") }
         }
         if let cloud {
             do {
@@ -119,7 +123,7 @@ extension ServiceConfiguration {
                 let uploaded = Set(archives.map(\.id.rawValue))
                 let missing = listings.map(\.id).filter { !uploaded.contains($0) }
                 status.cloudMissing = missing
-                if let newest = listings.first, missing.contains(newest.id) {
+                if let newest, missing.contains(newest.id) {
                     status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.location). Run `arca sync` to upload it.")
                 }
             } catch {

@@ -17,6 +17,11 @@ public struct SyncResult: Codable, Sendable {
 public struct CloudSync: Sendable {
     public let repository: Repository
     public let cloud: CloudStore
+    /// With a key, a download must be an archive made with it: unencrypted
+    /// ones are refused unless allowed, and an encrypted one must open with
+    /// the key (its manifest authenticates) before it is copied.
+    public var key: ArchiveKey?
+    public var allowUnencrypted = false
 
     public init(repository: Repository, cloud: CloudStore) {
         self.repository = repository
@@ -51,6 +56,10 @@ public struct CloudSync: Sendable {
         for archive in try cloud.archives().reversed() where !local.contains(archive.id) {
             progress(archive.id.rawValue)
             do {
+                if let key {
+                    _ = try ArchiveTrust.reader(
+                        of: try cloud.source(archive.id), archive: cloud.describe(archive.id), key: key, allowUnencrypted: allowUnencrypted)
+                }
                 _ = try cloud.download(archive.id, into: repository)
                 result.copied.append(archive.id.rawValue)
                 result.bytes += archive.size

@@ -27,6 +27,8 @@ public struct RestoreOptions: Sendable {
     public var postgresBinDirectory: String?
     /// Opens an encrypted archive; checked before anything is written.
     public var key: ArchiveKey?
+    /// Restore an unencrypted archive although a key is configured (see `ArchiveTrust`).
+    public var allowUnencrypted = false
 
     public init(archive: ArchiveReference, target: ConnectionString) {
         self.archive = archive
@@ -149,7 +151,9 @@ public struct RestoreRunner: Sendable {
 
     public func run(progress: (RestoreProgress) -> Void = { _ in }) throws -> RestoreResult {
         let clock = ContinuousClock.now
-        let reader = try ArchiveReader(source: try options.archive.open(sequential: true), key: options.key)
+        let reader = try ArchiveTrust.reader(
+            of: try options.archive.open(sequential: true), archive: options.archive.description, key: options.key,
+            allowUnencrypted: options.allowUnencrypted)
         // Held until the restore ends: cleanup does not delete a local
         // archive that is being read.
         var readLock: FileLock?

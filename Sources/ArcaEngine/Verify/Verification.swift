@@ -33,6 +33,8 @@ public struct Verification: Sendable {
     /// needed, nothing decoded). A full check is recorded as the archive's
     /// verification; this one is not.
     public var storedBytesOnly = false
+    /// Verify an unencrypted archive although a key is configured (see `ArchiveTrust`).
+    public var allowUnencrypted = false
 
     public init(archive: ArchiveReference, repository: Repository, key: ArchiveKey? = nil) {
         self.archive = archive
@@ -52,10 +54,12 @@ public struct Verification: Sendable {
         var report = VerificationReport()
         var backupID: String?
         do {
+            // Refused (thrown, not recorded): a planted archive must not be listed as verified.
+            let outline = try ArchiveTrust.outline(of: source, archive: archive.description, key: key, allowUnencrypted: allowUnencrypted || storedBytesOnly)
             if storedBytesOnly {
                 report = try ArchiveVerifier.verifyStoredBytes(source: source) { progress($0, source.size) }
             } else {
-                let reader = try ArchiveReader(source: source, key: key)
+                let reader = try ArchiveReader(source: source, outline: outline, key: key)
                 backupID = reader.manifest.backupId
                 report = try ArchiveVerifier(reader: reader).verify { progress($0, source.size) }
             }

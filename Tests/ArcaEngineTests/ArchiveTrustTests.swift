@@ -1,0 +1,95 @@
+import ArcaEngine
+import ArcaFormat
+import ArcaPostgres
+import ArcaTesting
+import Foundation
+import Testing
+
+/// With a key configured, an unencrypted archive may have been planted by
+/// someone who can write to the repository but has no key: restore, verify
+/// and drills refuse it unless allowed, and `list` points it out. A backup
+/// is dated by its manifest, and one dated in the future counts for nothing.
+@Suite struct ArchiveTrustTests {
+    static let key = ArchiveKey.generate()
+
+    static func patients(_ label: String) throws -> TestDatabase {
+        let database = try TestDatabase(label)
+        try database.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient SELECT g, 'p' || g FROM generate_series(1, 100) g")
+        return database
+    }
+
+    @Test func plainArchiveIsRefusedWhileAKeyIsConfigured() throws {
+        let source = try Self.patients("trust_src")
+        let target = try TestDatabase("trust_dst")
+        defer { source.drop(); target.drop() }
+        let repository = Steps.repository("trust")
+        let planted = try Steps.backup(source, into: repository)  // no key: what anyone can write
+        let id = try #require(BackupID(planted.backupId))
+
+        #expect(throws: ArchiveTrustError.unencrypted(archive: planted.path)) {
+            try Steps.restore(planted.path, into: target) { $0.key = Self.key }
+        }
+        #expect(try target.value("SELECT count(*) FROM pg_catalog.pg_class WHERE relname = 'patient'") == "0")
+
+        #expect(throws: ArchiveTrustError.self) { try Verification(path: planted.path, repository: repository, key: Self.key).run() }
+        #expect(repository.verificationRecord(id) == nil, "a refused archive was recorded as verified")
+
+        let configuration = try ServiceConfiguration(environment: [
+            "DATABASE_URL": source.connectionString.conninfo, "ARCA_REPO": repository.root, "ARCA_ENCRYPTION_KEY": try #require(Self.key.base64),
+        ])
+        #expect(throws: ArchiveTrustError.self) { try Drill(configuration: configuration).run() }
+
+        let listing = try #require(try repository.listings(key: Self.key).first)
+        #expect(listing.warnings?.first?.hasPrefix("unencrypted in a repository with a key") == true)
+        #expect(try repository.listings().first?.warnings == nil, "flagged although no key is configured")
+        #expect(try configuration.status().problems.contains { $0.contains("\(id) is unencrypted in a repository with a key") })
+
+        // The operator vouches for it.
+        var verification = Verification(path: planted.path, repository: repository, key: Self.key)
+        verification.allowUnencrypted = true
+        #expect(try verification.run().intact)
+        try Steps.restore(planted.path, into: target) {
+            $0.key = Self.key
+            $0.allowUnencrypted = true
+        }
+        try Steps.expectEqual(source, target)
+    }
+
+    /// An archive copied to a far-future id is neither "the newest" nor drilled;
+    /// with the key its authenticated manifest gives its real time.
+    @Test func futureDatedIdsAreNotTheNewest() throws {
+        let source = try Self.patients("trust_future")
+        defer { source.drop() }
+        let repository = Steps.repository("trust-future")
+        let real = try Steps.backup(source, into: repository, key: Self.key)
+        let future = repository.archivePath(try #require(BackupID("backup_20991231_235959")))
+        try FileManager.default.copyItem(atPath: real.path, toPath: future)
+
+        // Without the key only the id dates it: in the future, so left out and flagged.
+        let blind = try repository.listings()
+        #expect(blind.newest()?.id == real.backupId)
+        #expect(blind.first { $0.path == future }?.warnings?.first?.hasPrefix("dated in the future") == true)
+        // With the key the manifest's time counts: the copy is as old as the original.
+        let keyed = try repository.listings(key: Self.key)
+        #expect(keyed.allSatisfy { $0.warnings == nil })
+        #expect(keyed.allSatisfy { abs(($0.date ?? .distantFuture).timeIntervalSinceNow) < 600 })
+    }
+}
+
+@Suite struct FutureDatedRetentionTests {
+    let now = Date(timeIntervalSince1970: 1_733_061_930)  // 2024-12-01T14:05:30Z
+
+    @Test func aFutureDatedBackupCountsForNothing() {
+        let old = now.addingTimeInterval(-90 * 86_400)
+        let planted = RetentionPolicy.Candidate(id: BackupID("backup_20991231_000000")!, verified: true)
+        let real = RetentionPolicy.Candidate(id: BackupID(date: old), verified: true)
+        // Dated by the manifest, not the id: an old backup under a future name goes by its real age.
+        let renamed = RetentionPolicy.Candidate(id: BackupID("backup_20981231_000000")!, verified: false, date: old.addingTimeInterval(-86_400))
+        let decisions = RetentionPolicy(retentionDays: 30, keepLast: 1).decide([planted, real, renamed], now: now)
+        func decision(_ candidate: RetentionPolicy.Candidate) -> RetentionPolicy.Decision? { decisions.first { $0.id == candidate.id.rawValue } }
+        // Kept, but it neither takes the "last 1" nor the "newest verified" place.
+        #expect(decision(planted)?.reasons == ["dated in the future, not counted"])
+        #expect(decision(real)?.reasons == ["last 1", "newest verified backup"])
+        #expect(decision(renamed)?.keep == false)
+    }
+}
