@@ -63,7 +63,8 @@ let package = Package(
         .target(
             name: "ArcaServer",
             dependencies: [
-                "ArcaEngine",
+                "ArcaEngine", "ArcaFormat", "ArcaPostgres",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -74,7 +75,7 @@ let package = Package(
         .executableTarget(
             name: "ArcaCLI",
             dependencies: [
-                "ArcaEngine", "ArcaServer",
+                "ArcaEngine", "ArcaServer", "ArcaFormat", "ArcaPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,15 +103,17 @@ let package = Package(
         .testTarget(
             name: "ArcaEngineTests",
             dependencies: [
-                "ArcaEngine", "ArcaTesting", "ArcaS3",
+                "ArcaEngine", "ArcaTesting", "ArcaS3", "ArcaFormat", "ArcaPostgres",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting"]),
         .testTarget(
             name: "ArcaServerTests",
             dependencies: [
-                "ArcaServer", "ArcaTesting",
+                "ArcaServer", "ArcaTesting", "ArcaEngine", "ArcaFormat",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]),
     ],
     swiftLanguageModes: [.v6]
