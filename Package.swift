@@ -5,7 +5,13 @@
 //                            compression. No database, no network, opens no file.
 //   ArcaPostgres             libpq: connections, queries, COPY streams, catalog queries
 //   ArcaS3                   S3-compatible object storage: SigV4, requests, retries, multipart
-//   ArcaEngine               backup, restore, verify, storage (local, S3), operations
+//   ArcaEngine               backup, restore, verify, schema, storage (local, S3), retention,
+//                            drills, sync: each piece of work, given everything it needs
+//   ArcaOperations           the operations the three shells call: configuration, every
+//                            command built once and run under the audit trail, error kinds,
+//                            progress, schedules, status
+//   ArcaScheduler            the scheduler loop (a shell)
+//   ArcaServer               the REST API (a shell)
 //   arca (ArcaCLI)           the command-line shell
 import PackageDescription
 
@@ -17,6 +23,7 @@ let package = Package(
         .library(name: "ArcaFormat", targets: ["ArcaFormat"]),
         .library(name: "ArcaPostgres", targets: ["ArcaPostgres"]),
         .library(name: "ArcaEngine", targets: ["ArcaEngine"]),
+        .library(name: "ArcaOperations", targets: ["ArcaOperations"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,9 +68,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
-            name: "ArcaServer",
+            name: "ArcaOperations",
             dependencies: [
                 "ArcaEngine", "ArcaFormat", "ArcaPostgres",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "ArcaScheduler",
+            dependencies: [
+                "ArcaOperations", "ArcaEngine", "ArcaFormat",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "ArcaServer",
+            dependencies: [
+                "ArcaOperations", "ArcaEngine", "ArcaFormat", "ArcaPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdAuth", package: "hummingbird-auth"),
@@ -75,7 +94,7 @@ let package = Package(
         .executableTarget(
             name: "ArcaCLI",
             dependencies: [
-                "ArcaEngine", "ArcaServer", "ArcaFormat", "ArcaPostgres",
+                "ArcaOperations", "ArcaScheduler", "ArcaServer", "ArcaEngine", "ArcaFormat", "ArcaPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -104,13 +123,18 @@ let package = Package(
             name: "ArcaEngineTests",
             dependencies: [
                 "ArcaEngine", "ArcaTesting", "ArcaS3", "ArcaFormat", "ArcaPostgres",
+                // The integration tests drive some paths through the operations and the scheduler.
+                "ArcaOperations", "ArcaScheduler",
                 .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting"]),
+        .testTarget(
+            name: "ArcaOperationsTests",
+            dependencies: ["ArcaOperations", "ArcaScheduler", "ArcaEngine", "ArcaFormat", "ArcaPostgres", "ArcaTesting"]),
+        .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting", "ArcaEngine"]),
         .testTarget(
             name: "ArcaServerTests",
             dependencies: [
-                "ArcaServer", "ArcaTesting", "ArcaEngine", "ArcaFormat",
+                "ArcaServer", "ArcaTesting", "ArcaOperations", "ArcaEngine", "ArcaFormat",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaFormat
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -18,14 +19,14 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .customLong("exclude-table"), help: "Skip tables matching this glob on schema.table (repeatable).")
     var excludedTables: [String] = []
 
-    @Option(name: .long, help: "zstd compression level (1-19); higher is smaller and slower.")
-    var level: Int32 = BackupOptions.defaultCompressionLevel
+    @Option(name: .long, help: "zstd compression level (1-19; default $ARCA_COMPRESSION_LEVEL, else 1); higher is smaller and slower.")
+    var level: Int32?
 
     @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
     var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024
 
-    @Option(name: .long, help: "Parallel connections (default: the number of cores, at least 2).")
-    var jobs: Int = BackupOptions.defaultJobs
+    @Option(name: .long, help: "Parallel connections (default $ARCA_JOBS, else the number of cores, at least 2).")
+    var jobs: Int?
 
     @Option(name: .long, help: "Copy tables larger than this many MiB as several ctid ranges in parallel.")
     var splitThresholdMib: UInt64 = 256
@@ -47,45 +48,37 @@ struct BackupCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func validate() throws {
-        guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19.") }
+        if let level { guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19.") } }
         guard ArchiveFormat.chunkSizeRange.contains(chunkSizeKib &* 1024) else {
             throw ValidationError("--chunk-size-kib must be between 4 and 262144.")
         }
         guard lockTimeout > 0 else { throw ValidationError("--lock-timeout must be positive.") }
-        guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") }
+        if let jobs { guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") } }
         guard splitThresholdMib >= 1 else { throw ValidationError("--split-threshold-mib must be at least 1.") }
     }
 
     func run() throws {
-        var options = BackupOptions(source: try connectionString(databaseURL), repository: repository.repository)
-        options.tables = TableFilter(include: tables, exclude: excludedTables)
-        options.compressionLevel = level
-        options.chunkSize = chunkSizeKib * 1024
-        options.lockTimeoutMilliseconds = lockTimeout * 1000
-        options.excludeLargeObjects = noLargeObjects
-        options.jobs = jobs
-        options.splitThresholdBytes = splitThresholdMib << 20
-        options.encryptionKey = noEncrypt ? nil : try key.key()
-        options.cloud = try configuredCloud()
-        options.uploadOnly = uploadOnly
-        if uploadOnly, options.cloud == nil {
-            throw Output.fail(OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET and the AWS_* credentials."), status: .usage)
-        }
-        Signals.cancel(options.cancellation)
-        options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
+        let operations = try commandLineOperations(repository, settings: ["DATABASE_URL": databaseURL, "ARCA_KEY_FILE": key.keyFile])
+        var request = BackupRequest()
+        request.tables = TableFilter(include: tables, exclude: excludedTables)
+        request.compressionLevel = level
+        request.chunkSize = chunkSizeKib * 1024
+        request.lockTimeoutMilliseconds = lockTimeout * 1000
+        request.excludeLargeObjects = noLargeObjects
+        request.jobs = jobs
+        request.splitThresholdBytes = splitThresholdMib << 20
+        request.encrypt = !noEncrypt
+        request.uploadOnly = uploadOnly
+        // SIGINT and SIGTERM stop the backup cleanly: temp file removed, lock released, failure audited.
+        Signals.cancel(operations.cancellation)
         let result: BackupResult
-        let trail = auditTrail(options.repository, "backup")
         do {
-            result = try trail.run(details: ["trigger": "manual"], describe: { (result: BackupResult) in
-                (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
-            }) {
-                try BackupRunner(options: options).run(progress: { progress in
+            result = try operations.backup(request, progress: { progress in
                 guard !output.json else { return }
                 Output.progress(
                     "tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  "
                         + "\(Format.rate(progress.rawBytes, seconds: progress.elapsedSeconds))  \(progress.currentTable ?? "")")
-                })
-            }
+            })
         } catch {
             throw Output.fail(error)
         }
@@ -94,12 +87,13 @@ struct BackupCommand: ParsableCommand {
             Output.json(result)
             return
         }
+        let key = noEncrypt ? nil : operations.configuration.encryptionKey
         let ratio = result.bytes > 0 ? Double(result.rawBytes) / Double(result.bytes) : 0
         print("""
             Backup \(result.backupId) complete.
               archive  \(result.path) (\(Format.bytes(result.bytes)))
               md5      \(result.md5)\(result.cloud.map { "\n  cloud    \($0)" } ?? "")
-              sealed   \(options.encryptionKey.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
+              sealed   \(key.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
               tables   \(result.tables), rows \(Format.count(result.rows))
               data     \(Format.bytes(result.rawBytes)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))

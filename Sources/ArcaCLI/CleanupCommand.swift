@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -22,39 +23,25 @@ struct CleanupCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
+        var request = try retention.request()
+        request.dryRun = dryRun
         let result: CleanupResult
-        let bucket = try configuredCloud()
-        let audit = auditTrail(repository.repository, "cleanup")
         do {
-            var cleanup = Cleanup(repository: repository.repository, policy: try retention.policy())
-            cleanup.dryRun = dryRun
-            cleanup.key = try key.key()
-            if let cloud = bucket {
-                // Cloud copies follow ARCA_CLOUD_RETENTION_DAYS (default: the local days) and the same keep rules.
-                var policy = try retention.policy()
-                policy.retentionDays = try retention.retentionDays ?? ServiceConfiguration(environment: ProcessInfo.processInfo.environment).cloudRetention.retentionDays
-                cleanup.cloud = (cloud, policy)
-            }
-            result = try cleanup.run()
-            try audit.record(outcome: "success", details: [
-                "removed": String(result.removed.count), "freedBytes": String(result.freedBytes), "dryRun": String(dryRun),
-            ])
+            result = try operations.cleanup(request)
         } catch {
-            audit.recordFailure(error)
             throw Output.fail(error)
         }
         if output.json {
             Output.json(result)
             return
         }
-        let verb = dryRun ? "Would remove" : "Removed"
-        print("\(verb) \(result.removed.count) backup(s), \(Format.bytes(result.freedBytes)) \(dryRun ? "would be" : "") freed.")
-        for id in result.removed { print("  - \(id)") }
-        for id in result.inUse { print("  kept \(id): a restore is reading it") }
-        for decision in result.kept { print("  kept \(decision.id): \(decision.reasons.joined(separator: ", "))") }
-        if let cloud = result.cloud {
-            print("\(verb) \(cloud.removed.count) cloud cop(ies) in \(cloud.location), \(Format.bytes(cloud.freedBytes)) \(dryRun ? "would be" : "") freed (retention \(cloud.policy.retentionDays) days).")
-            for id in cloud.removed { print("  - \(id)") }
+        for store in result.stores {
+            let verb = dryRun ? "Would remove" : "Removed"
+            print("\(verb) \(store.removed.count) backup(s) in \(store.place), \(Format.bytes(store.freedBytes)) \(dryRun ? "would be" : "") freed (retention \(store.policy.retentionDays) days).")
+            for id in store.removed { print("  - \(id)") }
+            for id in store.inUse { print("  kept \(id): a restore is reading it") }
+            for decision in store.kept { print("  kept \(decision.id): \(decision.reasons.joined(separator: ", "))") }
         }
     }
 }
@@ -75,11 +62,17 @@ struct RetentionOptions: ParsableArguments {
     @Option(name: .long, help: "Keep the newest backup of each of the last N months.")
     var keepMonthly = 0
 
-    func policy(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RetentionPolicy {
-        let days = try retentionDays ?? ServiceConfiguration.retentionDays(environment)
-        guard days >= 0, keepLast >= 0, keepDaily >= 0, keepWeekly >= 0, keepMonthly >= 0 else {
+    /// This call's days and keep rules, over the configured retention.
+    func request() throws -> CleanupRequest {
+        guard (retentionDays ?? 0) >= 0, keepLast >= 0, keepDaily >= 0, keepWeekly >= 0, keepMonthly >= 0 else {
             throw ValidationError("Retention values must not be negative.")
         }
-        return RetentionPolicy(retentionDays: days, keepLast: keepLast, keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
+        var request = CleanupRequest()
+        request.retentionDays = retentionDays
+        request.keepLast = keepLast
+        request.keepDaily = keepDaily
+        request.keepWeekly = keepWeekly
+        request.keepMonthly = keepMonthly
+        return request
     }
 }

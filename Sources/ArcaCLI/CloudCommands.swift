@@ -1,27 +1,12 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
-
-/// The bucket from the environment (`AWS_S3_BUCKET` and friends), or nil.
-/// A half-configured bucket is a usage error, said before anything runs.
-func configuredCloud() throws -> CloudStore? {
-    do {
-        return try CloudStore.fromEnvironment()
-    } catch {
-        throw Output.fail(error, status: .usage)
-    }
-}
 
 /// `--cloud`: read the archive from the bucket even when a local copy exists.
 struct CloudFlag: ParsableArguments {
     @Flag(name: .long, help: "Read the archive from the bucket (AWS_S3_BUCKET) instead of the repository.")
     var cloud = false
-
-    /// Finds the archive; `bucket` is `configuredCloud()`, read before the
-    /// operation starts so a configuration error is a usage error.
-    func locate(_ backup: String, in repository: Repository, bucket: CloudStore?) throws -> ArchiveReference {
-        try ArchiveReference.locate(backup, repository: repository, cloud: bucket, preferCloud: cloud)
-    }
 }
 
 struct SyncCommand: ParsableCommand {
@@ -44,22 +29,13 @@ struct SyncCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        guard let cloud = try configuredCloud() else {
-            throw Output.fail(OperationError.invalidConfiguration("No bucket is configured: set AWS_S3_BUCKET and the AWS_* credentials."), status: .usage)
-        }
-        var sync = CloudSync(repository: repository.repository, cloud: cloud)
-        sync.key = try key.key()
-        sync.allowUnencrypted = unencrypted.allowUnencrypted
-        let trail = auditTrail(repository.repository, "sync")
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
         let result: SyncResult
         do {
-            let report: (String) -> Void = { id in if !output.json { Output.progress("\(download ? "downloading" : "uploading") \(id)") } }
-            result = try download ? sync.download(progress: report) : sync.upload(progress: report)
-            try trail.record(
-                outcome: result.failed.isEmpty ? "success" : "failure", error: result.failed.first.map { "\($0.key): \($0.value)" },
-                details: ["direction": result.direction, "copied": String(result.copied.count), "location": result.location])
+            result = try operations.sync(download ? .download : .upload, allowUnencrypted: unencrypted.allowUnencrypted) { id in
+                if !output.json { Output.progress("\(download ? "downloading" : "uploading") \(id)") }
+            }
         } catch {
-            trail.recordFailure(error)
             throw Output.fail(error)
         }
         Output.clearProgress()

@@ -19,7 +19,7 @@ struct CompareCommand: ParsableCommand {
     func run() throws {
         let result: DatabaseComparisonResult
         do {
-            result = try DatabaseComparison(try connectionString(first), try connectionString(second)).run()
+            result = try DatabaseComparison(try connectionString(first, option: "the first database"), try connectionString(second, option: "the second database")).run()
         } catch let exit as ExitCode {
             throw exit
         } catch {

@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
 

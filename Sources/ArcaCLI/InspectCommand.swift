@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaFormat
 import ArgumentParser
 import Foundation
@@ -16,20 +17,14 @@ struct InspectCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        let manifest: Manifest
-        let size: UInt64
-        let encrypted: Bool
-        let key = try self.key.key()
-        let bucket = try configuredCloud()
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
+        let inspection: Operations.Inspection
         do {
-            let source = try cloud.locate(backup, in: repository.repository, bucket: bucket).open(sequential: false)
-            let reader = try ArchiveReader(source: source, key: key)
-            manifest = reader.manifest
-            encrypted = reader.header.isEncrypted
-            size = source.size
+            inspection = try operations.inspect(backup, fromCloud: cloud.cloud)
         } catch {
-            throw Output.fail(error, status: ExitStatus.forArchive(error))
+            throw Output.fail(error)
         }
+        let (manifest, size, encrypted) = (inspection.manifest, inspection.bytes, inspection.encrypted)
         if output.json {
             Output.json(manifest)
             return

@@ -8,14 +8,6 @@ import Foundation
 struct KeyOption: ParsableArguments {
     @Option(name: .long, help: "A file holding the encryption key (mode 0600; default: $ARCA_KEY_FILE, else $ARCA_ENCRYPTION_KEY or $ARCA_PASSPHRASE).")
     var keyFile: String?
-
-    func key() throws -> ArchiveKey? {
-        do {
-            return try KeyConfiguration.resolve(keyFile: keyFile)
-        } catch {
-            throw Output.fail(error, status: .usage)
-        }
-    }
 }
 
 /// With a key configured, an unencrypted archive is refused by restore,

@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -16,13 +17,10 @@ struct ListCommand: ParsableCommand {
     }
 
     func run() throws {
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
         let listings: [BackupListing]
-        let key = try self.key.key()
-        let cloud = try configuredCloud()
         do {
-            // Newest first, the local and the cloud copy of a backup side by side.
-            listings = (try repository.repository.listings(key: key) + (try cloud?.listings(key: key, repository: repository.repository) ?? []))
-                .sorted { ($0.id, $0.location) > ($1.id, $1.location) }
+            listings = try operations.list()
         } catch {
             throw Output.fail(error)
         }
@@ -37,12 +35,12 @@ struct ListCommand: ParsableCommand {
         let header = ["id", "where", "time", "size", "tables", "rows", "integrity", "encrypted"]
         printTable([header] + listings.map { listing in
             [
-                listing.id, listing.location, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
-                listing.rows.map(Format.count) ?? "-", listing.integrity, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
+                listing.id, listing.location.rawValue, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
+                listing.rows.map(Format.count) ?? "-", listing.integrity.rawValue, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
             ]
         })
         for listing in listings {
-            for warning in listing.warnings ?? [] { print("Note: \(listing.id) (\(listing.location)) is \(warning).") }
+            for warning in listing.warnings ?? [] { print("Note: \(listing.id) (\(listing.location.rawValue)) is \(warning).") }
         }
         if listings.contains(where: { $0.encrypted == true && $0.tables == nil }) {
             print("Encrypted backups are listed from their headers; configure the key to see their contents.")

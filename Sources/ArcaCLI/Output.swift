@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaPostgres
 import ArgumentParser
 import Foundation
@@ -28,16 +29,14 @@ enum Output {
         FileHandle.standardError.write(Data("arca: \(message)\n".utf8))
     }
 
-    /// Prints `error` and exits with `status`. Every failure ends here, so
-    /// every failure prints one sentence about what happened and what to do.
-    static func fail(_ error: any Error, status: ExitStatus = .failure) -> ExitCode {
-        // Already reported by a nested `fail` (a bad key or bucket setting
-        // found inside an operation): keep its message and status.
+    /// Prints `error` and exits with the status its kind gives (ErrorKind).
+    /// Every failure ends here, so every failure prints one sentence about
+    /// what happened and what to do.
+    static func fail(_ error: any Error) -> ExitCode {
+        // Already reported by a nested `fail`: keep its message and status.
         if let exit = error as? ExitCode { return exit }
         Output.error("\(error)")
-        // An archive refused as untrusted is an integrity failure wherever it surfaces.
-        if error is ArchiveTrustError { return ExitCode(ExitStatus.integrity.rawValue) }
-        return ExitCode(status.rawValue)
+        return ExitCode(ErrorKind.of(error).exitStatus)
     }
 
     static let isTerminal = isatty(STDERR_FILENO) == 1
@@ -78,17 +77,30 @@ enum Format {
 }
 
 /// `--database-url`, else `$DATABASE_URL`.
-func connectionString(_ explicit: String?, option: String = "--database-url") throws -> ConnectionString {
-    guard let text = explicit ?? ProcessInfo.processInfo.environment["DATABASE_URL"], !text.isEmpty else {
-        Output.error("No database given. Set DATABASE_URL or pass \(option) (a postgresql:// URL or a key=value connection string).")
-        throw ExitCode(ExitStatus.usage.rawValue)
-    }
+/// A connection string given on the command line; a bad one is a usage error.
+func connectionString(_ text: String, option: String) throws -> ConnectionString {
     do {
         return try ConnectionString(text)
     } catch {
-        Output.error("\(error) Use postgresql://user@host:port/database or host=... dbname=... .")
+        Output.error("\(option): \(error) Use postgresql://user@host:port/database or host=... dbname=... .")
         throw ExitCode(ExitStatus.usage.rawValue)
     }
+}
+
+/// The operations a command runs: the configuration from the environment,
+/// with the command's own settings laid over it (`--repo`, and variables
+/// such as `DATABASE_URL` for `--database-url`), as the requester
+/// `cli:<user>`. A bad setting is a usage error naming the variable.
+func commandLineOperations(_ repository: RepositoryOption, settings: [String: String?] = [:]) throws -> Operations {
+    var environment = ProcessInfo.processInfo.environment
+    for (name, value) in settings { if let value { environment[name] = value } }
+    let configuration: ServiceConfiguration
+    do {
+        configuration = try ServiceConfiguration(environment: environment, repository: repository.repo)
+    } catch {
+        throw Output.fail(error)
+    }
+    return Operations(configuration: configuration, requester: .commandLine)
 }
 
 /// SIGINT and SIGTERM cancel the running operation instead of killing the
@@ -109,8 +121,3 @@ enum Signals {
     }
 }
 
-/// The audit trail of a CLI command: the repository's log, mirrored to
-/// `ARCA_AUDIT_DATABASE_URL` when it is set.
-func auditTrail(_ repository: Repository, _ action: String) -> AuditTrail {
-    AuditTrail(repository: repository, action: action, mirror: AuditTrail.mirror(from: ProcessInfo.processInfo.environment))
-}

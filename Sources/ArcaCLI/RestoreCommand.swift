@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -57,46 +58,34 @@ struct RestoreCommand: ParsableCommand {
     }
 
     func run() throws {
-        let target = try connectionString(targetURL, option: "--target-url")
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
+        var request = RestoreRequest(backup: backup)
+        request.fromCloud = cloud.cloud
+        request.target = try targetURL.map { try connectionString($0, option: "--target-url") }
+        request.confirmed = confirm
+        request.tables = TableFilter(include: tables)
+        request.create = create
+        request.clean = clean
+        request.dataOnly = dataOnly
+        request.noOwner = noOwner
+        request.noPrivileges = noPrivileges
+        request.excludeLargeObjects = noLargeObjects
+        request.jobs = jobs
+        request.allowUnencrypted = unencrypted.allowUnencrypted
+        if !output.json, confirm, let target = request.target ?? operations.configuration.database {
+            let how = jobs > 1 && create
+                ? "with \(jobs) connections into a staging database, renamed to the target only when complete: on any failure the target is not created"
+                : "in one transaction: on any failure nothing changes"
+            FileHandle.standardError.write(Data("Restoring into \(target.redacted) \(how).\n".utf8))
+            if jobs > 1, !create {
+                FileHandle.standardError.write(Data("Note: --jobs needs --create (a parallel restore cannot share one transaction); restoring with one connection.\n".utf8))
+            }
+        }
         let result: RestoreResult
-        let key = try self.key.key()
-        let bucket = try configuredCloud()
-        let trail = auditTrail(repository.repository, "restore")
         do {
-            var options = RestoreOptions(archive: try cloud.locate(backup, in: repository.repository, bucket: bucket), target: target)
-            options.confirmed = confirm
-            options.tables = TableFilter(include: tables)
-            options.create = create
-            options.clean = clean
-            options.dataOnly = dataOnly
-            options.noOwner = noOwner
-            options.noPrivileges = noPrivileges
-            options.excludeLargeObjects = noLargeObjects
-            options.jobs = jobs
-            options.key = key
-            options.allowUnencrypted = unencrypted.allowUnencrypted
-            options.postgresBinDirectory = ProcessInfo.processInfo.environment["ARCA_PG_BINDIR"]
-            if !output.json, confirm {
-                let how = jobs > 1 && create
-                    ? "with \(jobs) connections into a staging database, renamed to the target only when complete: on any failure the target is not created"
-                    : "in one transaction: on any failure nothing changes"
-                FileHandle.standardError.write(Data("Restoring into \(target.redacted) \(how).\n".utf8))
-                if jobs > 1, !create {
-                    FileHandle.standardError.write(Data("Note: --jobs needs --create (a parallel restore cannot share one transaction); restoring with one connection.\n".utf8))
-                }
-            }
-            result = try trail.run(target: backup, details: ["database": target.redacted], describe: { (result: RestoreResult) in
-                (result.backupId, ["mode": result.mode, "tables": String(result.restoredTables.count), "rows": String(result.rows)])
-            }) {
-                try RestoreRunner(options: options).run { progress in
-                    guard !output.json else { return }
-                    Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
-                }
-            }
-        } catch let error as RestoreError {
-            switch error {
-            case .notConfirmed, .invalidOptions: throw Output.fail(error, status: .usage)
-            default: throw Output.fail(error)
+            result = try operations.restore(request) { progress in
+                guard !output.json else { return }
+                Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
             }
         } catch {
             throw Output.fail(error)

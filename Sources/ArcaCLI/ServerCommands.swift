@@ -1,22 +1,10 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaServer
 import ArgumentParser
 import Foundation
 import Logging
 import ServiceLifecycle
-
-/// Runs async work from a synchronous command, blocking until it ends.
-func runAsync(_ body: @escaping @Sendable () async throws -> Void) throws {
-    final class Outcome: @unchecked Sendable { var error: (any Error)? }
-    let outcome = Outcome()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        do { try await body() } catch { outcome.error = error }
-        done.signal()
-    }
-    done.wait()
-    if let error = outcome.error { throw error }
-}
 
 /// Where the API listens: `--host` and `--port`, for `serve` and `start`.
 struct ListenOptions: ParsableArguments {
@@ -27,9 +15,9 @@ struct ListenOptions: ParsableArguments {
     var port = 3000
 }
 
-func serverConfiguration(_ repository: RepositoryOption, _ listen: ListenOptions) throws -> ServerConfiguration {
+func serverConfiguration(_ service: ServiceConfiguration, _ listen: ListenOptions) throws -> ServerConfiguration {
     do {
-        var configuration = try ServerConfiguration(service: try ServiceConfiguration(repository: repository.repo))
+        var configuration = try ServerConfiguration(service: service)
         configuration.host = listen.host
         configuration.port = listen.port
         return configuration
@@ -56,10 +44,10 @@ struct ServeCommand: ParsableCommand {
     @OptionGroup var listen: ListenOptions
 
     func run() throws {
-        let configuration = try serverConfiguration(repository, listen)
+        let configuration = try serverConfiguration(try commandLineOperations(repository).configuration, listen)
         bootstrapLogging()
         do {
-            try runAsync {
+            try runBlocking {
                 let app = try await buildApplication(configuration, logger: Logger(label: "arca"))
                 try await app.runService()
             }
@@ -102,12 +90,13 @@ struct TokenCommand: ParsableCommand {
         }
         let claims = ArcaClaims(subject: subject, role: Role(rawValue: role)!, expires: Date().addingTimeInterval(Self.seconds(ttl)!))
         do {
-            try runAsync {
+            try runBlocking {
                 let token = try await TokenAuthority(secret: secret).sign(claims)
                 print(token)
             }
         } catch {
-            throw Output.fail(error, status: .usage)
+            Output.error("\(error)")
+            throw ExitCode(ExitStatus.usage.rawValue)
         }
     }
 }

@@ -1,20 +1,12 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaPostgres
+import ArcaScheduler
 import ArcaServer
 import ArgumentParser
 import Foundation
 import Logging
-
-/// Reads and validates the service configuration, or fails with status 2
-/// naming the variable to fix.
-func serviceConfiguration(_ repository: RepositoryOption) throws -> ServiceConfiguration {
-    do {
-        return try ServiceConfiguration(repository: repository.repo)
-    } catch {
-        Output.error("\(error)")
-        throw ExitCode(ExitStatus.usage.rawValue)
-    }
-}
+import ServiceLifecycle
 
 struct StartCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,11 +17,11 @@ struct StartCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var listen: ListenOptions
 
-    @Option(name: .long, help: "Parallel connections for scheduled backups.")
-    var jobs: Int = BackupOptions.defaultJobs
+    @Option(name: .long, help: "Parallel connections of a backup (default $ARCA_JOBS, else the number of cores, at least 2).")
+    var jobs: Int?
 
     func run() throws {
-        let configuration = try serviceConfiguration(repository)
+        let configuration = try commandLineOperations(repository, settings: ["ARCA_JOBS": jobs.map(String.init)]).configuration
         guard configuration.database != nil else {
             Output.error("DATABASE_URL is not set. `arca start` backs up that database on schedule.")
             throw ExitCode(ExitStatus.usage.rawValue)
@@ -37,18 +29,17 @@ struct StartCommand: ParsableCommand {
         bootstrapLogging()
         let cancellation = Cancellation()
         let logger = Logger(label: "arca")
-        let service = BackupService(configuration: configuration, cancellation: cancellation, logger: logger)
-        service.backupJobs = jobs
+        let service = Scheduler(configuration: configuration, cancellation: cancellation, logger: logger)
         guard ProcessInfo.processInfo.environment["JWT_SECRET"].map({ !$0.isEmpty }) == true else {
             logger.notice("JWT_SECRET is not set: the REST API is off; running the scheduler only")
             Signals.cancel(cancellation)
             do { try service.run() } catch { throw Output.fail(error) }
             return
         }
-        let server = try serverConfiguration(repository, listen)
+        let server = try serverConfiguration(configuration, listen)
         do {
-            try runAsync {
-                let app = try await buildApplication(server, services: [SchedulerService(service)], logger: logger)
+            try runBlocking {
+                let app = try await buildApplication(server, services: [SchedulerService(scheduler: service)], logger: logger)
                 try await app.runService()
             }
         } catch {
@@ -67,10 +58,10 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        let configuration = try serviceConfiguration(repository)
+        let operations = try commandLineOperations(repository)
         let status: ServiceStatus
         do {
-            status = try configuration.status()
+            status = try operations.status()
         } catch {
             throw Output.fail(error)
         }
@@ -85,14 +76,14 @@ struct StatusCommand: ParsableCommand {
             if let running = status.running { print("Running     \(running.operation) (pid \(running.pid), since \(running.since))") }
             if let last = status.lastBackup {
                 let age = last.ageSeconds.map { Format.seconds($0 / 3600).replacingOccurrences(of: " s", with: " h") } ?? "?"
-                print("Last backup \(last.id), \(age) ago, \(Format.bytes(last.bytes))\(last.durationSeconds.map { ", took \(Format.seconds($0))" } ?? ""), \(last.integrity)")
+                print("Last backup \(last.id) (\(last.location.rawValue)), \(age) ago, \(Format.bytes(last.bytes))\(last.durationSeconds.map { ", took \(Format.seconds($0))" } ?? ""), \(last.integrity.rawValue)")
             } else {
                 print("Last backup none")
             }
             if let failure = status.lastFailure { print("Last failure \(failure.time) \(failure.action): \(failure.error ?? "")") }
-            if let drill = status.lastDrill { print("Last drill  \(drill.time) \(drill.target ?? ""): \(drill.outcome)") }
+            if let drill = status.lastDrill { print("Last drill  \(drill.time) \(drill.target ?? ""): \(drill.outcome.rawValue)") }
             for storage in status.storage {
-                print("Storage     \(storage.location): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")")
+                print("Storage     \(storage.place): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")")
             }
             let retention = status.retention
             print("Retention   \(retention.retentionDays) days")
@@ -121,7 +112,7 @@ struct AuditCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        let log = auditTrail(repository.repository, "audit").log
+        let log = AuditTrail(repository: repository.repository, action: "audit").log
         if verify {
             let result: AuditVerification
             do { result = try log.verify() } catch { throw Output.fail(error) }
@@ -151,7 +142,7 @@ struct AuditCommand: ParsableCommand {
         }
         for record in records {
             let event = record.event
-            var line = "\(event.time)  \(event.action)  \(event.outcome)  \(event.actor)"
+            var line = "\(event.time)  \(event.action)  \(event.outcome.rawValue)  \(event.actor)"
             if let ip = event.clientIP { line += " from \(ip)" }
             if let target = event.target { line += "  \(target)" }
             if let seconds = event.durationSeconds { line += "  \(Format.seconds(seconds))" }
@@ -175,22 +166,13 @@ struct DrillCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
-        let configuration = try serviceConfiguration(repository)
-        let trail = auditTrail(configuration.repository, "drill")
+        let operations = try commandLineOperations(repository)
         let result: DrillResult
         do {
-            result = try trail.run(target: backup, details: ["trigger": "manual"], describe: { (result: DrillResult) in
-                (result.backupId, ["passed": String(result.passed), "rows": String(result.rows)])
-            }) {
-                var drill = Drill(configuration: configuration, reference: backup)
-                drill.allowUnencrypted = unencrypted.allowUnencrypted
-                let result = try drill.run()
-                guard result.passed else { throw DrillFailure(result: result) }
-                return result
-            }
+            result = try operations.drill(backup: backup, allowUnencrypted: unencrypted.allowUnencrypted)
         } catch let failure as DrillFailure {
             if output.json { Output.json(failure.result) }
-            throw Output.fail(failure, status: .integrity)
+            throw Output.fail(failure)
         } catch {
             throw Output.fail(error)
         }
@@ -198,6 +180,22 @@ struct DrillCommand: ParsableCommand {
             Output.json(result)
         } else {
             print("Drill of \(result.backupId) passed: \(result.tables) tables, \(Format.count(result.rows)) rows restored and checked in \(Format.seconds(result.durationSeconds)); scratch database \(result.database) dropped.")
+        }
+    }
+}
+
+/// The scheduler as a service of the HTTP application (`arca start` with
+/// the API): it runs on its own thread and is cancelled on graceful
+/// shutdown (a running backup stops cleanly).
+struct SchedulerService: Service {
+    let scheduler: Scheduler
+
+    func run() async throws {
+        let scheduler = self.scheduler
+        try await withGracefulShutdownHandler {
+            try await onThread { try scheduler.run() }
+        } onGracefulShutdown: {
+            scheduler.cancellation.cancel()
         }
     }
 }

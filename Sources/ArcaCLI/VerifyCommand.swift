@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -22,24 +23,18 @@ struct VerifyCommand: ParsableCommand {
     @OptionGroup var output: JSONOption
 
     func run() throws {
+        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
+        var request = VerifyRequest(backup: backup)
+        request.fromCloud = cloud.cloud
+        request.withoutKey = noKey
+        request.allowUnencrypted = unencrypted.allowUnencrypted
         let result: VerifyResult
-        let key = noKey ? nil : try self.key.key()
-        let bucket = try configuredCloud()
-        let trail = auditTrail(repository.repository, "verify")
         do {
-            let archive = try cloud.locate(backup, in: repository.repository, bucket: bucket)
-            var verification = Verification(archive: archive, repository: repository.repository, key: key)
-            verification.storedBytesOnly = noKey
-            verification.allowUnencrypted = unencrypted.allowUnencrypted
-            result = try verification.run { done, total in
+            result = try operations.verify(request) { done, total in
                 guard !output.json, total > 0 else { return }
                 Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")
             }
-            try trail.record(
-                outcome: result.intact ? "success" : "failure", target: result.backupId ?? backup,
-                error: result.problems.first, details: ["chunks": String(result.chunks), "sidecar": result.sidecar])
         } catch {
-            trail.recordFailure(error, target: backup)
             throw Output.fail(error)
         }
         Output.clearProgress()

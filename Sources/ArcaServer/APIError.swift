@@ -1,11 +1,13 @@
 import ArcaEngine
 import ArcaFormat
+import ArcaOperations
 import Foundation
 import HTTPTypes
 import Hummingbird
 
 /// Every error the API returns: `{"success": false, "error": "...", "code": "..."}`
-/// with a proper status. Engine errors are mapped in one place.
+/// with a proper status, which for engine and operation errors is their
+/// kind's (ErrorKind).
 public struct APIError: Error, Sendable {
     public var status: HTTPResponse.Status
     public var code: String
@@ -30,33 +32,9 @@ public struct APIError: Error, Sendable {
             return APIError(error.status, "http_error", error.status.reasonPhrase)
         case let error as DecodingError:
             return APIError(.badRequest, "invalid_body", "The request body is not the expected JSON: \(Self.describe(error)).")
-        case OperationError.alreadyRunning:
-            return APIError(.conflict, "already_running", "\(error)")
-        case let error as RepositoryError:
-            if case .backupNotFound = error { return APIError(.notFound, "backup_not_found", "\(error)") }
-            if case .invalidReference = error { return APIError(.badRequest, "invalid_backup_id", "\(error)") }
-            return APIError(.internalServerError, "storage_error", "\(error)")
-        case let error as RestoreError:
-            switch error {
-            case .notConfirmed, .unmatchedPatterns, .invalidOptions:
-                return APIError(.badRequest, "restore_refused", "\(error)")
-            case .targetNotEmpty, .databaseExists:
-                return APIError(.conflict, "restore_refused", "\(error)")
-            default:
-                return APIError(.internalServerError, "restore_failed", "\(error)")
-            }
-        case let error as ArchiveError:
-            switch error {
-            case .keyRequired, .wrongKey:
-                // The server's key configuration, not the client, is at fault.
-                return APIError(.serviceUnavailable, "key_unavailable", "\(error)")
-            default:
-                return APIError(.unprocessableContent, "archive_damaged", "\(error)")
-            }
-        case let error as BackupError:
-            return APIError(.internalServerError, "backup_failed", "\(error)")
         default:
-            return APIError(.internalServerError, "internal_error", "\(error)")
+            // Every engine and operation error declares its kind once (ErrorKind).
+            return APIError(HTTPResponse.Status(code: ErrorKind.of(error).httpStatus), ErrorKind.code(of: error), "\(error)")
         }
     }
 

@@ -1,4 +1,6 @@
 import ArcaEngine
+import ArcaFormat
+import ArcaOperations
 import ArcaPostgres
 import Foundation
 import Hummingbird
@@ -21,7 +23,7 @@ public func buildRouter(_ configuration: ServerConfiguration, authority: TokenAu
     router.get("metrics", use: health.metrics)
 
     let api = router.group("api").add(middleware: AuthenticationMiddleware(authority: authority, audit: audit))
-    BackupController(configuration: configuration, jobs: jobs, audit: audit).register(on: api)
+    BackupController(configuration: configuration, jobs: jobs).register(on: api)
     return router
 }
 
@@ -52,7 +54,7 @@ struct HealthController: Sendable {
 
         func reachable(_ database: ConnectionString?) async -> Bool {
             if let last, Date().timeIntervalSince(last.time) < 1 { return last.reachable }
-            let reachable: Bool = (try? await blocking {
+            let reachable: Bool = (try? await onThread {
                 guard let database else { return false }
                 let options = try ConnectionString(database.removing("connect_timeout").conninfo + " connect_timeout=3")
                 _ = try PostgresConnection(options, applicationName: "arca healthz").execute("SELECT 1")
@@ -72,15 +74,16 @@ struct HealthController: Sendable {
     }
 
     @Sendable func metrics(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let repository = configuration.service.repository
-        let running = await jobs.running
-        let text = try await blocking {
-            let records = (try? AuditTrail(repository: repository, action: "metrics").log.records(action: "backup")) ?? []
-            let successes = records.filter { $0.event.outcome == "success" }
-            let failures = records.filter { $0.event.outcome == "failure" }.count
+        let operations = Operations(configuration: configuration.service, requester: .api(subject: "metrics", clientIP: context.clientIP))
+        let running = jobs.running
+        let text = try await onThread {
+            let records = (try? operations.trail("metrics").log.records(action: "backup")) ?? []
+            let successes = records.filter { $0.event.outcome == .success }
+            let failures = records.filter { $0.event.outcome == .failure }.count
             let last = successes.last
-            let lastTime = last.flatMap { try? Date($0.event.time, strategy: .iso8601) }?.timeIntervalSince1970 ?? 0
-            let listings = try repository.listings()
+            let lastTime = last.flatMap { Manifest.date(fromTimestamp: $0.event.time) }?.timeIntervalSince1970 ?? 0
+            // Every store, as `arca status` sees them.
+            let status = try operations.status()
             var lines = [
                 "# HELP arca_last_backup_success_timestamp_seconds When the last successful backup ended (Unix time).",
                 "# TYPE arca_last_backup_success_timestamp_seconds gauge",
@@ -97,13 +100,18 @@ struct HealthController: Sendable {
                 "# HELP arca_backups_in_progress Backups running in this server.",
                 "# TYPE arca_backups_in_progress gauge",
                 "arca_backups_in_progress \(running)",
-                "# HELP arca_backups Backups in the local repository.",
+                "# HELP arca_healthy Whether `arca status` finds the service healthy (1) or not (0).",
+                "# TYPE arca_healthy gauge",
+                "arca_healthy \(status.healthy ? 1 : 0)",
+                "# HELP arca_backups Backups in each store.",
                 "# TYPE arca_backups gauge",
-                "arca_backups \(listings.count)",
-                "# HELP arca_backups_bytes Total size of the local repository's archives.",
-                "# TYPE arca_backups_bytes gauge",
-                "arca_backups_bytes \(listings.reduce(0) { $0 + $1.bytes })",
             ]
+            lines += status.storage.map { "arca_backups{location=\"\($0.location.rawValue)\"} \($0.backups)" }
+            lines += [
+                "# HELP arca_backups_bytes Total size of each store's archives.",
+                "# TYPE arca_backups_bytes gauge",
+            ]
+            lines += status.storage.map { "arca_backups_bytes{location=\"\($0.location.rawValue)\"} \($0.bytes)" }
             lines.append("")
             return lines.joined(separator: "\n")
         }
@@ -113,19 +121,3 @@ struct HealthController: Sendable {
     }
 }
 
-/// The scheduler as a service of the application: it runs on its own thread
-/// and is cancelled on graceful shutdown (a running backup stops cleanly).
-public struct SchedulerService: Service {
-    let service: BackupService
-
-    public init(_ service: BackupService) { self.service = service }
-
-    public func run() async throws {
-        let service = self.service
-        try await withGracefulShutdownHandler {
-            try await blocking { try service.run() }
-        } onGracefulShutdown: {
-            service.cancellation.cancel()
-        }
-    }
-}

@@ -82,7 +82,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     }
 
     private func refuse(_ message: String, _ context: Context) async -> Response {
-        await audit.record(action: "login_failed", actor: "anonymous", clientIP: context.clientIP, outcome: "refused", error: message)
+        await audit.record(action: "login_failed", actor: "anonymous", clientIP: context.clientIP, outcome: .refused, error: message)
         var error = APIError(.unauthorized, "unauthorized", message)
         error.headers[.wwwAuthenticate] = #"Bearer realm="arca""#
         return error.response()

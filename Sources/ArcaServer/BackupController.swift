@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaFormat
+import ArcaOperations
 import ArcaPostgres
 import Foundation
 import HTTPTypes
@@ -10,9 +11,12 @@ import Hummingbird
 struct BackupController: Sendable {
     let configuration: ServerConfiguration
     let jobs: BackupJobs
-    let audit: AuditSink
 
-    var repository: Repository { configuration.service.repository }
+    /// The operations as this request's caller: audited with the token's
+    /// subject and the client's address.
+    func operations(_ identity: Identity, _ context: ArcaRequestContext) -> Operations {
+        Operations(configuration: configuration.service, requester: .api(subject: identity.subject, clientIP: context.clientIP))
+    }
 
     func register(on api: RouterGroup<ArcaRequestContext>) {
         api.post("backup", use: create)
@@ -47,44 +51,28 @@ struct BackupController: Sendable {
 
     @Sendable func create(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.operator)
-        guard let database = configuration.service.database else {
+        guard configuration.service.database != nil else {
             throw APIError(.serviceUnavailable, "not_configured", "DATABASE_URL is not set on the server.")
         }
         let asynchronous = request.uri.queryParameters["wait"] == "false"
             || (request.headers[HTTPField.Name("Prefer")!] ?? "").lowercased().contains("respond-async")
-        var options = BackupOptions(source: database, repository: repository)
-        options.jobs = 2
-        options.trigger = "api"
-        options.encryptionKey = configuration.service.encryptionKey
-        options.cloud = configuration.service.cloud
-        let trail = audit.trail("backup", actor: identity.subject, clientIP: context.clientIP)
+        let operations = operations(identity, context)
         let jobs = self.jobs
-        let runner = BackupRunner(options: options)
         // The id is known once the archive is reserved; an early failure
         // (already running, unreachable database) is answered directly.
         let reserved = AsyncThrowingStream<String, any Error>.makeStream()
         Thread {
             var id: String?
             let result = Result {
-                try trail.run(details: ["trigger": "manual"], describe: { (result: BackupResult) in
-                    (result.backupId, ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
-                }) {
-                    try runner.run(started: { backupID in
-                        id = backupID.rawValue
-                        let semaphore = DispatchSemaphore(value: 0)
-                        Task { await jobs.started(backupID.rawValue); semaphore.signal() }
-                        semaphore.wait()
-                        reserved.continuation.yield(backupID.rawValue)
-                    }, progress: { progress in
-                        if let id { Task { await jobs.progress(id, progress) } }
-                    })
-                }
+                try operations.backup(started: { backupID in
+                    id = backupID.rawValue
+                    jobs.started(backupID.rawValue)
+                    reserved.continuation.yield(backupID.rawValue)
+                }, progress: { progress in
+                    if let id { jobs.progress(id, progress) }
+                })
             }
-            if let id {
-                let semaphore = DispatchSemaphore(value: 0)
-                Task { await jobs.finished(id, result); semaphore.signal() }
-                semaphore.wait()
-            }
+            if let id { jobs.finished(id, result) }
             switch result {
             case .success: reserved.continuation.finish()
             case .failure(let error): reserved.continuation.finish(throwing: error)
@@ -99,8 +87,8 @@ struct BackupController: Sendable {
             return JSONBody.response(Accepted(backupId: id, statusUrl: "/api/backup/\(id)"), status: .accepted)
         }
         while try await iterator.next() != nil {}
-        guard let job = await jobs.job(id), let result = job.result else {
-            throw APIError(.internalServerError, "backup_failed", await jobs.job(id)?.error ?? "The backup failed.")
+        guard let job = jobs.job(id), let result = job.result else {
+            throw APIError(.internalServerError, "backup_failed", jobs.job(id)?.error ?? "The backup failed.")
         }
         return JSONBody.response(Created(
             backupId: result.backupId, size: SizeText.format(result.bytes),
@@ -115,19 +103,16 @@ struct BackupController: Sendable {
         var timestamp: String?
         var size: String
         var type: String
-        var integrity: String
+        var integrity: Integrity
         var bytes: UInt64
         var tables: Int?
         var rows: UInt64?
-        var location = "local"
+        var location: StorageLocation
     }
 
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let identity = try context.require(.viewer)
-        let repository = self.repository
-        let key = configuration.service.encryptionKey
-        let listings = try await blocking { try repository.listings(key: key) }
-        await audit.record(action: "list", actor: identity.subject, clientIP: context.clientIP, outcome: "success")
+        let operations = operations(try context.require(.viewer), context)
+        let listings = try await onThread { try operations.list() }
         struct Body: Encodable {
             var success = true
             var backups: [Listed]
@@ -135,20 +120,20 @@ struct BackupController: Sendable {
         return JSONBody.response(Body(backups: listings.map { listing in
             Listed(
                 id: listing.id, timestamp: listing.timestamp, size: SizeText.format(listing.bytes),
-                type: listing.trigger == "scheduled" || listing.trigger == "missed" ? "scheduled" : "manual",
-                integrity: listing.integrity == "verified" ? "verified" : listing.integrity == "unverified" ? "unverified" : "failed",
-                bytes: listing.bytes, tables: listing.tables, rows: listing.rows)
+                type: listing.trigger == .scheduled || listing.trigger == .missed ? "scheduled" : "manual",
+                integrity: listing.integrity == .unreadable ? .failed : listing.integrity,
+                bytes: listing.bytes, tables: listing.tables, rows: listing.rows, location: listing.location)
         }))
     }
 
     @Sendable func show(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        _ = try context.require(.viewer)
+        let operations = operations(try context.require(.viewer), context)
         let id = try backupID(context)
-        if let job = await jobs.job(id.rawValue), job.status != "completed" {
+        if let job = jobs.job(id.rawValue), job.status != .completed {
             struct Running: Encodable {
                 var success = true
                 var backupId: String
-                var status: String
+                var status: BackupJobs.Status
                 var startedAt: String
                 var progress: Progress
                 var error: String?
@@ -158,14 +143,8 @@ struct BackupController: Sendable {
                 backupId: id.rawValue, status: job.status, startedAt: job.startedAt,
                 progress: .init(tablesDone: job.tablesDone, tablesTotal: job.tablesTotal, rawBytes: job.rawBytes), error: job.error))
         }
-        let repository = self.repository
-        let key = configuration.service.encryptionKey
-        let (manifest, size, integrity) = try await blocking {
-            let source = try FileSource(path: try repository.locate(id.rawValue))
-            let manifest = try ArchiveReader(source: source, key: key).manifest
-            let record = repository.verificationRecord(id)
-            return (manifest, source.size, record.map { $0.intact ? "verified" : "failed" } ?? "unverified")
-        }
+        let inspection = try await onThread { try operations.inspect(id.rawValue) }
+        let (manifest, size, integrity) = (inspection.manifest, inspection.bytes, inspection.integrity)
         struct Summary: Encodable {
             var success = true
             var backupId: String
@@ -174,7 +153,7 @@ struct BackupController: Sendable {
             var completedAt: String
             var size: String
             var bytes: UInt64
-            var integrity: String
+            var integrity: Integrity
             var database: String
             var serverVersion: String
             var rows: UInt64
@@ -191,59 +170,41 @@ struct BackupController: Sendable {
     // MARK: Verify, delete, cleanup
 
     @Sendable func verify(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let identity = try context.require(.operator)
+        let operations = operations(try context.require(.operator), context)
         let id = try backupID(context)
-        let repository = self.repository
-        let trail = audit.trail("verify", actor: identity.subject, clientIP: context.clientIP)
-        let key = configuration.service.encryptionKey
-        let result = try await blocking {
-            let result = try Verification(path: try repository.locate(id.rawValue), repository: repository, key: key).run()
-            try trail.record(outcome: result.intact ? "success" : "failure", target: id.rawValue, error: result.problems.first)
-            return result
-        }
+        let result = try await onThread { try operations.verify(VerifyRequest(backup: id.rawValue)) }
         struct Body: Encodable {
             var success: Bool
             var backupId: String
-            var integrity: String
+            var integrity: Integrity
             var problems: [String]
             var chunks: Int
             var bytes: UInt64
         }
         return JSONBody.response(Body(
-            success: result.intact, backupId: id.rawValue, integrity: result.intact ? "verified" : "failed",
+            success: result.intact, backupId: id.rawValue, integrity: result.intact ? .verified : .failed,
             problems: result.problems, chunks: result.chunks, bytes: result.bytes))
     }
 
     @Sendable func delete(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let identity = try context.require(.admin)
+        let operations = operations(try context.require(.admin), context)
         let id = try backupID(context)
-        let repository = self.repository
-        let trail = audit.trail("delete", actor: identity.subject, clientIP: context.clientIP)
-        let freed = try await blocking { try trail.run(target: id.rawValue) { try repository.remove(id) } }
+        let freed = try await onThread { try operations.delete(id) }
         struct Body: Encodable { var success = true; var message: String; var freedBytes: UInt64 }
         return JSONBody.response(Body(message: "Backup \(id) removed", freedBytes: freed))
     }
 
     @Sendable func cleanup(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        let identity = try context.require(.admin)
-        var configured = Cleanup(repository: repository, policy: configuration.service.retention)
-        configured.cloud = configuration.service.cloud.map { ($0, configuration.service.cloudRetention) }
-        configured.key = configuration.service.encryptionKey
-        let cleanup = configured
-        let trail = audit.trail("cleanup", actor: identity.subject, clientIP: context.clientIP)
-        let result = try await blocking {
-            try trail.run(details: ["trigger": "api"], describe: { (result: CleanupResult) in
-                (nil, ["removed": String(result.removed.count), "freedBytes": String(result.freedBytes)])
-            }) { try cleanup.run() }
-        }
+        let operations = operations(try context.require(.admin), context)
+        let result = try await onThread { try operations.cleanup() }
         struct Body: Encodable { var success = true; var deletedCount: Int; var message: String; var freedBytes: UInt64 }
         return JSONBody.response(Body(
-            deletedCount: result.removed.count, message: "\(result.removed.count) old backups removed", freedBytes: result.freedBytes))
+            deletedCount: result.removedCount, message: "\(result.removedCount) old backups removed", freedBytes: result.freedBytes))
     }
 
     // MARK: Restore
 
-    struct RestoreRequest: Decodable {
+    struct RestoreBody: Decodable {
         var backupId: String
         var confirmRestore: Bool?
         var tables: [String]?
@@ -253,7 +214,7 @@ struct BackupController: Sendable {
     @Sendable func restore(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.admin)
         let body = try await JSONBody.decode(
-            RestoreRequest.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "targetUrl"])
+            RestoreBody.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "targetUrl"])
         guard body.confirmRestore == true else {
             throw APIError(.badRequest, "confirmation_required", "Set \"confirmRestore\": true to replace the database's contents with the backup.")
         }
@@ -273,25 +234,16 @@ struct BackupController: Sendable {
             }
             target = database
         }
-        let repository = self.repository
-        let key = configuration.service.encryptionKey
-        let cloud = configuration.service.cloud
-        let trail = audit.trail("restore", actor: identity.subject, clientIP: context.clientIP)
-        let result = try await blocking {
-            try trail.run(target: id.rawValue, details: ["database": target.redacted], describe: { (result: RestoreResult) in
-                (result.backupId, ["tables": String(result.restoredTables.count), "rows": String(result.rows)])
-            }) {
-                let archive = try ArchiveReference.locate(id.rawValue, repository: repository, cloud: cloud)
-                var options = RestoreOptions(archive: archive, target: target)
-                options.confirmed = true
-                options.key = key
-                // Replace what the backup holds, atomically: drop and recreate its objects in one transaction.
-                options.clean = (body.tables ?? []).isEmpty
-                options.dataOnly = !(body.tables ?? []).isEmpty
-                options.tables = TableFilter(include: body.tables ?? [])
-                return try RestoreRunner(options: options).run()
-            }
-        }
+        var restore = RestoreRequest(backup: id.rawValue)
+        restore.target = target
+        restore.confirmed = true
+        // Replace what the backup holds, atomically: drop and recreate its objects in one transaction.
+        restore.clean = (body.tables ?? []).isEmpty
+        restore.dataOnly = !(body.tables ?? []).isEmpty
+        restore.tables = TableFilter(include: body.tables ?? [])
+        let operations = operations(identity, context)
+        let request = restore
+        let result = try await onThread { try operations.restore(request) }
         struct Body: Encodable { var success = true; var message = "Backup restored successfully"; var restoredTables: [String]; var rows: UInt64 }
         return JSONBody.response(Body(
             restoredTables: result.restoredTables.map { $0.hasPrefix("public.") ? String($0.dropFirst(7)) : $0 }, rows: result.rows))
@@ -300,9 +252,8 @@ struct BackupController: Sendable {
     // MARK: Status
 
     @Sendable func status(_ request: Request, context: ArcaRequestContext) async throws -> Response {
-        _ = try context.require(.viewer)
-        let service = configuration.service
-        let status = try await blocking { try service.status() }
+        let operations = operations(try context.require(.viewer), context)
+        let status = try await onThread { try operations.status() }
         struct Body: Encodable {
             var success = true
             var status: ServiceStatus

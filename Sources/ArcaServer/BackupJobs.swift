@@ -4,10 +4,19 @@ import Foundation
 
 /// Backups started through the API: their state while they run and after,
 /// for `GET /api/backup/{id}` and the metrics. Bounded to the last 100.
-actor BackupJobs {
+///
+/// A lock, not an actor: the backup's own thread reports to it as it goes,
+/// and must not wait on the server's tasks to do so.
+final class BackupJobs: @unchecked Sendable {
+    enum Status: String, Codable, Sendable {
+        case running
+        case completed
+        case failed
+    }
+
     struct Job: Sendable {
         var id: String
-        var status: String  // running, completed, failed
+        var status: Status
         var startedAt: String
         var tablesDone = 0
         var tablesTotal = 0
@@ -16,32 +25,47 @@ actor BackupJobs {
         var error: String?
     }
 
-    private var jobs: [String: Job] = [:]
-    private var order: [String] = []
+    private struct State {
+        var jobs: [String: Job] = [:]
+        var order: [String] = []
+    }
+
+    private let lock = NSLock()
+    private var current = State()
+
+    private func withState<T>(_ body: (inout State) -> T) -> T {
+        lock.withLock { body(&current) }
+    }
 
     func started(_ id: String) {
-        jobs[id] = Job(id: id, status: "running", startedAt: Manifest.timestamp(Date()))
-        order.append(id)
-        if order.count > 100 { jobs[order.removeFirst()] = nil }
-    }
-
-    func progress(_ id: String, _ progress: BackupProgress) {
-        jobs[id]?.tablesDone = progress.tablesDone
-        jobs[id]?.tablesTotal = progress.tablesTotal
-        jobs[id]?.rawBytes = progress.rawBytes
-    }
-
-    func finished(_ id: String, _ result: Result<BackupResult, any Error>) {
-        switch result {
-        case .success(let value):
-            jobs[id]?.status = "completed"
-            jobs[id]?.result = value
-        case .failure(let error):
-            jobs[id]?.status = "failed"
-            jobs[id]?.error = "\(error)"
+        withState { state in
+            state.jobs[id] = Job(id: id, status: .running, startedAt: Manifest.timestamp(Date()))
+            state.order.append(id)
+            if state.order.count > 100 { state.jobs[state.order.removeFirst()] = nil }
         }
     }
 
-    func job(_ id: String) -> Job? { jobs[id] }
-    var running: Int { jobs.values.filter { $0.status == "running" }.count }
+    func progress(_ id: String, _ progress: BackupProgress) {
+        withState { state in
+            state.jobs[id]?.tablesDone = progress.tablesDone
+            state.jobs[id]?.tablesTotal = progress.tablesTotal
+            state.jobs[id]?.rawBytes = progress.rawBytes
+        }
+    }
+
+    func finished(_ id: String, _ result: Result<BackupResult, any Error>) {
+        withState { state in
+            switch result {
+            case .success(let value):
+                state.jobs[id]?.status = .completed
+                state.jobs[id]?.result = value
+            case .failure(let error):
+                state.jobs[id]?.status = .failed
+                state.jobs[id]?.error = "\(error)"
+            }
+        }
+    }
+
+    func job(_ id: String) -> Job? { withState { $0.jobs[id] } }
+    var running: Int { withState { $0.jobs.values.filter { $0.status == .running }.count } }
 }

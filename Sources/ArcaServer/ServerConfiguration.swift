@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaPostgres
 import Foundation
 

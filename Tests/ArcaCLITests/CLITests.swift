@@ -248,8 +248,9 @@ import Testing
         #expect(missing.status == 1)
         #expect(missing.output.stderr.contains("arca list"))
 
+        // Not a backup id, not an archive file: the argument is wrong (usage, 2).
         let invalid = try arca(["inspect", "%2e%2e", "--repo", repo])
-        #expect(invalid.status == 1)
+        #expect(invalid.status == 2)
         #expect(invalid.output.stderr.contains("neither a backup id"))
 
         // A path is read as the user asked, and a file that is not an archive says so.
@@ -260,10 +261,10 @@ import Testing
         let directory = TestPaths.temporaryDirectory("cli-dir") + "/x.arca"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let notFile = try arca(["verify", directory, "--repo", repo])
-        #expect(notFile.status == 1)
+        #expect(notFile.status == 2)
         #expect(notFile.output.stderr.contains("not a regular file"))
         let device = try arca(["restore", "/dev/null", "--repo", repo, "--target-url", "dbname=never_created", "--confirm"])
-        #expect(device.status == 1 && device.output.stderr.contains("not a regular file"), "\(device.all)")
+        #expect(device.status == 2 && device.output.stderr.contains("not a regular file"), "\(device.all)")
 
         let empty = try arca(["list", "--repo", repo])
         #expect(empty.status == 0)

@@ -1,3 +1,4 @@
+import ArcaEngine
 import ArcaTesting
 import Foundation
 import Testing
@@ -88,9 +89,11 @@ import Testing
         #expect(json["healthy"] as? Bool == true)
         #expect((json["scheduler"] as? [String: Any])?["running"] as? Bool == false)
         #expect((json["lastBackup"] as? [String: Any])?["integrity"] as? String == "unverified")
-        // An hourly schedule makes a backup from two days ago late.
-        let old = repo + "/local/backup_20200101_000000.arca"
-        try FileManager.default.moveItem(atPath: try #require(files(repo + "/local").first { $0.hasSuffix(".arca") }.map { repo + "/local/" + $0 }), toPath: old)
+        // An hourly schedule makes a backup from 2020 late. Backups are
+        // dated by their manifests, so this one is really taken "in 2020".
+        for name in files(repo + "/local") { try FileManager.default.removeItem(atPath: repo + "/local/" + name) }
+        _ = try BackupRunner(options: BackupOptions(source: database.connectionString, repository: Repository(root: repo)))
+            .run(now: { Date(timeIntervalSince1970: 1_577_836_800) })
         let late = try arca(["status", "--repo", repo], environment: environment.merging(["ARCA_BACKUP_SCHEDULE": "0 * * * *"]) { $1 })
         #expect(late.status == 1)
         #expect(late.stdout.contains("older than the backup schedule"), "\(late.stdout)")

@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaFormat
 import ArcaPostgres
 import ArcaTesting
@@ -37,12 +38,13 @@ import Testing
         let configuration = try ServiceConfiguration(environment: [
             "DATABASE_URL": source.connectionString.conninfo, "ARCA_REPO": repository.root, "ARCA_ENCRYPTION_KEY": try #require(Self.key.base64),
         ])
-        #expect(throws: ArchiveTrustError.self) { try Drill(configuration: configuration).run() }
+        let operations = Operations(configuration: configuration, requester: .commandLine)
+        #expect(throws: ArchiveTrustError.self) { try operations.drill() }
 
         let listing = try #require(try repository.listings(key: Self.key).first)
         #expect(listing.warnings?.first?.hasPrefix("unencrypted in a repository with a key") == true)
         #expect(try repository.listings().first?.warnings == nil, "flagged although no key is configured")
-        #expect(try configuration.status().problems.contains { $0.contains("\(id) is unencrypted in a repository with a key") })
+        #expect(try operations.status().problems.contains { $0.contains("\(id) (local) is unencrypted in a repository with a key") })
 
         // The operator vouches for it.
         var verification = Verification(path: planted.path, repository: repository, key: Self.key)

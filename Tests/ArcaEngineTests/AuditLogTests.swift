@@ -20,7 +20,7 @@ private func makeLog(_ path: String) -> AuditLog {
 }
 
 private func backupEvent(_ number: Int, action: String = "backup", time: String = "2024-12-01T14:05:30.123Z") -> AuditEvent {
-    AuditEvent(time: time, actor: "cli:postgres", action: action, target: "backup-\(number)", outcome: "success")
+    AuditEvent(time: time, actor: "cli:postgres", action: action, target: "backup-\(number)", outcome: .success)
 }
 
 /// The file's lines without their newlines; a missing final newline is kept visible as an unterminated last element.
@@ -85,9 +85,9 @@ private final class ErrorBox: @unchecked Sendable {
         let log = makeLog(directory + "/audit.log")
         let full = AuditEvent(
             time: "2024-12-01T14:05:30.123Z", actor: "token:ops-dashboard", clientIP: "10.0.0.7", action: "restore",
-            target: "20241201T140518Z", outcome: "failure", durationSeconds: 12.5,
+            target: "20241201T140518Z", outcome: .failure, durationSeconds: 12.5,
             error: "disk full: \"/var/lib\"\nsecond line, ünïcödé", details: ["bytes": "1048576", "tables": "12"])
-        let minimal = AuditEvent(time: "2024-12-01T14:06:00.000Z", actor: "cli:root", action: "list", outcome: "success")
+        let minimal = AuditEvent(time: "2024-12-01T14:06:00.000Z", actor: "cli:root", action: "list", outcome: .success)
         try log.append(full)
         try log.append(minimal)
 

@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaOperations
 import ArcaFormat
 import ArcaPostgres
 import ArcaS3
@@ -71,7 +72,7 @@ import Testing
 
         // Listing reads the trailer and manifest with small ranged GETs.
         let before = cloud.bytesDownloaded
-        let listings = try await onThread { try cloud.listings(repository: repository) }
+        let listings = try await onThread { try cloud.listings(key: nil, records: repository) }
         #expect(listings.first?.tables == 2 && listings.first?.bytes == result.bytes)
         #expect(cloud.bytesDownloaded - before < 512 << 10, "listing fetched \(cloud.bytesDownloaded - before) bytes")
 
@@ -142,7 +143,7 @@ import Testing
             "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": cloud.configuration.endpoint!.absoluteString,
             "ARCA_S3_PREFIX": cloud.configuration.prefix,
         ]
-        let status = try await onThread { try ServiceConfiguration(environment: environment).status() }
+        let status = try await onThread { try Operations(configuration: try ServiceConfiguration(environment: environment), requester: .commandLine).status() }
         #expect(status.cloudMissing == [id.rawValue])
         #expect(status.problems.contains { $0.contains("arca sync") })
 
@@ -268,22 +269,23 @@ import Testing
         let cloud = try await Self.bucket("retention")
         let repository = Steps.repository("cloud-retention")
         let result = try await Self.backup(source, repository, cloud: cloud)
-        let client = S3Client(configuration: cloud.configuration)
-        let archive = Array(try Data(contentsOf: URL(fileURLWithPath: result.path)))
-        for old in ["backup_20200101_020000", "backup_20200102_020000"] {
-            _ = try await client.putObject(key: "\(old).arca", body: archive)
-            _ = try await client.putObject(key: "\(old).arca.md5", body: Array("\(result.md5)  \(old).arca\n".utf8))
+        // Two old backups, in the bucket only (retention goes by the time in their manifests).
+        for day in [1, 2] {
+            var options = BackupOptions(source: source.connectionString, repository: repository)
+            options.cloud = cloud
+            options.uploadOnly = true
+            let configured = options
+            let old = Date(timeIntervalSince1970: 1_577_844_000 + Double(day) * 86_400)  // 2020-01-0x
+            _ = try await onThread { try BackupRunner(options: configured).run(now: { old }) }
         }
-        try await client.shutdown()
         #expect(try cloud.archives().count == 3)
 
-        var configured = Cleanup(repository: repository, policy: RetentionPolicy(retentionDays: 30))
-        configured.cloud = (cloud, RetentionPolicy(retentionDays: 30))
-        let cleanup = configured
+        let cleanup = Cleanup(repository: repository, targets: [(repository, RetentionPolicy(retentionDays: 30)), (cloud, RetentionPolicy(retentionDays: 30))])
         let outcome = try await onThread { try cleanup.run() }
-        #expect(outcome.cloud?.removed.sorted() == ["backup_20200101_020000", "backup_20200102_020000"])
+        #expect(outcome.stores.map(\.location) == [.local, .cloud])
+        #expect(outcome.stores[1].removed.sorted() == ["backup_20200102_020000", "backup_20200103_020000"])
         #expect(try cloud.archives().map(\.id.rawValue) == [result.backupId])
-        #expect(try cloud.recordedMD5(BackupID("backup_20200101_020000")!) == nil)
+        #expect(try cloud.recordedMD5(BackupID("backup_20200102_020000")!) == nil)
         #expect(try repository.backupIDs().map(\.rawValue) == [result.backupId])
     }
 }

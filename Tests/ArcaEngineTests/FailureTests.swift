@@ -43,7 +43,7 @@ import Testing
         #expect(result.problems.first?.contains("table clinic.big_notes, chunk 2") == true, "\(result.problems)")
         #expect(result.sidecar == "mismatch")
         #expect(repository.verificationRecord(BackupID(backup.backupId)!)?.intact == false)
-        #expect(try repository.listings().first?.integrity == "failed")
+        #expect(try repository.listings().first?.integrity == .failed)
 
         do {
             try Steps.restoreData(backup.path, into: target)

@@ -1,4 +1,5 @@
 @testable import ArcaEngine
+import ArcaOperations
 import ArcaFormat
 import ArcaPostgres
 import ArcaTesting
@@ -50,37 +51,6 @@ import Testing
     }
 }
 
-@Suite struct SchedulePlanTests {
-    func date(_ text: String) -> Date { try! Date(text, strategy: .iso8601) }
-
-    @Test func nextJobsAndMissedRuns() throws {
-        let plan = SchedulePlan(
-            schedules: [.backup: try CronSchedule("0 2 * * *"), .cleanup: try CronSchedule("0 3 * * SUN")],
-            timeZone: TimeZone(identifier: "Europe/Berlin")!)
-        let saturday = try #require(plan.next(after: date("2025-03-22T12:00:00Z")))
-        #expect(saturday.jobs == [.backup])
-        #expect(saturday.date == date("2025-03-23T01:00:00Z"))  // 02:00 CET
-        let sunday = try #require(plan.next(after: saturday.date))
-        #expect(sunday.jobs == [.cleanup])
-        #expect(sunday.date == date("2025-03-23T02:00:00Z"))  // 03:00 CET
-        // On the night clocks spring forward, 02:00 does not exist: the backup
-        // runs at the end of the gap, 03:00 CEST, together with the cleanup.
-        let springForward = try #require(plan.next(after: date("2025-03-29T12:00:00Z")))
-        #expect(springForward.jobs == [.backup, .cleanup])
-        #expect(springForward.date == date("2025-03-30T01:00:00Z"))
-        #expect(plan.backupMissed(lastSuccess: nil, now: date("2025-03-29T12:00:00Z")))
-        #expect(!plan.backupMissed(lastSuccess: date("2025-03-29T01:00:00Z"), now: date("2025-03-29T12:00:00Z")))
-        #expect(plan.backupMissed(lastSuccess: date("2025-03-27T01:00:00Z"), now: date("2025-03-29T12:00:00Z")))
-    }
-
-    @Test func invalidSchedulesFailAtStartUp() {
-        #expect(throws: OperationError.self) { try ServiceConfiguration(environment: ["ARCA_BACKUP_SCHEDULE": "0 25 * * *"]) }
-        #expect(throws: OperationError.self) { try ServiceConfiguration(environment: ["ARCA_TIMEZONE": "Mars/Olympus"]) }
-        #expect(throws: OperationError.self) { try ServiceConfiguration(environment: ["ARCA_RETENTION_DAYS": "thirty"]) }
-        #expect((try? ServiceConfiguration(environment: ["ARCA_BACKUP_SCHEDULE": "*/15 9-17 * * MON-FRI", "TZ": "America/New_York"])) != nil)
-    }
-}
-
 @Suite struct OperationsTests {
     func touch(_ path: String) throws {
         try Data("x".utf8).write(to: URL(fileURLWithPath: path))
@@ -99,16 +69,16 @@ import Testing
         }
         // A restore is reading the 50-day-old backup.
         let reading = try #require(try FileLock(path: repository.archivePath(ids[2]), mode: .shared, create: false))
-        var cleanup = Cleanup(repository: repository, policy: RetentionPolicy(retentionDays: 30))
+        var cleanup = Cleanup(repository: repository, targets: [(repository, RetentionPolicy(retentionDays: 30))])
         cleanup.dryRun = true
         let preview = try cleanup.run(now: now)
-        #expect(preview.removed.count == 3)
+        #expect(preview.stores[0].removed.count == 3)
         #expect(FileManager.default.fileExists(atPath: repository.archivePath(ids[3])))
 
         cleanup.dryRun = false
         let result = try cleanup.run(now: now)
-        #expect(Set(result.removed) == [ids[1].rawValue, ids[3].rawValue])
-        #expect(result.inUse == [ids[2].rawValue])
+        #expect(Set(result.stores[0].removed) == [ids[1].rawValue, ids[3].rawValue])
+        #expect(result.stores[0].inUse == [ids[2].rawValue])
         #expect(result.freedBytes == 4)
         #expect(Steps.files(in: repository.localDirectory) == [
             "\(ids[0]).arca", "\(ids[0]).arca.md5", "\(ids[2]).arca", "\(ids[2]).arca.md5",
@@ -147,7 +117,7 @@ import Testing
         try Steps.backup(source, into: repository)
         let configuration = try ServiceConfiguration(
             environment: ["DATABASE_URL": "dbname=\(source.name)"], repository: repository.root)
-        let result = try Drill(configuration: configuration).run()
+        let result = try Operations(configuration: configuration, requester: .commandLine).drill()
         #expect(result.passed, "\(result.problems)")
         #expect(result.tables == 23)
         let left = try PostgresConnection(try TestServer.connectionString())

@@ -48,7 +48,7 @@ import Testing
         _ = try Verification(path: older.path, repository: repository).run()
         let listings = try repository.listings()
         #expect(listings.map(\.id) == [newer.backupId, older.backupId])
-        #expect(listings.map(\.integrity) == ["unverified", "verified"])
+        #expect(listings.map(\.integrity) == [.unverified, .verified])
         #expect(listings[0].rows == 10)
         #expect(listings[0].bytes == newer.bytes)
     }

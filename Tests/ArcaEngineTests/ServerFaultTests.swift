@@ -1,4 +1,6 @@
 import ArcaEngine
+import ArcaOperations
+import ArcaScheduler
 import ArcaPostgres
 import ArcaTesting
 import Foundation
@@ -30,11 +32,11 @@ struct ServerFaultTests {
             "DATABASE_URL": try cluster.connectionString(database: "shop").conninfo, "ARCA_REPO": folder + "/repo",
         ])
         let repository = configuration.repository
-        let service = BackupService(
+        let service = Scheduler(
             configuration: configuration, cancellation: Cancellation(),
             logger: Logger(label: "arca.tests.service") { _ in SwiftLogNoOpLogHandler() })
 
-        let job = BackgroundOperation { service.runJob(.backup, trigger: "scheduled") }
+        let job = BackgroundOperation { service.runJob(.backup, trigger: .scheduled) }
         // The server's own progress report: rows of big_table are on their way.
         let monitor = try cluster.connect(database: "shop")
         let copying = Spawned.waitFor(seconds: 60) {
@@ -48,7 +50,7 @@ struct ServerFaultTests {
         try #require(job.wait(seconds: 60) != nil, "the backup hung after the server stopped")
 
         let failure = try #require(try Self.backupEvents(repository).last)
-        #expect(failure.outcome == "failure")
+        #expect(failure.outcome == .failure)
         #expect(failure.details?["trigger"] == "scheduled")
         let message = failure.error ?? ""
         #expect(message.contains("public.big_table"), "the error does not name the table: \(message)")
@@ -61,11 +63,11 @@ struct ServerFaultTests {
         // After crash recovery the next scheduled backup must just work:
         // the failed one left no lock, no partial file, nothing to clean.
         try cluster.start()
-        service.runJob(.backup, trigger: "scheduled")
+        service.runJob(.backup, trigger: .scheduled)
         let events = try Self.backupEvents(repository)
-        #expect(events.map(\.outcome) == ["failure", "success"])
+        #expect(events.map(\.outcome) == [.failure, .success])
         let success = try #require(events.last)
-        #expect(success.outcome == "success", "\(success.error ?? "")")
+        #expect(success.outcome == .success, "\(success.error ?? "")")
         let listings = try repository.listings()
         #expect(listings.count == 1)
         #expect(listings.first?.id == success.target)

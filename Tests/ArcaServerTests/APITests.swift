@@ -1,4 +1,5 @@
 @testable import ArcaEngine
+import ArcaOperations
 import ArcaFormat
 import ArcaServer
 import ArcaTesting
@@ -267,7 +268,8 @@ import Testing
             }
             try await client.execute(uri: "/metrics", method: .get) { (response) async throws in
                 let text = String(buffer: response.body)
-                #expect(text.contains("arca_backups 1"))
+                #expect(text.contains("arca_backups{location=\"local\"} 1"), "\(text)")
+                #expect(text.contains("arca_healthy 1"), "\(text)")
                 #expect(text.contains("# TYPE arca_backup_failures_total counter"))
             }
         }

@@ -147,13 +147,3 @@ public func freeLocalPort() throws -> Int {
     guard bound else { throw TestSetupError("could not bind a local port") }
     return Int(UInt16(bigEndian: address.sin_port))
 }
-
-
-/// Runs blocking engine work (libpq, and the engine's own waits on S3
-/// requests) on a thread of its own, so a test never blocks one of the few
-/// cooperative threads that the S3 client's tasks need.
-public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}

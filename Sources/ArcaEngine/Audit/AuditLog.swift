@@ -20,6 +20,14 @@ import Glibc
 // records its hash) or the removal of whole lines from the END of the file. Catching
 // those needs the newest sequence/hash kept somewhere else (e.g. in backup manifests).
 
+/// How an audited operation ended.
+public enum AuditOutcome: String, Codable, Sendable {
+    case success
+    case failure
+    /// Not attempted: refused by a rule (no confirmation, another writer running, a bad request).
+    case refused
+}
+
 /// One thing that happened, as recorded in the audit trail.
 public struct AuditEvent: Codable, Sendable, Equatable {
     public var time: String          // RFC 3339 UTC with milliseconds, e.g. 2024-12-01T14:05:30.123Z
@@ -27,7 +35,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var clientIP: String?     // for API calls
     public var action: String        // backup, verify, restore, cleanup, list, login_failed, config_error, drill, ...
     public var target: String?       // e.g. backup id
-    public var outcome: String       // "success" | "failure" | "refused"
+    public var outcome: AuditOutcome
     public var durationSeconds: Double?
     public var error: String?
     public var details: [String: String]?   // small extra facts (sizes, counts); never secrets or row data
@@ -38,7 +46,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         clientIP: String? = nil,
         action: String,
         target: String? = nil,
-        outcome: String,
+        outcome: AuditOutcome,
         durationSeconds: Double? = nil,
         error: String? = nil,
         details: [String: String]? = nil

@@ -27,8 +27,8 @@ public struct BackupOptions: Sendable {
     public static let defaultCompressionLevel: Int32 = 1
     /// Stops the backup cleanly when cancelled (SIGTERM, service shutdown).
     public var cancellation = Cancellation()
-    /// Recorded in the manifest: `manual`, `scheduled`, `missed`, `api`.
-    public var trigger = "manual"
+    /// Recorded in the manifest.
+    public var trigger = BackupTrigger.manual
     /// Encrypts the archive (chunks, schema, manifest) when set.
     public var encryptionKey: ArchiveKey?
     /// Where finished archives are also kept. The archive is uploaded after
@@ -41,6 +41,16 @@ public struct BackupOptions: Sendable {
         self.source = source
         self.repository = repository
     }
+}
+
+/// What started a backup; recorded in its manifest and in the audit trail.
+public enum BackupTrigger: String, Codable, Sendable {
+    /// A person or a script, from the command line.
+    case manual
+    case scheduled
+    /// The scheduler at start-up, for a scheduled backup missed while it was down.
+    case missed
+    case api
 }
 
 public struct BackupProgress: Sendable {
@@ -275,7 +285,7 @@ public struct BackupRunner: Sendable {
                 tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
                     ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
             var finished = manifest
-            finished.trigger = options.trigger
+            finished.trigger = options.trigger.rawValue
             let summary = try writer.finish(manifest: finished)
             let path = try destination.publish(fileMD5: summary.fileMD5)
             result = BackupResult(
@@ -289,11 +299,11 @@ public struct BackupRunner: Sendable {
         }
         if let cloud = options.cloud {
             if !options.uploadOnly {
-                progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: "uploading to \(cloud.location)", rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
+                progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: "uploading to \(cloud.place)", rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
                 do {
                     try cloud.upload(archiveAt: result.path, id: destination.id)
                 } catch {
-                    throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.location, underlying: "\(error)")
+                    throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.place, underlying: "\(error)")
                 }
             }
             result.cloud = cloud.describe(destination.id)
@@ -315,9 +325,9 @@ public struct BackupRunner: Sendable {
         // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
         for attempt in 0..<1000 {
             let id = BackupID(date: date, attempt: attempt)
-            if try !cloud.contains(id) { return cloud.beginUpload(id) }
+            if try cloud.stat(id) == nil { return cloud.beginUpload(id) }
         }
-        throw OperationError.invalidConfiguration("No free backup id in \(cloud.location) for \(date).")
+        throw OperationError.invalidConfiguration("No free backup id in \(cloud.place) for \(date).")
     }
 
     /// Exact sizes, now that the tables are locked (the catalog's relpages

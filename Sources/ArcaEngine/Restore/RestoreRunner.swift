@@ -2,9 +2,9 @@ import ArcaFormat
 import ArcaPostgres
 import Foundation
 
-public struct RestoreOptions: Sendable {
-    public var archive: ArchiveReference
-    public var target: ConnectionString
+/// What a restore does, as its caller chooses it (the CLI's flags, the
+/// API's body); `RestoreOptions` adds where from, where to and with what.
+public struct RestoreChoices: Sendable {
     /// The user confirmed that the target's tables may be replaced.
     public var confirmed = false
     public var tables = TableFilter()
@@ -23,12 +23,23 @@ public struct RestoreOptions: Sendable {
     /// Parallel connections. More than one needs `create`: the restore then
     /// goes into a staging database renamed when complete (ParallelRestore).
     public var jobs = 1
+    /// Restore an unencrypted archive although a key is configured (see `ArchiveTrust`).
+    public var allowUnencrypted = false
+
+    public init() {}
+}
+
+/// A restore's choices (`options.create`, … read through to `choices`)
+/// and what it needs to run them.
+@dynamicMemberLookup
+public struct RestoreOptions: Sendable {
+    public var archive: ArchiveReference
+    public var target: ConnectionString
+    public var choices = RestoreChoices()
     /// Where pg_restore is (default: the newest installed PostgreSQL's bin folder, else PATH).
     public var postgresBinDirectory: String?
     /// Opens an encrypted archive; checked before anything is written.
     public var key: ArchiveKey?
-    /// Restore an unencrypted archive although a key is configured (see `ArchiveTrust`).
-    public var allowUnencrypted = false
 
     public init(archive: ArchiveReference, target: ConnectionString) {
         self.archive = archive
@@ -38,6 +49,11 @@ public struct RestoreOptions: Sendable {
     /// A local archive file.
     public init(archivePath: String, target: ConnectionString) {
         self.init(archive: .file(archivePath), target: target)
+    }
+
+    public subscript<Value>(dynamicMember choice: WritableKeyPath<RestoreChoices, Value>) -> Value {
+        get { choices[keyPath: choice] }
+        set { choices[keyPath: choice] = newValue }
     }
 }
 

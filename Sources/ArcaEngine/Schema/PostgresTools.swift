@@ -26,7 +26,7 @@ public enum SchemaError: Error, Sendable, CustomStringConvertible {
 /// folder the caller names (`ARCA_PG_BINDIR` in the CLI), else the newest
 /// `/usr/lib/postgresql/N/bin`, else PATH, and checked to be at least as new
 /// as the server.
-struct PostgresTools: Sendable {
+public struct PostgresTools: Sendable {
     let directory: String?
     /// pg_dump's version ("15.20"), read once when the tools were located.
     private(set) var pgDumpVersion = "?"
@@ -62,6 +62,12 @@ struct PostgresTools: Sendable {
             throw SchemaError.toolMissing("pg_dump", searched: searched)
         }
         return onPath
+    }
+
+    /// Which pg_dump a backup of a `serverMajor` server would use: "pg_dump 15.20 (/usr/lib/postgresql/15/bin)".
+    public static func describe(serverMajor: Int, directory: String?) throws -> String {
+        let tools = try locate(serverMajor: serverMajor, directory: directory)
+        return "pg_dump \(tools.pgDumpVersion) (\(tools.directory ?? "PATH"))"
     }
 
     /// The tool's version, refused when older than the server.

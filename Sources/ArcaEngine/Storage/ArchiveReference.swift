@@ -22,8 +22,8 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
             return .file(try repository.locate(reference))
         } catch RepositoryError.backupNotFound(let name, let root) {
             guard let cloud, let id = BackupID(reference) else { throw RepositoryError.backupNotFound(name, repository: root) }
-            guard try cloud.contains(id) else {
-                throw RepositoryError.backupNotFound(reference, repository: "\(root) or \(cloud.location)")
+            guard try cloud.stat(id) != nil else {
+                throw RepositoryError.backupNotFound(reference, repository: "\(root) or \(cloud.place)")
             }
             return .cloud(cloud, id)
         }
@@ -34,7 +34,7 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
     public func open(sequential: Bool) throws -> any ByteSource {
         switch self {
         case .file(let path): try FileSource(path: path)
-        case .cloud(let store, let id): try store.source(id, readAhead: sequential ? 8 << 20 : 0)
+        case .cloud(let store, let id): try store.source(id, sequential: sequential)
         }
     }
 
@@ -42,7 +42,7 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
     func recordedMD5() throws -> String? {
         switch self {
         case .file(let path):
-            FileManager.default.contents(atPath: Repository.checksumPath(ofArchive: path)).map(Repository.recordedMD5(inSidecar:))
+            try Repository.recordedMD5(ofArchive: path)
         case .cloud(let store, let id):
             try store.recordedMD5(id)
         }

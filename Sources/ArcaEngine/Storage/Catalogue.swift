@@ -1,6 +1,24 @@
 import ArcaFormat
 import Foundation
 
+/// What the last verification of a backup found.
+public enum Integrity: String, Codable, Sendable {
+    case verified
+    /// The last verification found damage.
+    case failed
+    case unverified
+    /// The archive's index cannot be read.
+    case unreadable
+}
+
+/// Where a copy of a backup is kept.
+public enum StorageLocation: String, Codable, Sendable {
+    /// The repository folder.
+    case local
+    /// The bucket.
+    case cloud
+}
+
 /// One line of `arca list`.
 public struct BackupListing: Codable, Sendable {
     public var id: String
@@ -9,15 +27,12 @@ public struct BackupListing: Codable, Sendable {
     public var tables: Int?
     public var rows: UInt64?
     public var rawBytes: UInt64?
-    /// `verified`, `failed` (the last verification found damage),
-    /// `unverified`, or `unreadable` (the archive's index cannot be read).
-    public var integrity: String
-    /// What started it (from the manifest): `manual`, `scheduled`, `missed`, `api`.
-    public var trigger: String?
+    public var integrity: Integrity
+    /// What started it (from the manifest).
+    public var trigger: BackupTrigger?
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
-    /// `local` (the repository) or `cloud` (the bucket).
-    public var location: String
+    public var location: StorageLocation
     public var path: String
     public var error: String?
     /// What the operator should know about it: unencrypted in a repository
@@ -33,7 +48,7 @@ public struct BackupListing: Codable, Sendable {
     /// Whether it may stand for "the newest backup" (drills, status, a
     /// missed-backup check): readable, and not dated in the future.
     public func isCandidateForNewest(now: Date) -> Bool {
-        integrity != "unreadable" && !ArchiveTrust.isFutureDated(date, now: now)
+        integrity != .unreadable && !ArchiveTrust.isFutureDated(date, now: now)
     }
 }
 
@@ -45,33 +60,27 @@ extension [BackupListing] {
     }
 }
 
-extension Repository {
-    /// Every archive in `local/`, newest first, described from its trailer
-    /// and manifest only (no data is read). Without `key`, an encrypted
-    /// archive is listed from its header alone.
-    public func listings(key: ArchiveKey? = nil, now: Date = Date()) throws -> [BackupListing] {
-        try backupIDs().map { id in
-            let path = archivePath(id)
-            var listing = BackupListing(id: id.rawValue, bytes: FileSystem.size(path) ?? 0, integrity: "unverified", location: "local", path: path)
-            if let record = verificationRecord(id) { listing.integrity = record.intact ? "verified" : "failed" }
-            listing.describe(key: key, now: now) { try FileSource(path: path) }
+extension ArchiveStore {
+    /// Every archive of the store, newest first, described from its header,
+    /// trailer and manifest only: a few small reads (ranged GETs in a
+    /// bucket), never its data. Without `key`, an encrypted archive is
+    /// listed from its header alone. Integrity comes from the verification
+    /// records `records` keeps (the repository's, for its cloud copies too).
+    public func listings(key: ArchiveKey?, records: Repository, now: Date = Date()) throws -> [BackupListing] {
+        try archives().map { archive in
+            var listing = BackupListing(
+                id: archive.id.rawValue, bytes: archive.bytes, integrity: .unverified, location: location, path: describe(archive.id))
+            if let record = records.verificationRecord(archive.id) { listing.integrity = record.integrity }
+            listing.describe(key: key, now: now) { try source(archive.id, sequential: false) }
             return listing
         }
     }
 }
 
-extension CloudStore {
-    /// Every archive in the bucket, newest first, each described with a few
-    /// small ranged GETs (header, trailer and manifest), never a whole archive.
-    /// Integrity is the local twin's verification record, if any.
-    public func listings(key: ArchiveKey? = nil, repository: Repository, now: Date = Date()) throws -> [BackupListing] {
-        try archives().map { archive in
-            var listing = BackupListing(
-                id: archive.id.rawValue, bytes: archive.size, integrity: "unverified", location: "cloud", path: describe(archive.id))
-            if let record = repository.verificationRecord(archive.id) { listing.integrity = record.intact ? "verified" : "failed" }
-            listing.describe(key: key, now: now) { try source(archive.id) }
-            return listing
-        }
+extension Repository {
+    /// The repository's own archives, listed (see `ArchiveStore.listings`).
+    public func listings(key: ArchiveKey? = nil, now: Date = Date()) throws -> [BackupListing] {
+        try listings(key: key, records: self, now: now)
     }
 }
 
@@ -88,9 +97,9 @@ extension BackupListing {
             tables = manifest.tables.count
             rows = manifest.totals.rows
             rawBytes = manifest.totals.rawBytes
-            trigger = manifest.trigger
+            trigger = manifest.trigger.flatMap(BackupTrigger.init(rawValue:))
         } catch {
-            integrity = "unreadable"
+            integrity = .unreadable
             self.error = "\(error)"
         }
     }

@@ -51,21 +51,21 @@ public final class CloudStore: @unchecked Sendable {
     }
 
     /// `s3://bucket/prefix/`, for messages and listings.
-    public var location: String { "s3://\(configuration.bucket)/\(configuration.prefix)" }
+    public var place: String { "s3://\(configuration.bucket)/\(configuration.prefix)" }
 
     static func archiveKey(_ id: BackupID) -> String { "\(id).arca" }
     static func checksumKey(_ id: BackupID) -> String { "\(id).arca.md5" }
 
-    public func describe(_ id: BackupID) -> String { location + Self.archiveKey(id) }
+    public func describe(_ id: BackupID) -> String { place + Self.archiveKey(id) }
 
     // MARK: Listing
 
     /// The archives in the bucket with their sizes, newest first.
-    public func archives() throws -> [(id: BackupID, size: UInt64)] {
+    public func archives() throws -> [StoredArchive] {
         try runBlocking { try await self.client.listObjects() }
             .compactMap { object in
                 guard object.key.hasSuffix(".arca"), let id = BackupID(String(object.key.dropLast(5))) else { return nil }
-                return (id, object.size)
+                return StoredArchive(id: id, bytes: object.size)
             }
             .sorted { $0.id > $1.id }
     }
@@ -85,7 +85,7 @@ public final class CloudStore: @unchecked Sendable {
     /// which is what listing and inspection need.
     public func source(_ id: BackupID, readAhead: Int = 0) throws -> CloudSource {
         guard let info = try runBlocking({ try await self.client.headObject(key: Self.archiveKey(id)) }) else {
-            throw RepositoryError.backupNotFound(id.rawValue, repository: location)
+            throw RepositoryError.backupNotFound(id.rawValue, repository: place)
         }
         return CloudSource(store: self, key: Self.archiveKey(id), size: info.size, readAhead: readAhead)
     }
@@ -165,14 +165,15 @@ public final class CloudStore: @unchecked Sendable {
         }
     }
 
-    /// Deletes an archive and its sidecar.
-    public func remove(_ id: BackupID) throws {
+    /// Deletes an archive and its sidecar; returns the archive's size.
+    public func remove(_ id: BackupID) throws -> UInt64 {
+        let size = try stat(id)?.bytes ?? 0
         try runBlocking { try await self.client.deleteObjects(keys: [Self.archiveKey(id), Self.checksumKey(id)]) }
+        return size
     }
 
-    /// Whether the bucket holds the archive (one HEAD request).
-    public func contains(_ id: BackupID) throws -> Bool {
-        try runBlocking { try await self.client.headObject(key: Self.archiveKey(id)) } != nil
+    public func stat(_ id: BackupID) throws -> StoredArchive? {
+        try runBlocking { try await self.client.headObject(key: Self.archiveKey(id)) }.map { StoredArchive(id: id, bytes: $0.size) }
     }
 }
 
@@ -282,37 +283,3 @@ struct FileChunks: AsyncSequence, Sendable {
 
 extension FileSource: @unchecked Sendable {}
 
-/// Runs async work from a synchronous engine thread and waits for it.
-///
-/// The work runs on `StorageExecutor`, not on Swift's cooperative pool: a
-/// caller that blocks one of the pool's few threads (a test, a scheduler
-/// running inside a task) can then never starve the work it waits for.
-func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task.detached(executorPreference: StorageExecutor.shared) {
-        do { box.result = .success(try await body()) } catch { box.result = .failure(error) }
-        done.signal()
-    }
-    done.wait()
-    return try box.result!.get()
-}
-
-/// Carries a result from the task to the waiting thread; the semaphore
-/// orders the write before the read.
-private final class ResultBox<T>: @unchecked Sendable {
-    var result: Result<T, any Error>?
-}
-
-/// A task executor over a concurrent dispatch queue, whose threads are not
-/// the cooperative pool's. Child tasks (parallel upload parts) inherit it.
-final class StorageExecutor: TaskExecutor {
-    static let shared = StorageExecutor()
-    private let queue = DispatchQueue(label: "arca.storage", attributes: .concurrent)
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        queue.async { job.runSynchronously(on: executor) }
-    }
-}

@@ -73,7 +73,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     }
 
     var failure: (any Error)? {
-        uploadError.map { CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.location, underlying: "\($0)") }
+        uploadError.map { CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.place, underlying: "\($0)") }
     }
 
     func publish(fileMD5: String) throws -> String {
@@ -92,7 +92,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
                 throw CloudError.archiveLeftWithoutSidecar(
                     id: id.rawValue, object: store.describe(id), underlying: "\(error)", removal: "\(removal)")
             }
-            throw CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.location, underlying: "\(error)")
+            throw CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.place, underlying: "\(error)")
         }
         return store.describe(id)
     }

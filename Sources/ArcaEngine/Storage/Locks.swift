@@ -7,14 +7,14 @@ import Glibc
 
 /// An advisory lock on a file (`flock`). The kernel releases it when the
 /// process dies, so a crashed or killed `arca` never holds a lock forever.
-final class FileLock {
+public final class FileLock {
     let path: String
     private var descriptor: Int32
 
-    enum Mode { case shared, exclusive }
+    public enum Mode { case shared, exclusive }
 
     /// Takes the lock without waiting; nil when another process holds it.
-    init?(path: String, mode: Mode, create: Bool = true) throws {
+    public init?(path: String, mode: Mode, create: Bool = true) throws {
         self.path = path
         descriptor = open(path, (create ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw RepositoryError.fromErrno("open", path) }
@@ -30,14 +30,14 @@ final class FileLock {
     deinit { release() }
 
     /// Replaces the file's contents (who holds the lock, for `status`).
-    func write(_ text: String) {
+    public func write(_ text: String) {
         guard descriptor >= 0 else { return }
         _ = ftruncate(descriptor, 0)
         let bytes = Array(text.utf8)
         _ = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
     }
 
-    func release() {
+    public func release() {
         guard descriptor >= 0 else { return }
         flock(descriptor, LOCK_UN)
         Glibc.close(descriptor)
@@ -45,12 +45,12 @@ final class FileLock {
     }
 
     /// The file's contents, readable whether or not anyone holds the lock.
-    static func contents(_ path: String) -> String? {
+    public static func contents(_ path: String) -> String? {
         FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Whether some process holds the lock now.
-    static func isHeld(_ path: String) -> Bool {
+    public static func isHeld(_ path: String) -> Bool {
         guard FileSystem.exists(path) else { return false }
         guard let probe = try? FileLock(path: path, mode: .exclusive, create: false) else { return true }
         probe.release()
@@ -63,6 +63,12 @@ public struct LockHolder: Codable, Sendable {
     public var pid: Int32
     public var operation: String
     public var since: String
+
+    public init(pid: Int32, operation: String, since: String) {
+        self.pid = pid
+        self.operation = operation
+        self.since = since
+    }
 }
 
 extension Repository {
@@ -72,7 +78,7 @@ extension Repository {
     /// second one gets `.alreadyRunning` at once instead of waiting. Taking
     /// it also proves no other writer is alive, so leftovers in `temp/` are
     /// from a crashed run and are removed.
-    func lockForWriting(_ operation: String) throws -> FileLock {
+    public func lockForWriting(_ operation: String) throws -> FileLock {
         try prepare()
         guard let lock = try FileLock(path: lockPath, mode: .exclusive) else {
             let holder = FileLock.contents(lockPath).flatMap { try? JSONDecoder().decode(LockHolder.self, from: Data($0.utf8)) }
@@ -109,7 +115,11 @@ extension Repository {
 /// Failures of the service operations (locking, schedules, cleanup, init).
 public enum OperationError: Error, Sendable, CustomStringConvertible {
     case alreadyRunning(LockHolder?)
+    /// A backup a restore is reading: it cannot be removed now.
+    case inUse(String)
     case cancelled(String)
+    /// There is no backup to act on (`message` says where it looked).
+    case noBackup(String)
     case invalidConfiguration(String)
 
     public var description: String {
@@ -120,7 +130,9 @@ public enum OperationError: Error, Sendable, CustomStringConvertible {
             "Another backup or cleanup is already running on this repository. Wait for it to finish."
         case .cancelled(let what):
             "\(what) was cancelled (signal received); nothing was left half-written."
-        case .invalidConfiguration(let message):
+        case .inUse(let id):
+            "Backup \(id) is being read by a restore; it was not removed. Try again when the restore has finished."
+        case .noBackup(let message), .invalidConfiguration(let message):
             message
         }
     }

@@ -123,6 +123,8 @@ public struct Repository: Sendable {
         public var intact: Bool
         public var problems: [String]
         public var tool: String
+
+        public var integrity: Integrity { intact ? .verified : .failed }
     }
 
     public func verificationRecord(_ id: BackupID) -> VerificationRecord? {

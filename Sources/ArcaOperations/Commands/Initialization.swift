@@ -1,3 +1,4 @@
+import ArcaEngine
 import ArcaPostgres
 import Foundation
 
@@ -49,8 +50,8 @@ public struct Initialization: Sendable {
                 let size = try connection.execute("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())").singleValue.flatMap { UInt64($0) } ?? 0
                 check("database", "ok", "\(database.redacted): PostgreSQL \(version), \(size / 1_000_000) MB")
                 do {
-                    let tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: environment["ARCA_PG_BINDIR"])
-                    check("pg_dump", "ok", "pg_dump \(tools.pgDumpVersion) (\(tools.directory ?? "PATH"))")
+                    let tools = try PostgresTools.describe(serverMajor: connection.serverVersionNumber / 10000, directory: configuration.postgresBinDirectory)
+                    check("pg_dump", "ok", tools)
                 } catch {
                     check("pg_dump", "error", "\(error)", fix: "apt-get install postgresql-client-\(connection.serverVersionNumber / 10000), or set ARCA_PG_BINDIR")
                 }
@@ -74,7 +75,7 @@ public struct Initialization: Sendable {
         if let cloud = configuration.cloud {
             do {
                 let archives = try cloud.archives()
-                check("cloud storage", "ok", "\(cloud.location) reachable, \(archives.count) backup(s); cloud retention \(configuration.cloudRetention.retentionDays) days")
+                check("cloud storage", "ok", "\(cloud.place) reachable, \(archives.count) backup(s); cloud retention \(configuration.cloudRetention.retentionDays) days")
             } catch {
                 check("cloud storage", "error", "\(error)", fix: "Check AWS_S3_BUCKET, AWS_REGION, the credentials and AWS_ENDPOINT_URL, and that the bucket exists.")
             }
@@ -102,7 +103,7 @@ public struct Initialization: Sendable {
             } else {
                 detail += "; a backup is running, temp/ left alone"
             }
-            try AuditTrail(repository: repository, action: "init", mirror: configuration.auditMirror).record(outcome: "success")
+            try AuditTrail(repository: repository, action: "init", mirror: configuration.auditMirror).record(outcome: .success)
             check("repository", "ok", detail + "; audit log \(repository.root)/audit.log")
         } catch {
             check("repository", "error", "\(error)", fix: "Choose a writable folder with --repo or ARCA_REPO.")

@@ -35,7 +35,7 @@ public struct RetentionPolicy: Sendable, Codable, Equatable {
         /// A listed backup, dated by its manifest; verified when its last verification found it intact.
         public init?(_ listing: BackupListing) {
             guard let id = BackupID(listing.id) else { return nil }
-            self.init(id: id, verified: listing.integrity == "verified", date: listing.date)
+            self.init(id: id, verified: listing.integrity == .verified, date: listing.date)
         }
     }
 

@@ -30,7 +30,7 @@ public struct CloudSync: Sendable {
 
     public func upload(progress: (String) -> Void = { _ in }) throws -> SyncResult {
         let uploaded = Set(try cloud.backupIDs())
-        var result = SyncResult(location: cloud.location, direction: "upload", copied: [], bytes: 0, failed: [:])
+        var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
         for id in try repository.backupIDs().reversed() where !uploaded.contains(id) {
             let path = repository.archivePath(id)
             // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
@@ -52,7 +52,7 @@ public struct CloudSync: Sendable {
         let lock = try repository.lockForWriting("sync")
         defer { lock.release() }
         let local = Set(try repository.backupIDs())
-        var result = SyncResult(location: cloud.location, direction: "download", copied: [], bytes: 0, failed: [:])
+        var result = SyncResult(location: cloud.place, direction: "download", copied: [], bytes: 0, failed: [:])
         for archive in try cloud.archives().reversed() where !local.contains(archive.id) {
             progress(archive.id.rawValue)
             do {
@@ -62,7 +62,7 @@ public struct CloudSync: Sendable {
                 }
                 _ = try cloud.download(archive.id, into: repository)
                 result.copied.append(archive.id.rawValue)
-                result.bytes += archive.size
+                result.bytes &+= archive.bytes
             } catch {
                 result.failed[archive.id.rawValue] = "\(error)"
             }

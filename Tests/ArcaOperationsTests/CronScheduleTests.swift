@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import ArcaEngine
+@testable import ArcaOperations
 
 /// Parses an ISO 8601 timestamp with an explicit offset, e.g. "2025-03-30T03:00:00+02:00".
 private func instant(_ text: String) -> Date {

@@ -1,3 +1,4 @@
+import ArcaEngine
 import ArcaFormat
 import ArcaPostgres
 import Foundation
@@ -46,7 +47,7 @@ public struct AuditTrail: Sendable {
 
     /// Appends the event; throws when it cannot be written (an operation
     /// whose audit record is lost must fail).
-    public func record(outcome: String, target: String? = nil, error: String? = nil, details: [String: String]? = nil) throws {
+    public func record(outcome: AuditOutcome, target: String? = nil, error: String? = nil, details: [String: String]? = nil) throws {
         try repository.prepare()
         let duration = ContinuousClock.now - started
         let event = AuditEvent(
@@ -79,20 +80,15 @@ public struct AuditTrail: Sendable {
             INSERT INTO arca_audit (created_at, actor, client_ip, action, resource, target, outcome, duration_seconds, error, details)
             VALUES ($1::timestamptz, $2, $3, $4, 'Backup', $5, $6, $7::double precision, $8, $9::jsonb)
             """,
-            [event.time, event.actor, event.clientIP, event.action, event.target, event.outcome,
+            [event.time, event.actor, event.clientIP, event.action, event.target, event.outcome.rawValue,
              event.durationSeconds.map { String($0) }, event.error, details],
             during: "copying the audit event")
     }
 
-    /// Records a failure; a failure to record it is swallowed, because the
+    /// Records a failure, with the outcome its kind gives (refused or
+    /// failure); a failure to record it is swallowed, because the
     /// operation's own error is what the caller must report.
     public func recordFailure(_ error: any Error, target: String? = nil, details: [String: String]? = nil) {
-        let refused: Bool
-        switch error {
-        case OperationError.alreadyRunning: refused = true
-        case RestoreError.notConfirmed, RestoreError.targetNotEmpty, RestoreError.databaseExists: refused = true
-        default: refused = false
-        }
-        try? record(outcome: refused ? "refused" : "failure", target: target, error: "\(error)", details: details)
+        try? record(outcome: ErrorKind.of(error).auditOutcome, target: target, error: "\(error)", details: details)
     }
 }

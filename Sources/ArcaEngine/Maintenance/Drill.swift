@@ -13,51 +13,40 @@ public struct DrillResult: Codable, Sendable {
 }
 
 /// A restore drill: the monthly restore test operators forget. Restores a
-/// backup into a scratch database it creates (on the source's server, or
-/// `ARCA_DRILL_URL`'s), checks every table's row count against the manifest
-/// (the restore itself checks every chunk end to end), and
-/// drops the scratch database whatever happened.
+/// backup into a scratch database it creates on `server`, checks every
+/// table's row count against the manifest (the restore itself checks every
+/// chunk end to end), and drops the scratch database whatever happened.
 public struct Drill: Sendable {
-    public let configuration: ServiceConfiguration
-    public var reference: String?
+    public var archive: ArchiveReference
+    /// The server the scratch database is made on.
+    public var server: ConnectionString
+    public var key: ArchiveKey?
     /// Drill an unencrypted archive although a key is configured (see `ArchiveTrust`).
     public var allowUnencrypted = false
+    public var postgresBinDirectory: String?
 
-    public init(configuration: ServiceConfiguration, reference: String? = nil) {
-        self.configuration = configuration
-        self.reference = reference
+    public init(archive: ArchiveReference, server: ConnectionString) {
+        self.archive = archive
+        self.server = server
     }
 
     public func run() throws -> DrillResult {
         let clock = ContinuousClock.now
-        let repository = configuration.repository
-        let path: String
-        if let reference {
-            path = try repository.locate(reference)
-        } else {
-            // The newest by its manifest's time; one dated in the future is never drilled.
-            guard let newest = try repository.listings(key: configuration.encryptionKey).newest() else {
-                throw OperationError.invalidConfiguration("There is no readable backup in \(repository.root) to drill (backups dated in the future are left out). Run `arca backup` first.")
-            }
-            path = newest.path
-        }
-        guard let server = configuration.drillTarget ?? configuration.database else {
-            throw OperationError.invalidConfiguration("A drill needs a server: set DATABASE_URL (the drill uses a scratch database there) or ARCA_DRILL_URL.")
-        }
         let scratch = "arca_drill_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let target = server.replacing(database: scratch)
-        var options = RestoreOptions(archivePath: path, target: target)
+        var options = RestoreOptions(archive: archive, target: target)
         options.confirmed = true
         options.create = true
-        options.key = configuration.encryptionKey
+        options.key = key
         options.allowUnencrypted = allowUnencrypted
+        options.postgresBinDirectory = postgresBinDirectory
         defer {
             if let maintenance = try? PostgresConnection(server.replacing(database: "postgres"), applicationName: "arca drill") {
                 _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(scratch)) WITH (FORCE)")
             }
         }
         let restored = try RestoreRunner(options: options).run()
-        let manifest = try ArchiveReader(source: try FileSource(path: path), key: configuration.encryptionKey).manifest
+        let manifest = try ArchiveReader(source: try archive.open(sequential: false), key: key).manifest
         var problems: [String] = []
         let connection = try PostgresConnection(target, applicationName: "arca drill")
         for table in manifest.tables {
@@ -74,5 +63,14 @@ public struct Drill: Sendable {
             backupId: manifest.backupId, database: scratch, passed: problems.isEmpty, tables: manifest.tables.count,
             rows: restored.rows, problems: problems,
             durationSeconds: duration.seconds)
+    }
+}
+
+/// A drill whose restored database did not match its manifest.
+public struct DrillFailure: Error, CustomStringConvertible {
+    public var result: DrillResult
+    public init(result: DrillResult) { self.result = result }
+    public var description: String {
+        "The drill of \(result.backupId) failed: \(result.problems.joined(separator: "; "))"
     }
 }

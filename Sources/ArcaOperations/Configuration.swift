@@ -1,9 +1,12 @@
+import ArcaEngine
 import ArcaFormat
 import ArcaPostgres
 import Foundation
 
-/// The service's settings, read once from the environment and validated at
-/// start-up, so that a typo in a schedule fails `arca start` now, not at 2 a.m.
+/// Arca's settings, read once from the environment and validated at start-up
+/// (a typo in a schedule fails `arca start` now, not at 2 a.m.). The CLI,
+/// the API and the scheduler all build their operations from it, so every
+/// setting means the same through all three.
 public struct ServiceConfiguration: Sendable {
     public var repository: Repository
     public var database: ConnectionString?
@@ -22,10 +25,17 @@ public struct ServiceConfiguration: Sendable {
     public var cloud: CloudStore?
     /// Retention of the cloud copies (`ARCA_CLOUD_RETENTION_DAYS`, default the local days).
     public var cloudRetention: RetentionPolicy
+    /// Where pg_dump and pg_restore are (`ARCA_PG_BINDIR`; default: found by `PostgresTools`).
+    public var postgresBinDirectory: String?
+    /// Parallel connections of a backup (`ARCA_JOBS`; default: the cores, at least 2).
+    public var backupJobs = BackupOptions.defaultJobs
+    /// zstd level of a backup (`ARCA_COMPRESSION_LEVEL`, 1–19; default 1).
+    public var compressionLevel = BackupOptions.defaultCompressionLevel
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
+        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL",
     ] + KeyConfiguration.variables + [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS",
@@ -73,6 +83,20 @@ public struct ServiceConfiguration: Sendable {
                 throw OperationError.invalidConfiguration("ARCA_DRILL_URL is not a valid connection string: \(error)")
             }
         }
+        postgresBinDirectory = value("ARCA_PG_BINDIR")
+        if let jobs = try Self.integer(environment, "ARCA_JOBS", in: 1...64) { backupJobs = jobs }
+        if let level = try Self.integer(environment, "ARCA_COMPRESSION_LEVEL", in: 1...19) { compressionLevel = Int32(level) }
+    }
+
+    /// Where backups are kept: the repository, and the bucket when one is configured.
+    public var stores: [any ArchiveStore] { [repository] + (cloud.map { [$0] } ?? []) }
+
+    static func integer(_ environment: [String: String], _ variable: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = environment[variable], !text.isEmpty else { return nil }
+        guard let value = Int(text), range.contains(value) else {
+            throw OperationError.invalidConfiguration("\(variable) must be a whole number from \(range.lowerBound) to \(range.upperBound), not \"\(text.prefix(40))\".")
+        }
+        return value
     }
 
     /// `ARCA_RETENTION_DAYS`, default 30.

@@ -1,0 +1,91 @@
+import ArcaFormat
+import Foundation
+
+public struct CleanupResult: Codable, Sendable {
+    public var dryRun: Bool
+    /// What the policy did in each store: the repository, then the bucket.
+    public var stores: [StoreCleanup]
+
+    public struct StoreCleanup: Codable, Sendable {
+        public var location: StorageLocation
+        public var place: String
+        public var policy: RetentionPolicy
+        /// Removed (or, in a dry run, to be removed) backups.
+        public var removed: [String]
+        /// Backups the policy would remove but a restore is reading: left alone.
+        public var inUse: [String]
+        public var kept: [RetentionPolicy.Decision]
+        public var freedBytes: UInt64
+    }
+
+    public var removedCount: Int { stores.reduce(0) { $0 + $1.removed.count } }
+    public var freedBytes: UInt64 { stores.reduce(0) { $0 &+ $1.freedBytes } }
+}
+
+/// Applies a retention policy to each store (the repository, the bucket,
+/// each under its own policy): each removed backup goes with its sidecars.
+/// Holds the repository lock (one writer at a time) and skips any archive
+/// a restore is reading. Backups are dated by their manifests, so `key`
+/// opens encrypted ones; without it an encrypted backup is dated by its id.
+public struct Cleanup: Sendable {
+    public let repository: Repository
+    public var targets: [(store: any ArchiveStore, policy: RetentionPolicy)]
+    public var dryRun = false
+    public var key: ArchiveKey?
+
+    public init(repository: Repository, targets: [(store: any ArchiveStore, policy: RetentionPolicy)]) {
+        self.repository = repository
+        self.targets = targets
+    }
+
+    public func run(now: Date = Date()) throws -> CleanupResult {
+        let lock = dryRun ? nil : try repository.lockForWriting("cleanup")
+        defer { lock?.release() }
+        var result = CleanupResult(dryRun: dryRun, stores: [])
+        for (store, policy) in targets {
+            // A cloud copy counts as verified when its local twin is: the
+            // newest verified backup is kept in both places.
+            let listings = try store.listings(key: key, records: repository, now: now)
+            let decisions = policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
+            let sizes = Dictionary(listings.map { ($0.id, $0.bytes) }, uniquingKeysWith: { first, _ in first })
+            var cleaned = CleanupResult.StoreCleanup(
+                location: store.location, place: store.place, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep),
+                freedBytes: 0)
+            for decision in decisions where !decision.keep {
+                guard let id = BackupID(decision.id) else { continue }
+                if dryRun {
+                    cleaned.freedBytes &+= sizes[decision.id] ?? 0
+                } else {
+                    do {
+                        cleaned.freedBytes &+= try store.remove(id)
+                    } catch OperationError.inUse {
+                        cleaned.inUse.append(decision.id)
+                        continue
+                    }
+                }
+                cleaned.removed.append(decision.id)
+            }
+            result.stores.append(cleaned)
+        }
+        return result
+    }
+}
+
+extension Repository {
+    /// Removes one backup (archive and sidecars), unless a restore is
+    /// reading it. The caller holds the repository lock (`lockForWriting`).
+    public func remove(_ id: BackupID) throws -> UInt64 {
+        let archive = archivePath(id)
+        guard FileSystem.exists(archive) else { throw RepositoryError.backupNotFound(id.rawValue, repository: root) }
+        // A restore holds a shared lock on the archive it reads.
+        guard let exclusive = try FileLock(path: archive, mode: .exclusive, create: false) else {
+            throw OperationError.inUse(id.rawValue)
+        }
+        defer { exclusive.release() }
+        let files = [archive, Repository.checksumPath(ofArchive: archive), verificationPath(id)]
+        let size = files.compactMap(FileSystem.size).reduce(0, &+)
+        for file in files { FileSystem.remove(file) }
+        try FileSystem.syncDirectory(localDirectory)
+        return size
+    }
+}

@@ -1,0 +1,76 @@
+import ArcaFormat
+import Foundation
+
+/// Where finished archives are kept: the repository folder (`Repository`)
+/// or a bucket (`CloudStore`). Listing, cleanup, status, sync, verify and
+/// restore go through this one interface, so every caller sees every store
+/// the same way (restic's backend, in spirit).
+///
+/// Both drivers block their calling thread.
+public protocol ArchiveStore: Sendable {
+    var location: StorageLocation { get }
+    /// Where it is, for people: the folder, or `s3://bucket/prefix/`.
+    var place: String { get }
+    /// Every finished archive, newest id first.
+    func archives() throws -> [StoredArchive]
+    /// One archive, nil when the store does not hold it.
+    func stat(_ id: BackupID) throws -> StoredArchive?
+    /// Reads an archive by ranges; `sequential` readers (verify, restore)
+    /// read ahead, others (list, inspect) read only what they ask for.
+    func source(_ id: BackupID, sequential: Bool) throws -> any ByteSource
+    /// The MD5 the archive's sidecar records, nil without a sidecar.
+    func recordedMD5(_ id: BackupID) throws -> String?
+    /// Removes an archive with its sidecars; returns the bytes freed. The
+    /// caller holds the repository's write lock. Refuses
+    /// (`OperationError.inUse`) an archive a restore is reading.
+    func remove(_ id: BackupID) throws -> UInt64
+    /// How a person names one archive of it.
+    func describe(_ id: BackupID) -> String
+}
+
+/// An archive a store holds.
+public struct StoredArchive: Sendable, Equatable {
+    public var id: BackupID
+    public var bytes: UInt64
+
+    public init(id: BackupID, bytes: UInt64) {
+        self.id = id
+        self.bytes = bytes
+    }
+}
+
+extension Repository: ArchiveStore {
+    public var location: StorageLocation { .local }
+    public var place: String { root }
+
+    public func archives() throws -> [StoredArchive] {
+        try backupIDs().map { StoredArchive(id: $0, bytes: FileSystem.size(archivePath($0)) ?? 0) }
+    }
+
+    public func stat(_ id: BackupID) throws -> StoredArchive? {
+        FileSystem.size(archivePath(id)).map { StoredArchive(id: id, bytes: $0) }
+    }
+
+    public func source(_ id: BackupID, sequential: Bool) throws -> any ByteSource {
+        try FileSource(path: archivePath(id))
+    }
+
+    public func recordedMD5(_ id: BackupID) throws -> String? {
+        try Self.recordedMD5(ofArchive: archivePath(id))
+    }
+
+    public func describe(_ id: BackupID) -> String { archivePath(id) }
+
+    /// The MD5 the sidecar of the archive at `path` records.
+    static func recordedMD5(ofArchive path: String) throws -> String? {
+        FileManager.default.contents(atPath: checksumPath(ofArchive: path)).map(recordedMD5(inSidecar:))
+    }
+}
+
+extension CloudStore: ArchiveStore {
+    public var location: StorageLocation { .cloud }
+
+    public func source(_ id: BackupID, sequential: Bool) throws -> any ByteSource {
+        try source(id, readAhead: sequential ? 8 << 20 : 0)
+    }
+}

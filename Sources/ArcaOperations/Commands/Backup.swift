@@ -1,0 +1,63 @@
+import ArcaEngine
+import ArcaFormat
+
+/// What a backup call may choose beyond the configuration.
+public struct BackupRequest: Sendable {
+    public var tables = TableFilter()
+    /// nil: the configured level (`ARCA_COMPRESSION_LEVEL`).
+    public var compressionLevel: Int32?
+    public var chunkSize: UInt32?
+    /// nil: the configured jobs (`ARCA_JOBS`).
+    public var jobs: Int?
+    public var splitThresholdBytes: UInt64?
+    public var lockTimeoutMilliseconds: Int?
+    public var excludeLargeObjects = false
+    /// false: a plain archive although a key is configured (`--no-encrypt`).
+    public var encrypt = true
+    /// Stream to the bucket with no local copy.
+    public var uploadOnly = false
+
+    public init() {}
+}
+
+extension Operations {
+    /// Backs up `DATABASE_URL` into the repository (and the bucket). The
+    /// trigger is the requester's, in the manifest and the audit trail alike.
+    /// `started` is called with the id once the archive is reserved.
+    public func backup(
+        _ request: BackupRequest = BackupRequest(), started: (BackupID) -> Void = { _ in },
+        progress: (BackupProgress) -> Void = { _ in }
+    ) throws -> BackupResult {
+        try trail("backup").run(details: ["trigger": requester.trigger.rawValue], summary: { (result: BackupResult) in
+            AuditSummary(
+                target: result.backupId,
+                details: ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
+        }) {
+            try BackupRunner(options: try backupOptions(request)).run(started: started, progress: progress)
+        }
+    }
+
+    func backupOptions(_ request: BackupRequest) throws -> BackupOptions {
+        guard let database = configuration.database else {
+            throw OperationError.invalidConfiguration("DATABASE_URL is not set: there is no database to back up. Set it (or pass --database-url).")
+        }
+        if request.uploadOnly, configuration.cloud == nil {
+            throw OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET and the AWS_* credentials.")
+        }
+        var options = BackupOptions(source: database, repository: repository)
+        options.tables = request.tables
+        options.compressionLevel = request.compressionLevel ?? configuration.compressionLevel
+        if let chunkSize = request.chunkSize { options.chunkSize = chunkSize }
+        options.jobs = request.jobs ?? configuration.backupJobs
+        if let threshold = request.splitThresholdBytes { options.splitThresholdBytes = threshold }
+        if let timeout = request.lockTimeoutMilliseconds { options.lockTimeoutMilliseconds = timeout }
+        options.excludeLargeObjects = request.excludeLargeObjects
+        options.encryptionKey = request.encrypt ? configuration.encryptionKey : nil
+        options.cloud = configuration.cloud
+        options.uploadOnly = request.uploadOnly
+        options.postgresBinDirectory = configuration.postgresBinDirectory
+        options.trigger = requester.trigger
+        options.cancellation = cancellation
+        return options
+    }
+}

@@ -1,0 +1,19 @@
+import ArcaEngine
+import ArcaFormat
+
+extension Operations {
+    /// Removes a backup from every store that holds it (the local archive
+    /// with its sidecars, the cloud copy), under the repository lock.
+    /// Returns the bytes freed.
+    public func delete(_ id: BackupID) throws -> UInt64 {
+        try trail("delete").run(target: id.rawValue, summary: { (freed: UInt64) in AuditSummary(details: ["freedBytes": String(freed)]) }) {
+            let lock = try repository.lockForWriting("delete")
+            defer { lock.release() }
+            let holding = try configuration.stores.filter { try $0.stat(id) != nil }
+            guard !holding.isEmpty else {
+                throw RepositoryError.backupNotFound(id.rawValue, repository: configuration.stores.map(\.place).joined(separator: " or "))
+            }
+            return try holding.reduce(0) { $0 &+ (try $1.remove(id)) }
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArcaEngine
+import ArcaFormat
+import Foundation
+
+extension Operations {
+    /// Every backup in the repository and the bucket, newest first, the
+    /// local and the cloud copy of a backup side by side.
+    public func list(now: Date = Date()) throws -> [BackupListing] {
+        try trail("list").run(summary: { (listings: [BackupListing]) in AuditSummary(details: ["backups": String(listings.count)]) }) {
+            try listings(now: now)
+        }
+    }
+
+    /// The newest backup in any store, by its manifest's time; one dated in
+    /// the future is never taken (see `ArchiveTrust`).
+    public func newestBackup(now: Date = Date()) throws -> BackupListing? {
+        try listings(now: now).newest(now: now)
+    }
+
+    func listings(now: Date = Date()) throws -> [BackupListing] {
+        try configuration.stores.flatMap { try $0.listings(key: configuration.encryptionKey, records: repository, now: now) }
+            .sorted { ($0.id, $0.location.rawValue) > ($1.id, $1.location.rawValue) }
+    }
+
+    /// One archive's manifest, with what can be said of it without reading its data.
+    public struct Inspection: Sendable {
+        public var manifest: Manifest
+        public var archive: String
+        public var bytes: UInt64
+        public var encrypted: Bool
+        public var integrity: Integrity
+    }
+
+    /// Reads an archive's manifest (a few small reads, never its data).
+    public func inspect(_ backup: String, fromCloud: Bool = false) throws -> Inspection {
+        let archive = try locate(backup, fromCloud: fromCloud)
+        let source = try archive.open(sequential: false)
+        let reader = try ArchiveReader(source: source, key: configuration.encryptionKey)
+        let integrity = BackupID(reader.manifest.backupId).flatMap(repository.verificationRecord)?.integrity ?? .unverified
+        return Inspection(
+            manifest: reader.manifest, archive: archive.description, bytes: source.size, encrypted: reader.header.isEncrypted,
+            integrity: integrity)
+    }
+}
