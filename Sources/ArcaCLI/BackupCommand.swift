@@ -45,6 +45,7 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Stream the archive to the bucket (AWS_S3_BUCKET) with no local copy.")
     var uploadOnly = false
 
+    @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -73,12 +74,7 @@ struct BackupCommand: ParsableCommand {
         Signals.cancel(operations.cancellation)
         let result: BackupResult
         do {
-            result = try operations.backup(request, progress: { progress in
-                guard !output.json else { return }
-                Output.progress(
-                    "tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  "
-                        + "\(Format.rate(progress.rawBytes, seconds: progress.elapsedSeconds))  \(progress.currentTable ?? "")")
-            })
+            result = try operations.backup(request, progress: progress.display)
         } catch {
             throw Output.fail(error)
         }

@@ -26,15 +26,14 @@ struct SyncCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var key: KeyOption
     @OptionGroup var unencrypted: UnencryptedOption
+    @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
 
     func run() throws {
         let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
         let result: SyncResult
         do {
-            result = try operations.sync(download ? .download : .upload, allowUnencrypted: unencrypted.allowUnencrypted) { id in
-                if !output.json { Output.progress("\(download ? "downloading" : "uploading") \(id)") }
-            }
+            result = try operations.sync(download ? .download : .upload, allowUnencrypted: unencrypted.allowUnencrypted, progress: progress.display)
         } catch {
             throw Output.fail(error)
         }

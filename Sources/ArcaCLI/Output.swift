@@ -49,6 +49,14 @@ enum Output {
         FileHandle.standardError.write(Data("\r\u{1B}[2K\(line)".utf8))
     }
 
+    /// One JSON object on a line of its own on stderr (`--progress json`).
+    static func progressRecord(_ progress: OperationProgress) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(progress) else { return }
+        FileHandle.standardError.write(data + Data("\n".utf8))
+    }
+
     static func clearProgress() {
         guard progressShown else { return }
         progressShown = false
@@ -56,7 +64,51 @@ enum Output {
     }
 }
 
+/// `--progress`: how a long operation shows how far it has come.
+struct ProgressOption: ParsableArguments {
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        /// One line, refreshed a few times a second, when stderr is a terminal; nothing otherwise.
+        case auto
+        /// One JSON object per report on stderr, terminal or not (for scripts).
+        case json
+        case none
+    }
+
+    @Option(name: .long, help: "auto: a live line when stderr is a terminal; json: one JSON object per line on stderr; none.")
+    var progress: Mode = .auto
+
+    /// What the operation calls with each report.
+    func display(_ progress: OperationProgress) {
+        switch self.progress {
+        case .none: return
+        case .json: Output.progressRecord(progress)
+        case .auto: Output.progress(Format.progress(progress))
+        }
+    }
+}
+
 enum Format {
+    /// `backup  copying tables  42.5 %  tables 3/10  1.2 GB  310 MB/s  12 s left`
+    static func progress(_ progress: OperationProgress) -> String {
+        var parts = [progress.operation.rawValue, progress.phase]
+        if let percent = progress.percent { parts.append(String(format: "%.1f %%", percent)) }
+        if progress.tablesTotal > 0 { parts.append("tables \(progress.tablesDone)/\(progress.tablesTotal)") }
+        parts.append(bytes(progress.bytesDone))
+        if progress.bytesPerSecond > 0 { parts.append(bytes(UInt64(progress.bytesPerSecond)) + "/s") }
+        if let left = progress.secondsLeft, progress.percent != 100 { parts.append(duration(left) + " left") }
+        if let current = progress.current { parts.append(current) }
+        return parts.joined(separator: "  ")
+    }
+
+    /// `45 s`, `12 min`, `3.2 h`.
+    static func duration(_ seconds: Double) -> String {
+        switch seconds {
+        case ..<90: String(format: "%.0f s", seconds)
+        case ..<5400: String(format: "%.0f min", seconds / 60)
+        default: String(format: "%.1f h", seconds / 3600)
+        }
+    }
+
     static func bytes(_ count: UInt64) -> String { ByteCount.format(count) }
 
     static func rate(_ count: UInt64, seconds: Double) -> String {

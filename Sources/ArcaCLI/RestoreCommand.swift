@@ -51,6 +51,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
     @OptionGroup var unencrypted: UnencryptedOption
+    @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
 
     func validate() throws {
@@ -72,7 +73,8 @@ struct RestoreCommand: ParsableCommand {
         request.excludeLargeObjects = noLargeObjects
         request.jobs = jobs
         request.allowUnencrypted = unencrypted.allowUnencrypted
-        if !output.json, confirm, let target = request.target ?? operations.configuration.database {
+        // Said to a person; scripts (--json, --progress json) get only what they parse.
+        if !output.json, progress.progress != .json, confirm, let target = request.target ?? operations.configuration.database {
             let how = jobs > 1 && create
                 ? "with \(jobs) connections into a staging database, renamed to the target only when complete: on any failure the target is not created"
                 : "in one transaction: on any failure nothing changes"
@@ -83,10 +85,7 @@ struct RestoreCommand: ParsableCommand {
         }
         let result: RestoreResult
         do {
-            result = try operations.restore(request) { progress in
-                guard !output.json else { return }
-                Output.progress("tables \(progress.tablesDone)/\(progress.tablesTotal)  \(Format.bytes(progress.rawBytes))  \(progress.currentTable ?? "")")
-            }
+            result = try operations.restore(request, progress: progress.display)
         } catch {
             throw Output.fail(error)
         }

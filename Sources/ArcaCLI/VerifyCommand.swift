@@ -20,6 +20,7 @@ struct VerifyCommand: ParsableCommand {
     @Flag(name: .long, help: "Check an encrypted archive without its key: only that the stored bytes are the ones written.")
     var noKey = false
 
+    @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
 
     func run() throws {
@@ -30,10 +31,7 @@ struct VerifyCommand: ParsableCommand {
         request.allowUnencrypted = unencrypted.allowUnencrypted
         let result: VerifyResult
         do {
-            result = try operations.verify(request) { done, total in
-                guard !output.json, total > 0 else { return }
-                Output.progress("verifying \(Format.bytes(done)) / \(Format.bytes(total))")
-            }
+            result = try operations.verify(request, progress: progress.display)
         } catch {
             throw Output.fail(error)
         }

@@ -99,7 +99,17 @@ struct HealthController: Sendable {
                 "arca_backup_failures_total \(failures)",
                 "# HELP arca_backups_in_progress Backups running in this server.",
                 "# TYPE arca_backups_in_progress gauge",
-                "arca_backups_in_progress \(running)",
+                "arca_backups_in_progress \(running.count)",
+                "# HELP arca_backup_progress_percent How far each running backup has come (estimated from the tables' size).",
+                "# TYPE arca_backup_progress_percent gauge",
+            ]
+            lines += running.compactMap { job in job.progress?.percent.map { "arca_backup_progress_percent{backup_id=\"\(job.id)\"} \($0)" } }
+            lines += [
+                "# HELP arca_backup_progress_bytes COPY text read so far by each running backup.",
+                "# TYPE arca_backup_progress_bytes gauge",
+            ]
+            lines += running.map { "arca_backup_progress_bytes{backup_id=\"\($0.id)\"} \($0.progress?.bytesDone ?? 0)" }
+            lines += [
                 "# HELP arca_healthy Whether `arca status` finds the service healthy (1) or not (0).",
                 "# TYPE arca_healthy gauge",
                 "arca_healthy \(status.healthy ? 1 : 0)",

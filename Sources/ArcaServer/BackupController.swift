@@ -135,13 +135,12 @@ struct BackupController: Sendable {
                 var backupId: String
                 var status: BackupJobs.Status
                 var startedAt: String
-                var progress: Progress
+                /// The same figures `arca backup --progress json` prints.
+                var progress: OperationProgress?
                 var error: String?
-                struct Progress: Encodable { var tablesDone: Int; var tablesTotal: Int; var rawBytes: UInt64 }
             }
             return JSONBody.response(Running(
-                backupId: id.rawValue, status: job.status, startedAt: job.startedAt,
-                progress: .init(tablesDone: job.tablesDone, tablesTotal: job.tablesTotal, rawBytes: job.rawBytes), error: job.error))
+                backupId: id.rawValue, status: job.status, startedAt: job.startedAt, progress: job.progress, error: job.error))
         }
         let inspection = try await onThread { try operations.inspect(id.rawValue) }
         let (manifest, size, integrity) = (inspection.manifest, inspection.bytes, inspection.integrity)

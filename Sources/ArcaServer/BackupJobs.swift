@@ -18,9 +18,8 @@ final class BackupJobs: @unchecked Sendable {
         var id: String
         var status: Status
         var startedAt: String
-        var tablesDone = 0
-        var tablesTotal = 0
-        var rawBytes: UInt64 = 0
+        /// The latest report of the running backup.
+        var progress: OperationProgress?
         var result: BackupResult?
         var error: String?
     }
@@ -45,12 +44,8 @@ final class BackupJobs: @unchecked Sendable {
         }
     }
 
-    func progress(_ id: String, _ progress: BackupProgress) {
-        withState { state in
-            state.jobs[id]?.tablesDone = progress.tablesDone
-            state.jobs[id]?.tablesTotal = progress.tablesTotal
-            state.jobs[id]?.rawBytes = progress.rawBytes
-        }
+    func progress(_ id: String, _ progress: OperationProgress) {
+        withState { $0.jobs[id]?.progress = progress }
     }
 
     func finished(_ id: String, _ result: Result<BackupResult, any Error>) {
@@ -67,5 +62,5 @@ final class BackupJobs: @unchecked Sendable {
     }
 
     func job(_ id: String) -> Job? { withState { $0.jobs[id] } }
-    var running: Int { withState { $0.jobs.values.filter { $0.status == .running }.count } }
+    var running: [Job] { withState { $0.jobs.values.filter { $0.status == .running }.sorted { $0.startedAt < $1.startedAt } } }
 }

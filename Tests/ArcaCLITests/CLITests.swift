@@ -296,4 +296,51 @@ import Testing
         #expect(allowed.status == 0, "\(allowed.all)")
     }
 
+
+    /// `--progress json`: one JSON object per line on stderr, from the first
+    /// phase to 100 %; by default, with stderr not a terminal, nothing; on a
+    /// terminal, one line rewritten in place.
+    @Test func progressIsReportedAsJSONOrOnATerminalOnly() throws {
+        let source = try TestDatabase("cli_progress")
+        let target = try TestDatabase("cli_progress_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS body FROM generate_series(1, 100000) g")
+        let repo = TestPaths.temporaryDirectory("cli-progress") + "/repo"
+        let database = ["DATABASE_URL": "dbname=\(source.name)"]
+
+        func reports(_ run: Run) throws -> [[String: Any]] {
+            try run.output.stderr.split(separator: "\n").map { line in
+                try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], "not JSON: \(line)")
+            }
+        }
+        let backup = try arca(["backup", "--repo", repo, "--json", "--progress", "json"], environment: database)
+        #expect(backup.status == 0, "\(backup.all)")
+        let id = try #require(try backup.json()["backupId"] as? String)
+        let backupReports = try reports(backup)
+        #expect(backupReports.first?["operation"] as? String == "backup")
+        #expect(backupReports.contains { $0["phase"] as? String == "copying tables" })
+        #expect(backupReports.last?["percent"] as? Double == 100)
+
+        let restore = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm", "--progress", "json"])
+        #expect(restore.status == 0, "\(restore.all)")
+        let restoreReports = try reports(restore)
+        #expect(restoreReports.contains { $0["phase"] as? String == "loading tables" })
+        #expect(restoreReports.last?["percent"] as? Double == 100)
+        #expect(restoreReports.last?["bytesTotal"] as? Int == restoreReports.last?["bytesDone"] as? Int)
+
+        let verify = try arca(["verify", id, "--repo", repo, "--progress", "json"])
+        #expect(try reports(verify).last?["operation"] as? String == "verify")
+
+        // Not a terminal, no --progress: nothing on stderr.
+        let quiet = try arca(["verify", id, "--repo", repo])
+        #expect(quiet.status == 0)
+        #expect(quiet.output.stderr.isEmpty, "\(quiet.output.stderr)")
+
+        // On a terminal (script(1) gives the command a pseudo-terminal): the line is redrawn in place.
+        let terminal = try Tool.capture("script", ["-qefc", "\(TestPaths.arca) verify \(id) --repo \(repo)", "/dev/null"])
+        #expect(terminal.status == 0, "\(terminal.stdout)")
+        #expect(terminal.stdout.contains("\r\u{1B}[2Kverify  reading and checking every chunk"), "\(terminal.stdout.debugDescription)")
+    }
+
 }

@@ -47,7 +47,7 @@ import Testing
     }
 
     static func backup(_ database: TestDatabase, _ repository: Repository, cloud: CloudStore?, uploadOnly: Bool = false,
-                       progress: @escaping @Sendable (BackupProgress) -> Void = { _ in }) async throws -> BackupResult {
+                       progress: @escaping @Sendable (OperationProgress) -> Void = { _ in }) async throws -> BackupResult {
         var options = BackupOptions(source: database.connectionString, repository: repository)
         options.cloud = cloud
         options.uploadOnly = uploadOnly
@@ -164,7 +164,7 @@ import Testing
         let stopped = Flag()
         do {
             _ = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true) { progress in
-                if progress.rawBytes > 8 << 20, stopped.set() { moto.stop() }
+                if progress.bytesDone > 8 << 20, stopped.set() { moto.stop() }
             }
             Issue.record("the backup succeeded although the server was stopped")
         } catch {

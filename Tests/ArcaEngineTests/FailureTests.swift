@@ -107,7 +107,7 @@ import Testing
         do {
             try Steps.backup(source, into: repository, chunkSize: 64 << 10) { progress in
                 // Once the big table is streaming, terminate the backup's backend.
-                guard !killed, progress.currentTable == "public.MedicalRecord", progress.rawBytes > 1 << 20 else { return }
+                guard !killed, progress.current == "public.MedicalRecord", progress.bytesDone > 1 << 20 else { return }
                 killed = true
                 try? TestServer.execute("""
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity

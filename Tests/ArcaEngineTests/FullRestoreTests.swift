@@ -256,7 +256,7 @@ import Testing
         }
         var rawBytesRead: UInt64 = 0
         do {
-            _ = try BackupRunner(options: options).run(progress: { rawBytesRead = max(rawBytesRead, $0.rawBytes) })
+            _ = try BackupRunner(options: options).run(progress: { rawBytesRead = max(rawBytesRead, $0.bytesDone) })
         } catch BackupError.schema(let error) {
             return (error, rawBytesRead)
         }

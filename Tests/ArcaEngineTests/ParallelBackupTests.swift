@@ -7,7 +7,7 @@ import Testing
 
 /// `--jobs`: parallel connections in one snapshot, big tables split by ctid.
 @Suite struct ParallelBackupTests {
-    func backup(_ source: TestDatabase, _ repository: Repository, jobs: Int, split: UInt64, progress: (BackupProgress) -> Void = { _ in }) throws -> BackupResult {
+    func backup(_ source: TestDatabase, _ repository: Repository, jobs: Int, split: UInt64, progress: (OperationProgress) -> Void = { _ in }) throws -> BackupResult {
         var options = BackupOptions(source: source.connectionString, repository: repository)
         options.jobs = jobs
         options.splitThresholdBytes = split
@@ -90,7 +90,7 @@ import Testing
         var killed = false
         #expect(throws: BackupError.self) {
             _ = try backup(source, repository, jobs: 2, split: 1 << 40) { progress in
-                guard !killed, progress.rawBytes > 1 << 20 else { return }
+                guard !killed, progress.bytesDone > 1 << 20 else { return }
                 killed = true
                 // Terminate one worker; the other must stop too.
                 try? TestServer.execute("""

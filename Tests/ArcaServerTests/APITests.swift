@@ -144,6 +144,8 @@ import Testing
     @Test func asynchronousBackupAndConflicts() async throws {
         let f = try await fixture("api_async")
         defer { f.database.drop() }
+        // Enough rows that the backup is still copying when its status is first read.
+        try f.database.execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS body FROM generate_series(1, 300000) g")
         let token = try await f.token(.operator)
         try await f.app().test(.router) { client in
             var statusURL = ""
@@ -154,13 +156,21 @@ import Testing
                 #expect(body["status"] as? String == "running")
             }
             var status = "running"
-            for _ in 0..<100 where status == "running" {
+            var reports: [[String: Any]] = []
+            for _ in 0..<3000 where status == "running" {
                 try await client.execute(uri: statusURL, method: .get, headers: bearer(token)) { (response) async throws in
-                    status = try json(response.body)["status"] as? String ?? "?"
+                    let body = try json(response.body)
+                    status = body["status"] as? String ?? "?"
+                    if let progress = body["progress"] as? [String: Any] { reports.append(progress) }
                 }
-                if status == "running" { try await Task.sleep(for: .milliseconds(100)) }
+                if status == "running" { try await Task.sleep(for: .milliseconds(10)) }
             }
             #expect(status == "completed")
+            // While it ran, the job's status carried the figures `--progress json` prints.
+            let report = try #require(reports.last, "no progress was reported while the backup ran")
+            #expect(report["operation"] as? String == "backup")
+            #expect(report["phase"] is String)
+            #expect(report["bytesDone"] is Int && report["elapsedSeconds"] is Double && report["tablesTotal"] is Int)
 
             // A backup while another holds the repository: 409.
             let lock = try f.repository.lockForWriting("backup")

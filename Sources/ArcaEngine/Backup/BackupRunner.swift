@@ -53,14 +53,6 @@ public enum BackupTrigger: String, Codable, Sendable {
     case api
 }
 
-public struct BackupProgress: Sendable {
-    public var tablesDone: Int
-    public var tablesTotal: Int
-    public var currentTable: String?
-    public var rawBytes: UInt64
-    public var elapsedSeconds: Double
-}
-
 public struct BackupResult: Codable, Sendable {
     public var backupId: String
     public var path: String
@@ -129,10 +121,16 @@ public enum TableChange: Sendable, CustomStringConvertible {
     }
 }
 
-/// Backs up one database into one archive: a read-only REPEATABLE READ
-/// transaction that exports its snapshot, then each table's COPY stream
-/// through the chunk pipeline into a temporary file that is renamed into
-/// `local/` only when complete and fsynced.
+/// Backs up one database into one archive, in named phases:
+///
+/// 1. `openSource`: a read-only REPEATABLE READ transaction that exports its
+///    snapshot; the tables, their locks, the sequences, the catalog facts.
+/// 2. `copyTables`: each table's COPY stream through the chunk pipeline,
+///    with the schema dump beside it, all in the snapshot.
+/// 3. `copyLargeObjects`.
+/// 4. `seal`: the manifest and trailer; the temporary file (or streamed
+///    upload) becomes visible only now, complete.
+/// 5. `upload`: the finished archive to the bucket, when one is configured.
 public struct BackupRunner: Sendable {
     public let options: BackupOptions
 
@@ -142,18 +140,74 @@ public struct BackupRunner: Sendable {
     /// any data is read), for callers that answer before the backup ends.
     public func run(
         now: @Sendable () -> Date = Date.init, started: (BackupID) -> Void = { _ in },
-        progress: (BackupProgress) -> Void = { _ in }
+        progress: (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
-        let startTime = now()
-        let clock = ContinuousClock.now
-        func elapsed() -> Double {
-            let duration = ContinuousClock.now - clock
-            return duration.seconds
+        try withoutActuallyEscaping(progress) { progress in
+            try run(now: now, started: started, reporter: ProgressReporter(.backup, report: progress))
         }
+    }
 
+    private func run(now: @Sendable () -> Date, started: (BackupID) -> Void, reporter: ProgressReporter) throws -> BackupResult {
+        let startTime = now()
         // One writer per repository; also clears what a crashed run left in temp/.
         let repositoryLock = try options.repository.lockForWriting("backup")
         defer { repositoryLock.release() }
+        reporter.phase("taking the snapshot")
+        let source = try openSource()
+        try options.repository.prepare()
+        let destination = try makeDestination(startedAt: startTime)
+        started(destination.id)
+        var result: BackupResult
+        do {
+            let header = FileHeader(
+                chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
+                archiveID: .random())
+            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
+            let copied = try copyTables(source, into: writer, reporter: reporter)
+            let largeObjects = try copyLargeObjects(source, into: writer, firstStream: copied.nextStream, reporter: reporter)
+            try source.endSnapshot()
+            reporter.phase("writing the manifest")
+            result = try seal(
+                source, header: header, tables: copied.entries, schema: copied.schema, largeObjects: largeObjects,
+                writer: writer, destination: destination, startTime: startTime, now: now, reporter: reporter)
+        } catch {
+            destination.discard()
+            // A destination that failed by itself (the bucket went away) is
+            // the cause, whatever the writer's threads made of it.
+            throw destination.failure ?? error
+        }
+        try upload(&result, destination.id, reporter: reporter)
+        reporter.finish()
+        return result
+    }
+
+    // MARK: Phase 1: the source
+
+    /// The open snapshot and everything read in it before the data.
+    struct Source {
+        let connection: PostgresConnection
+        let snapshot: Snapshot
+        let tables: [TableDescriptor]
+        /// Exact sizes, read once the tables are locked.
+        let sizes: [UInt64]
+        let sequences: [Manifest.Sequence]
+        let tools: PostgresTools
+        /// Each table's schema objects, and each table's ancestors.
+        let objects: [UInt32: [UInt32]]
+        let ancestors: [UInt32: [UInt32]]
+        let largeObjects: [UInt32]
+
+        func endSnapshot() throws {
+            do {
+                try connection.execute("COMMIT", during: "ending the snapshot transaction")
+            } catch let error as PostgresError {
+                throw BackupError.snapshot(error)
+            }
+            connection.close()
+        }
+    }
+
+    private func openSource() throws -> Source {
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(options.source, applicationName: "arca backup")
@@ -165,152 +219,156 @@ public struct BackupRunner: Sendable {
         try lock(tables, connection)
         try refuseRewrittenTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
-        let (tools, objects, ancestors, largeObjects): (PostgresTools, [UInt32: [UInt32]], [UInt32: [UInt32]], [UInt32])
         do {
-            tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory)
-            objects = try Catalog.dependentObjects(connection)
-            ancestors = try Catalog.ancestors(connection)
-            largeObjects = options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection)
+            return Source(
+                connection: connection, snapshot: snapshot, tables: tables, sizes: try relationSizes(tables, connection),
+                sequences: sequences,
+                tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
+                objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
+                largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection))
+        } catch let error as BackupError {
+            throw error
         } catch {
             throw BackupError.schema(error)
         }
+    }
 
-        try options.repository.prepare()
-        let destination = try makeDestination(startedAt: startTime)
-        started(destination.id)
-        var result: BackupResult
-        do {
-            let header = FileHeader(
-                chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
-                archiveID: .random())
-            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
-            let sizes = try relationSizes(tables, connection)
-            let tasks = plan(tables, sizes: sizes)
+    // MARK: Phase 2: tables and the schema
 
-            // Table data: every table (or ctid range of a big one) through
-            // the parallel pipeline, all in the exported snapshot.
-            let copy = ParallelCopy(
-                tasks: tasks, jobs: options.jobs, source: options.source, snapshot: snapshot.source.snapshot,
-                encoding: snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
-                archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
+    struct CopiedTables {
+        var entries: [Manifest.Table]
+        var schema: Manifest.Schema
+        var nextStream: UInt32
+    }
 
-            // The schema, in the same snapshot, by pg_dump, streamed straight
-            // into the archive (never to a file: it would be plaintext next
-            // to an encrypted archive). It runs beside the table data, as
-            // pg_dump mostly waits on catalog queries; if it fails, the data
-            // workers stop.
-            let schemaStreamID = UInt32(tasks.count)
-            let level = options.compressionLevel
-            let schemaDump = BackgroundWork { () throws -> StreamSummary in
-                let schemaStream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: level), stream: schemaStreamID)
-                do {
-                    try tools.run("pg_dump", [
-                        "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
-                        "--snapshot=\(snapshot.source.snapshot)", "--lock-wait-timeout=\(self.options.lockTimeoutMilliseconds)",
-                    ], connection: self.options.source) { data in
-                        try data.withUnsafeBytes { try schemaStream.append($0) }
-                    }
-                    return try schemaStream.finish()
-                } catch {
-                    copy.abort(BackupError.schema(error))
-                    throw BackupError.schema(error)
-                }
-            }
-            let results: [CopyResult]
+    /// Every table (or ctid range of a big one) through the parallel
+    /// pipeline, all in the exported snapshot; the schema, in the same
+    /// snapshot, by pg_dump, streamed straight into the archive beside them
+    /// (never to a file: it would be plaintext next to an encrypted
+    /// archive). pg_dump mostly waits on catalog queries; if it fails, the
+    /// data workers stop.
+    private func copyTables(_ source: Source, into writer: ArchiveWriter, reporter: ProgressReporter) throws -> CopiedTables {
+        let tasks = plan(source.tables, sizes: source.sizes)
+        let copy = ParallelCopy(
+            tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
+            encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
+            archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
+        let schemaStreamID = UInt32(tasks.count)
+        let level = options.compressionLevel
+        let snapshot = source.snapshot.source.snapshot
+        let tools = source.tools
+        let schemaDump = BackgroundWork { () throws -> StreamSummary in
+            let schemaStream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: level), stream: schemaStreamID)
             do {
-                results = try copy.run {
-                    let status = copy.status()
-                    progress(BackupProgress(
-                        tablesDone: status.tasksDone, tablesTotal: tasks.count, currentTable: status.running.first,
-                        rawBytes: status.rawBytes, elapsedSeconds: elapsed()))
+                try tools.run("pg_dump", [
+                    "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
+                    "--snapshot=\(snapshot)", "--lock-wait-timeout=\(self.options.lockTimeoutMilliseconds)",
+                ], connection: self.options.source) { data in
+                    try data.withUnsafeBytes { try schemaStream.append($0) }
                 }
+                return try schemaStream.finish()
             } catch {
-                // The archive is discarded only once pg_dump stopped writing to it.
-                _ = try? schemaDump.wait()
-                throw error
+                copy.abort(BackupError.schema(error))
+                throw BackupError.schema(error)
             }
-            let schema = Manifest.Schema(pgDumpVersion: tools.pgDumpVersion, stream: schemaStreamID, summary: try schemaDump.wait())
-            var entries: [Manifest.Table] = []
-            var rawBytes: UInt64 = 0
-            for (index, table) in tables.enumerated() {
-                let parts = tasks.indices.filter { tasks[$0].table == index }.map { task in
-                    Manifest.Part(
-                        stream: tasks[task].stream, rows: results[task].rows, firstPage: tasks[task].firstPage,
-                        endPage: tasks[task].endPage, summary: results[task].summary)
-                }
-                // A table's schema objects include its ancestors': a partition
-                // or inheritance child cannot be created without its parent.
-                let entry = Manifest.Table(
-                    schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
-                    columns: table.columns, parts: parts,
-                    objects: ([table.oid] + (ancestors[table.oid] ?? [])).flatMap { objects[$0] ?? [] })
-                rawBytes += entry.rawBytes
-                entries.append(entry)
+        }
+        // The tables' size on disk estimates the COPY text to come.
+        reporter.estimate(tables: tasks.count, bytes: source.sizes.reduce(0, &+))
+        reporter.phase("copying tables")
+        let results: [CopyResult]
+        do {
+            results = try copy.run {
+                let status = copy.status()
+                reporter.update(tablesDone: status.tasksDone, bytes: status.rawBytes, current: status.running.first)
+                reporter.send()
             }
-
-            var nextStream = schemaStreamID + 1
-
-            var largeObjectEntries: [Manifest.LargeObject] = []
-            let encoder = writer.makeEncoder(level: options.compressionLevel)
-            for oid in largeObjects {
-                if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
-                progress(BackupProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: "large object \(oid)", rawBytes: rawBytes, elapsedSeconds: elapsed()))
-                let stream = StreamWriter(archive: writer, encoder: encoder, stream: nextStream)
-                do {
-                    try connection.readLargeObject(oid, pieceSize: Int(options.chunkSize)) { try stream.append($0) }
-                } catch let error as RepositoryError {
-                    throw error
-                } catch {
-                    throw BackupError.largeObject(oid, error)
-                }
-                let summary = try stream.finish()
-                rawBytes += summary.rawBytes
-                largeObjectEntries.append(Manifest.LargeObject(oid: oid, stream: nextStream, summary: summary))
-                nextStream += 1
-            }
-            if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
-            do {
-                try connection.execute("COMMIT", during: "ending the snapshot transaction")
-            } catch let error as PostgresError {
-                throw BackupError.snapshot(error)
-            }
-            connection.close()
-
-            let manifest = Manifest(
-                archiveId: header.archiveID.description, backupId: destination.id.rawValue,
-                startedAt: Manifest.timestamp(startTime), completedAt: Manifest.timestamp(now()),
-                tool: .init(version: ArcaVersion.current), source: snapshot.source,
-                compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: entries,
-                sequences: sequences, schema: schema, largeObjects: largeObjectEntries,
-                tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
-                    ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
-            var finished = manifest
-            finished.trigger = options.trigger.rawValue
-            let summary = try writer.finish(manifest: finished)
-            let path = try destination.publish(fileMD5: summary.fileMD5)
-            result = BackupResult(
-                backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: entries.count,
-                rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: elapsed(), md5: summary.fileMD5)
         } catch {
-            destination.discard()
-            // A destination that failed by itself (the bucket went away) is
-            // the cause, whatever the writer's threads made of it.
-            throw destination.failure ?? error
+            // The archive is discarded only once pg_dump stopped writing to it.
+            _ = try? schemaDump.wait()
+            throw error
         }
-        if let cloud = options.cloud {
-            if !options.uploadOnly {
-                progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: "uploading to \(cloud.place)", rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
-                do {
-                    try cloud.upload(archiveAt: result.path, id: destination.id)
-                } catch {
-                    throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.place, underlying: "\(error)")
-                }
+        let schema = Manifest.Schema(pgDumpVersion: source.tools.pgDumpVersion, stream: schemaStreamID, summary: try schemaDump.wait())
+        let entries = source.tables.enumerated().map { index, table in
+            let parts = tasks.indices.filter { tasks[$0].table == index }.map { task in
+                Manifest.Part(
+                    stream: tasks[task].stream, rows: results[task].rows, firstPage: tasks[task].firstPage,
+                    endPage: tasks[task].endPage, summary: results[task].summary)
             }
-            result.cloud = cloud.describe(destination.id)
-            result.durationSeconds = elapsed()
+            // A table's schema objects include its ancestors': a partition
+            // or inheritance child cannot be created without its parent.
+            return Manifest.Table(
+                schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
+                columns: table.columns, parts: parts,
+                objects: ([table.oid] + (source.ancestors[table.oid] ?? [])).flatMap { source.objects[$0] ?? [] })
         }
-        progress(BackupProgress(tablesDone: result.tables, tablesTotal: result.tables, currentTable: nil, rawBytes: result.rawBytes, elapsedSeconds: elapsed()))
-        return result
+        return CopiedTables(entries: entries, schema: schema, nextStream: schemaStreamID + 1)
+    }
+
+    // MARK: Phase 3: large objects
+
+    private func copyLargeObjects(_ source: Source, into writer: ArchiveWriter, firstStream: UInt32, reporter: ProgressReporter) throws -> [Manifest.LargeObject] {
+        var entries: [Manifest.LargeObject] = []
+        var stream = firstStream
+        let encoder = writer.makeEncoder(level: options.compressionLevel)
+        if !source.largeObjects.isEmpty { reporter.phase("copying large objects") }
+        for oid in source.largeObjects {
+            if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
+            reporter.working(on: "large object \(oid)")
+            let streamWriter = StreamWriter(archive: writer, encoder: encoder, stream: stream)
+            do {
+                try source.connection.readLargeObject(oid, pieceSize: Int(options.chunkSize)) { try streamWriter.append($0) }
+            } catch let error as RepositoryError {
+                throw error
+            } catch {
+                throw BackupError.largeObject(oid, error)
+            }
+            let summary = try streamWriter.finish()
+            reporter.count(bytes: summary.rawBytes)
+            reporter.send()
+            entries.append(Manifest.LargeObject(oid: oid, stream: stream, summary: summary))
+            stream += 1
+        }
+        if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
+        return entries
+    }
+
+    // MARK: Phase 4: the manifest
+
+    private func seal(
+        _ source: Source, header: FileHeader, tables: [Manifest.Table], schema: Manifest.Schema, largeObjects: [Manifest.LargeObject],
+        writer: ArchiveWriter, destination: any ArchiveDestination, startTime: Date, now: () -> Date, reporter: ProgressReporter
+    ) throws -> BackupResult {
+        var manifest = Manifest(
+            archiveId: header.archiveID.description, backupId: destination.id.rawValue,
+            startedAt: Manifest.timestamp(startTime), completedAt: Manifest.timestamp(now()),
+            tool: .init(version: ArcaVersion.current), source: source.snapshot.source,
+            compression: .init(level: Int(options.compressionLevel)), chunkSize: options.chunkSize, tables: tables,
+            sequences: source.sequences, schema: schema, largeObjects: largeObjects,
+            tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
+                ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
+        manifest.trigger = options.trigger.rawValue
+        let summary = try writer.finish(manifest: manifest)
+        let path = try destination.publish(fileMD5: summary.fileMD5)
+        let rawBytes = tables.reduce(0) { $0 &+ $1.rawBytes } &+ largeObjects.reduce(0) { $0 &+ $1.rawBytes }
+        return BackupResult(
+            backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: tables.count,
+            rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds, md5: summary.fileMD5,
+            cloud: options.uploadOnly ? options.cloud?.describe(destination.id) : nil)
+    }
+
+    // MARK: Phase 5: the bucket
+
+    /// Uploads the published archive (an `--upload-only` one is there already).
+    private func upload(_ result: inout BackupResult, _ id: BackupID, reporter: ProgressReporter) throws {
+        guard let cloud = options.cloud, !options.uploadOnly else { return }
+        reporter.phase("uploading to \(cloud.place)")
+        do {
+            try cloud.upload(archiveAt: result.path, id: id)
+        } catch {
+            throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.place, underlying: "\(error)")
+        }
+        result.cloud = cloud.describe(id)
+        result.durationSeconds = reporter.elapsedSeconds
     }
 
     /// A temporary file in the repository, or with `uploadOnly` a streamed

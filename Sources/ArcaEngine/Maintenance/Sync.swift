@@ -28,33 +28,49 @@ public struct CloudSync: Sendable {
         self.cloud = cloud
     }
 
-    public func upload(progress: (String) -> Void = { _ in }) throws -> SyncResult {
-        let uploaded = Set(try cloud.backupIDs())
-        var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
-        for id in try repository.backupIDs().reversed() where !uploaded.contains(id) {
-            let path = repository.archivePath(id)
-            // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
-            guard let lock = try repository.lockForReading(path) else { continue }
-            defer { lock.release() }
-            progress(id.rawValue)
-            do {
-                try cloud.upload(archiveAt: path, id: id)
-                result.copied.append(id.rawValue)
-                result.bytes += FileSystem.size(path) ?? 0
-            } catch {
-                result.failed[id.rawValue] = "\(error)"
+    /// Archive by archive, the progress counts archives (as tables) and their bytes.
+    public func upload(progress: (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
+        try withoutActuallyEscaping(progress) { progress in
+            let reporter = ProgressReporter(.upload, report: progress)
+            let uploaded = Set(try cloud.backupIDs())
+            let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
+            reporter.estimate(tables: missing.count, bytes: missing.reduce(0) { $0 &+ $1.bytes })
+            var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
+            for archive in missing {
+                let path = repository.archivePath(archive.id)
+                // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
+                guard let lock = try repository.lockForReading(path) else { continue }
+                defer { lock.release() }
+                reporter.phase("uploading \(archive.id)")
+                do {
+                    try cloud.upload(archiveAt: path, id: archive.id)
+                    result.copied.append(archive.id.rawValue)
+                    result.bytes &+= archive.bytes
+                } catch {
+                    result.failed[archive.id.rawValue] = "\(error)"
+                }
+                reporter.count(bytes: archive.bytes, tableFinished: true)
             }
+            reporter.finish()
+            return result
         }
-        return result
     }
 
-    public func download(progress: (String) -> Void = { _ in }) throws -> SyncResult {
+    public func download(progress: (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
+        try withoutActuallyEscaping(progress) { progress in try download(reporter: ProgressReporter(.download, report: progress)) }
+    }
+
+    private func download(reporter: ProgressReporter) throws -> SyncResult {
         let lock = try repository.lockForWriting("sync")
         defer { lock.release() }
         let local = Set(try repository.backupIDs())
+        let missing = try cloud.archives().filter { !local.contains($0.id) }.reversed()
+        reporter.estimate(tables: missing.count, bytes: missing.reduce(0) { $0 &+ $1.bytes })
         var result = SyncResult(location: cloud.place, direction: "download", copied: [], bytes: 0, failed: [:])
-        for archive in try cloud.archives().reversed() where !local.contains(archive.id) {
-            progress(archive.id.rawValue)
+        defer { reporter.finish() }
+        for archive in missing {
+            reporter.phase("downloading \(archive.id)")
+            defer { reporter.count(bytes: archive.bytes, tableFinished: true) }
             do {
                 if let key {
                     _ = try ArchiveTrust.reader(

@@ -26,7 +26,7 @@ extension RestoreRunner {
         var databaseName: String
     }
 
-    func runParallel(_ plan: Plan, progress: (RestoreProgress) -> Void) throws -> (rows: UInt64, rawBytes: UInt64) {
+    func runParallel(_ plan: Plan, reporter: ProgressReporter) throws -> (rows: UInt64, rawBytes: UInt64) {
         let manifest = plan.reader.manifest
         let encoding = manifest.source.encoding
         // The target must not exist; checked before any work, and again by the rename.
@@ -38,11 +38,14 @@ extension RestoreRunner {
         do {
             let main = try PostgresConnection(stagingTarget, applicationName: "arca restore")
             try SessionSettings.apply(to: main, encoding: encoding)
+            reporter.phase("creating the schema")
             try main.execute("BEGIN", during: "starting the schema transaction")
             try runScript(plan.scripts.preData, "creating the schema (pre-data)", main)
             try step("committing the schema") { try main.execute("COMMIT", during: "COMMIT") }
 
-            let loaded = try loadInParallel(plan, into: stagingTarget, progress: progress)
+            reporter.phase("loading tables")
+            let loaded = try loadInParallel(plan, into: stagingTarget, reporter: reporter)
+            reporter.phase("building indexes and keys")
 
             let postData = PostDataScript(plan.scripts.postData)
             let header = SQLScript.joined(postData.header)
@@ -60,13 +63,15 @@ extension RestoreRunner {
                 })
             try SessionSettings.apply(to: main, encoding: encoding)
             try main.execute(SessionSettings.bulkLoad, during: "tuning the session for index builds")
+            reporter.phase("building foreign keys, triggers and the rest")
             try main.execute("BEGIN", during: "starting the post-data transaction")
             try runScript(postData.header + postData.serial, "building foreign keys, triggers and the rest of post-data", main)
             try SessionSettings.apply(to: main, encoding: encoding)
             try step("restoring sequence values") { try restoreSequences(of: plan.tables, manifest: manifest, subset: plan.subset, main) }
-            try restoreLargeObjects(plan.largeObjects, from: plan.reader, main)
+            try restoreLargeObjects(plan.largeObjects, from: plan.reader, main, reporter: reporter)
             try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
             main.close()
+            reporter.phase("publishing the database")
             try publish(staging, as: plan.databaseName)
             return loaded
         } catch {
@@ -76,7 +81,7 @@ extension RestoreRunner {
     }
 
     private func loadInParallel(
-        _ plan: Plan, into target: ConnectionString, progress: (RestoreProgress) -> Void
+        _ plan: Plan, into target: ConnectionString, reporter: ProgressReporter
     ) throws -> (rows: UInt64, rawBytes: UInt64) {
         struct Task: Sendable {
             var table: Int
@@ -92,6 +97,8 @@ extension RestoreRunner {
             }
         }
         let work = tasks.sorted { $0.bytes > $1.bytes }
+        // Counted in tables and parts of split tables, as they finish.
+        reporter.expect(tables: work.count)
         let counters = Counters()
         let encoding = plan.reader.manifest.source.encoding
 
@@ -118,9 +125,15 @@ extension RestoreRunner {
                         during: "COPY into \(table.qualifiedName)"
                     ) { writer in
                         if let part = task.part {
-                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: Self.readCheck) { try writer.send($0) }
+                            try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: Self.readCheck) { raw in
+                                try writer.send(raw)
+                                reporter.count(bytes: UInt64(raw.count))
+                            }
                         } else {
-                            try plan.reader.readTable(table, decoder: decoder, checking: Self.readCheck) { try writer.send($0) }
+                            try plan.reader.readTable(table, decoder: decoder, checking: Self.readCheck) { raw in
+                                try writer.send(raw)
+                                reporter.count(bytes: UInt64(raw.count))
+                            }
                         }
                     }
                     guard loaded == expected else {
@@ -128,16 +141,14 @@ extension RestoreRunner {
                     }
                     try connection.execute("COMMIT", during: "committing \(table.qualifiedName)")
                     counters.add(rows: loaded, bytes: task.bytes)
+                    reporter.count(bytes: 0, tableFinished: true)
                 } catch let error as RestoreError {
                     throw error
                 } catch {
                     throw RestoreError.table(table.qualifiedName, error)
                 }
             },
-            progress: {
-                let (_, bytes, done) = counters.read()
-                progress(RestoreProgress(tablesDone: done, tablesTotal: work.count, currentTable: nil, rawBytes: bytes))
-            })
+            progress: { reporter.send() })
         let (rows, bytes, _) = counters.read()
         return (rows, bytes)
     }

@@ -72,13 +72,6 @@ public struct RestoreResult: Codable, Sendable {
     public var durationSeconds: Double
 }
 
-public struct RestoreProgress: Sendable {
-    public var tablesDone: Int
-    public var tablesTotal: Int
-    public var currentTable: String?
-    public var rawBytes: UInt64
-}
-
 public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case notConfirmed(database: String, tables: [String])
     case unmatchedPatterns([String])
@@ -165,7 +158,11 @@ public struct RestoreRunner: Sendable {
 
     public init(options: RestoreOptions) { self.options = options }
 
-    public func run(progress: (RestoreProgress) -> Void = { _ in }) throws -> RestoreResult {
+    public func run(progress: (OperationProgress) -> Void = { _ in }) throws -> RestoreResult {
+        try withoutActuallyEscaping(progress) { progress in try run(reporter: ProgressReporter(.restore, report: progress)) }
+    }
+
+    private func run(reporter: ProgressReporter) throws -> RestoreResult {
         let clock = ContinuousClock.now
         let reader = try ArchiveTrust.reader(
             of: try options.archive.open(sequential: true), archive: options.archive.description, key: options.key,
@@ -202,6 +199,9 @@ public struct RestoreRunner: Sendable {
             throw RestoreError.notConfirmed(database: databaseName, tables: tables.map(\.qualifiedName))
         }
 
+        reporter.estimate(
+            tables: tables.count, bytes: tables.reduce(0) { $0 &+ $1.rawBytes } &+ largeObjects.reduce(0) { $0 &+ $1.rawBytes })
+        reporter.phase("reading the schema")
         // Everything that can fail without the target is done first.
         let scripts = options.dataOnly
             ? SchemaScripts()
@@ -209,7 +209,8 @@ public struct RestoreRunner: Sendable {
         if options.jobs > 1, options.create {
             let loaded = try runParallel(
                 Plan(reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
-                progress: progress)
+                reporter: reporter)
+            reporter.finish()
             let duration = ContinuousClock.now - clock
             return RestoreResult(
                 backupId: manifest.backupId, database: databaseName, restoredTables: tables.map(\.qualifiedName),
@@ -237,18 +238,23 @@ public struct RestoreRunner: Sendable {
                 if options.dataOnly {
                     try prepareDataOnly(tables, connection)
                 } else {
+                    reporter.phase("creating the schema")
                     try runCleanScript(scripts.clean, connection)
                     try runScript(scripts.preData, "creating the schema (pre-data)", connection)
                     try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
                 }
-                let loaded = try load(tables, from: reader, into: connection, progress: progress)
+                reporter.phase("loading tables")
+                let loaded = try load(tables, from: reader, into: connection, reporter: reporter)
                 if !options.dataOnly {
+                    reporter.phase("building keys, indexes and triggers")
                     try runScript(scripts.postData, "building keys, indexes and triggers (post-data)", connection)
                 }
+                reporter.phase("restoring sequences and large objects")
                 try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, subset: subset, connection) }
-                try restoreLargeObjects(largeObjects, from: reader, connection)
+                try restoreLargeObjects(largeObjects, from: reader, connection, reporter: reporter)
+                reporter.phase("committing")
                 try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
-                progress(RestoreProgress(tablesDone: tables.count, tablesTotal: tables.count, currentTable: nil, rawBytes: loaded.rawBytes))
+                reporter.finish()
                 let duration = ContinuousClock.now - clock
                 return RestoreResult(
                     backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
@@ -378,13 +384,12 @@ public struct RestoreRunner: Sendable {
     }
 
     func load(
-        _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection,
-        progress: (RestoreProgress) -> Void
+        _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection, reporter: ProgressReporter
     ) throws -> (rows: UInt64, rawBytes: UInt64) {
         let decoder = reader.makeDecoder()
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
-        for (index, table) in tables.enumerated() {
-            progress(RestoreProgress(tablesDone: index, tablesTotal: tables.count, currentTable: table.qualifiedName, rawBytes: rawBytes))
+        for table in tables {
+            reporter.working(on: table.qualifiedName)
             let loaded: UInt64
             do {
                 // Every restored table was created or emptied in this
@@ -393,14 +398,19 @@ public struct RestoreRunner: Sendable {
                     "COPY \(table.copyTarget) FROM STDIN WITH (FREEZE)",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
-                    try reader.readTable(table, decoder: decoder, checking: Self.readCheck) { raw in try writer.send(raw) }
+                    try reader.readTable(table, decoder: decoder, checking: Self.readCheck) { raw in
+                        try writer.send(raw)
+                        reporter.count(bytes: UInt64(raw.count))
+                        reporter.send()
+                    }
                 }
             } catch {
                 throw RestoreError.table(table.qualifiedName, error)
             }
             guard loaded == table.rows else { throw RestoreError.rowCountMismatch(table.qualifiedName, expected: table.rows, loaded: loaded) }
-            rows += loaded
-            rawBytes += table.rawBytes
+            reporter.count(bytes: 0, tableFinished: true)
+            rows &+= loaded
+            rawBytes &+= table.rawBytes
         }
         return (rows, rawBytes)
     }
@@ -424,14 +434,19 @@ public struct RestoreRunner: Sendable {
     /// Writes each large object's contents. A full restore's pre-data
     /// created them (with owner, privileges and comment); a data-only
     /// restore creates the missing ones.
-    func restoreLargeObjects(_ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection) throws {
+    func restoreLargeObjects(
+        _ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection, reporter: ProgressReporter
+    ) throws {
         for object in objects {
             do {
                 let exists = options.dataOnly
                     ? !(try connection.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1", [String(object.oid)]).rows.isEmpty)
                     : true
                 try connection.writeLargeObject(object.oid, create: !exists) { write in
-                    try reader.readStream(object, named: "large object \(object.oid)", checking: Self.readCheck) { try write($0) }
+                    try reader.readStream(object, named: "large object \(object.oid)", checking: Self.readCheck) { raw in
+                        try write(raw)
+                        reporter.count(bytes: UInt64(raw.count))
+                    }
                 }
             } catch {
                 throw RestoreError.step("restoring large object \(object.oid)", error)

@@ -47,9 +47,19 @@ public struct Verification: Sendable {
         self.init(archive: .file(path), repository: repository, key: key)
     }
 
-    public func run(progress: (UInt64, UInt64) -> Void = { _, _ in }) throws -> VerifyResult {
+    public func run(progress: (OperationProgress) -> Void = { _ in }) throws -> VerifyResult {
+        try withoutActuallyEscaping(progress) { progress in try run(reporter: ProgressReporter(.verify, report: progress)) }
+    }
+
+    private func run(reporter: ProgressReporter) throws -> VerifyResult {
         let clock = ContinuousClock.now
         let source = try archive.open(sequential: true)
+        reporter.estimate(tables: 0, bytes: source.size)
+        reporter.phase(storedBytesOnly ? "checking the stored bytes" : "reading and checking every chunk")
+        func read(_ position: UInt64) {
+            reporter.update(tablesDone: 0, bytes: position)
+            reporter.send()
+        }
         var problems: [String] = []
         var report = VerificationReport()
         var backupID: String?
@@ -57,11 +67,11 @@ public struct Verification: Sendable {
             // Refused (thrown, not recorded): a planted archive must not be listed as verified.
             let outline = try ArchiveTrust.outline(of: source, archive: archive.description, key: key, allowUnencrypted: allowUnencrypted || storedBytesOnly)
             if storedBytesOnly {
-                report = try ArchiveVerifier.verifyStoredBytes(source: source) { progress($0, source.size) }
+                report = try ArchiveVerifier.verifyStoredBytes(source: source, progress: read)
             } else {
                 let reader = try ArchiveReader(source: source, outline: outline, key: key)
                 backupID = reader.manifest.backupId
-                report = try ArchiveVerifier(reader: reader).verify { progress($0, source.size) }
+                report = try ArchiveVerifier(reader: reader).verify(progress: read)
             }
             problems = report.problems.map { $0.description }
         } catch let error as ArchiveError {
@@ -96,6 +106,7 @@ public struct Verification: Sendable {
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
             rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: report.encrypted,
             durationSeconds: duration.seconds)
+        reporter.finish()
         if !storedBytesOnly, let id = localID {
             try repository.recordVerification(id, .init(
                 verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
