@@ -9,7 +9,10 @@ public final class S3FaultProxy: Sendable {
     /// `failPart`: UploadPart requests for this part number get a 500.
     /// `failPutsEndingWith`: so do PUTs of keys with this suffix.
     /// `failDeletes`: so do deletions of objects.
-    public init(upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false) throws {
+    /// `cutGets`: the first this many GET answers over 1 MiB stop halfway (the connection drops).
+    public init(
+        upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false, cutGets: Int = 0
+    ) throws {
         let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -18,6 +21,7 @@ public final class S3FaultProxy: Sendable {
             + (failPart.map { ["--fail-part", String($0)] } ?? [])
             + (suffix.map { ["--fail-put-suffix", $0] } ?? [])
             + (failDeletes ? ["--fail-deletes"] : [])
+            + ["--cut-gets", String(cutGets)]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

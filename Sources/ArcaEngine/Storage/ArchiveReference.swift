@@ -34,7 +34,7 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
     public func open(sequential: Bool) throws -> any ByteSource {
         switch self {
         case .file(let path): try FileSource(path: path)
-        case .cloud(let store, let id): try store.source(id, readAhead: sequential ? 8 << 20 : 0)
+        case .cloud(let store, let id): try store.source(id, sequential: sequential)
         }
     }
 
