@@ -34,6 +34,7 @@ struct CleanupCommand: ParsableCommand {
                 var policy = try retention.policy()
                 policy.retentionDays = try retention.retentionDays ?? ServiceConfiguration(environment: ProcessInfo.processInfo.environment).cloudRetention.retentionDays
                 cleanup.cloud = (cloud, policy)
+                cleanup.staleUploadHours = try ServiceConfiguration.staleUploadHours(ProcessInfo.processInfo.environment)
             }
             result = try cleanup.run()
             try audit.record(outcome: "success", details: [
@@ -55,6 +56,9 @@ struct CleanupCommand: ParsableCommand {
         if let cloud = result.cloud {
             print("\(verb) \(cloud.removed.count) cloud cop(ies) in \(cloud.location), \(Format.bytes(cloud.freedBytes)) \(dryRun ? "would be" : "") freed (retention \(cloud.policy.retentionDays) days).")
             for id in cloud.removed { print("  - \(id)") }
+            let verbAbort = dryRun ? "Would abort" : "Aborted"
+            print("\(verbAbort) \(cloud.abortedUploads.count) unfinished upload(s) older than \(cloud.staleUploadHours) h; \(cloud.unfinishedUploads) younger one(s) left.")
+            for key in cloud.abortedUploads { print("  - \(key)") }
         }
     }
 }

@@ -228,6 +228,7 @@ struct BackupController: Sendable {
         let identity = try context.require(.admin)
         var configured = Cleanup(repository: repository, policy: configuration.service.retention)
         configured.cloud = configuration.service.cloud.map { ($0, configuration.service.cloudRetention) }
+        configured.staleUploadHours = configuration.service.staleUploadHours
         configured.key = configuration.service.encryptionKey
         let cleanup = configured
         let trail = audit.trail("cleanup", actor: identity.subject, clientIP: context.clientIP)

@@ -327,6 +327,103 @@ extension CloudStorageTests {
         try await Self.restore(id, from: restoreCut, into: target)
         try Steps.expectEqual(source, target)
     }
+
+    /// An interrupted `--upload-only` leaves an unfinished multipart upload:
+    /// status counts it, cleanup aborts it once older than
+    /// ARCA_STALE_UPLOAD_HOURS (at 0 at once), and uploads of keys that are
+    /// not archives are left alone.
+    @Test func cleanupAbortsStaleUploadsAndStatusCountsThem() async throws {
+        let cloud = try await Self.bucket("stale")
+        let repository = Steps.repository("cloud-stale")
+        try repository.prepare()
+        let client = S3Client(configuration: cloud.configuration)
+        let interrupted = "backup_20200101_020000.arca"
+        _ = try await client.createMultipartUpload(key: interrupted)
+        let foreign = try await client.createMultipartUpload(key: "notes/report.pdf")
+
+        func status(_ hours: String) async throws -> ServiceStatus {
+            let environment = Self.environment(cloud, repository, ["ARCA_STALE_UPLOAD_HOURS": hours])
+            return try await onThread { try ServiceConfiguration(environment: environment).status() }
+        }
+        func cleanup(hours: Int, now: Date = Date()) async throws -> CleanupResult.CloudCleanup? {
+            var cleanup = Cleanup(repository: repository, policy: RetentionPolicy(retentionDays: 30))
+            cleanup.cloud = (cloud, RetentionPolicy(retentionDays: 30))
+            cleanup.staleUploadHours = hours
+            let configured = cleanup
+            return try await onThread { try configured.run(now: now) }.cloud
+        }
+        #expect(try await status("24").unfinishedUploads == 1)
+
+        // Ages go by the Initiated time S3 reports (moto reports a fixed one).
+        let initiated = try #require(try await client.listMultipartUploads().first { $0.key == interrupted }?.initiated)
+        // 23 hours after it started: left.
+        let young = try await cleanup(hours: 24, now: initiated.addingTimeInterval(23 * 3600))
+        #expect(young?.abortedUploads == [] && young?.unfinishedUploads == 1)
+        // 25 hours after: stale.
+        let later = try await cleanup(hours: 24, now: initiated.addingTimeInterval(25 * 3600))
+        #expect(later?.abortedUploads == [interrupted] && later?.unfinishedUploads == 0)
+        #expect(try await status("24").unfinishedUploads == 0)
+        #expect(try await client.listMultipartUploads().map(\.uploadID) == [foreign])
+
+        // At 0 hours, any one: a backup running in this repository would
+        // hold the lock cleanup takes first.
+        _ = try await client.createMultipartUpload(key: "backup_20200102_020000.arca")
+        #expect(try await status("0").unfinishedUploads == 1)
+        let now = try await cleanup(hours: 0)
+        #expect(now?.abortedUploads == ["backup_20200102_020000.arca"] && now?.unfinishedUploads == 0)
+        #expect(try await client.listMultipartUploads().map(\.uploadID) == [foreign])
+        try await client.shutdown()
+    }
+
+    /// A cleanup that starts while an `--upload-only` backup runs is refused
+    /// by the repository lock: the running upload is never aborted.
+    @Test func cleanupNeverAbortsTheUploadOfARunningBackup() async throws {
+        let source = try Self.scans("cloud_running", rows: 200_000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("running")
+        let repository = Steps.repository("cloud-running")
+        let attempted = Flag()
+        let outcome = Outcome()
+        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true) { progress in
+            // Past two parts (16 MiB of archive, twice that of COPY text:
+            // bytea is hex there) the multipart upload exists.
+            guard progress.rawBytes > 40 << 20, attempted.set() else { return }
+            var cleanup = Cleanup(repository: repository, policy: RetentionPolicy(retentionDays: 30))
+            cleanup.cloud = (cloud, RetentionPolicy(retentionDays: 30))
+            cleanup.staleUploadHours = 0
+            outcome.unfinished = (try? cloud.unfinishedUploads().count) ?? -1
+            do {
+                _ = try cleanup.run()
+                outcome.error = "none"
+            } catch {
+                outcome.error = "\(error)"
+            }
+        }
+        #expect(attempted.isSet)
+        #expect(outcome.unfinished == 1, "the backup's multipart upload was not under way when cleanup ran")
+        #expect(outcome.error.contains("already running"), "\(outcome.error)")
+        let id = try #require(BackupID(result.backupId))
+        #expect(try cloud.archives().map(\.id) == [id])
+        #expect(try cloud.recordedMD5(id) == result.md5)
+    }
+
+    @Test func staleUploadHoursIsValidated() throws {
+        #expect(try ServiceConfiguration.staleUploadHours([:]) == 24)
+        #expect(try ServiceConfiguration.staleUploadHours(["ARCA_STALE_UPLOAD_HOURS": "0"]) == 0)
+        for bad in ["-1", "1.5", "a day", "99999999999999999999"] {
+            let error = #expect(throws: OperationError.self) { try ServiceConfiguration.staleUploadHours(["ARCA_STALE_UPLOAD_HOURS": bad]) }
+            #expect("\(error.map { "\($0)" } ?? "")".contains("ARCA_STALE_UPLOAD_HOURS must be a whole number of hours"), "\(bad)")
+        }
+    }
+}
+
+/// What a callback on another thread saw.
+final class Outcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _error = ""
+    private var _unfinished = 0
+    var error: String { get { lock.withLock { _error } } set { lock.withLock { _error = newValue } } }
+    var unfinished: Int { get { lock.withLock { _unfinished } } set { lock.withLock { _unfinished = newValue } } }
 }
 
 /// Set once, from any thread.

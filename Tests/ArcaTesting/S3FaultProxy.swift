@@ -16,12 +16,14 @@ public final class S3FaultProxy: Sendable {
         let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port),
-                             "--upstream", upstream.absoluteString]
-            + (failPart.map { ["--fail-part", String($0)] } ?? [])
-            + (suffix.map { ["--fail-put-suffix", $0] } ?? [])
-            + (failDeletes ? ["--fail-deletes"] : [])
-            + ["--cut-gets", String(cutGets)]
+        var arguments: [String] = [
+            "python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port), "--upstream", upstream.absoluteString,
+            "--cut-gets", String(cutGets),
+        ]
+        if let failPart { arguments += ["--fail-part", String(failPart)] }
+        if let suffix { arguments += ["--fail-put-suffix", suffix] }
+        if failDeletes { arguments.append("--fail-deletes") }
+        process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

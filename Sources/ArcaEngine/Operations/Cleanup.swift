@@ -19,6 +19,12 @@ public struct CleanupResult: Codable, Sendable {
         public var removed: [String]
         public var kept: [RetentionPolicy.Decision]
         public var freedBytes: UInt64
+        /// Keys of the unfinished uploads aborted (in a dry run: to abort),
+        /// older than `staleUploadHours`.
+        public var abortedUploads: [String]
+        /// Unfinished archive uploads left in the bucket (younger ones).
+        public var unfinishedUploads: Int
+        public var staleUploadHours: Int
     }
 }
 
@@ -34,6 +40,9 @@ public struct Cleanup: Sendable {
     /// Opens encrypted manifests, whose time retention goes by; without it
     /// an encrypted backup is dated by its id.
     public var key: ArchiveKey?
+    /// Unfinished uploads to the bucket older than this are aborted
+    /// (`ARCA_STALE_UPLOAD_HOURS`).
+    public var staleUploadHours = 24
 
     public init(repository: Repository, policy: RetentionPolicy) {
         self.repository = repository
@@ -76,7 +85,12 @@ public struct Cleanup: Sendable {
     private func cleanCloud(_ store: CloudStore, policy: RetentionPolicy, now: Date) throws -> CleanupResult.CloudCleanup {
         let listings = try store.listings(key: key, repository: repository, now: now)
         let decisions = policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
-        var result = CleanupResult.CloudCleanup(location: store.location, policy: policy, removed: [], kept: decisions.filter(\.keep), freedBytes: 0)
+        // Under the repository lock no backup of ours is uploading: what is
+        // unfinished was interrupted (or belongs to another host on the same prefix).
+        let uploads = try store.abortStaleUploads(olderThanHours: staleUploadHours, now: now, dryRun: dryRun)
+        var result = CleanupResult.CloudCleanup(
+            location: store.location, policy: policy, removed: [], kept: decisions.filter(\.keep), freedBytes: 0,
+            abortedUploads: uploads.aborted, unfinishedUploads: uploads.remaining, staleUploadHours: staleUploadHours)
         let sizes = Dictionary(listings.map { ($0.id, $0.bytes) }, uniquingKeysWith: { first, _ in first })
         for decision in decisions where !decision.keep {
             guard let id = BackupID(decision.id) else { continue }

@@ -88,6 +88,7 @@ public final class BackupService: @unchecked Sendable {
                     var cleanup = Cleanup(repository: repository, policy: configuration.retention)
                     cleanup.key = configuration.encryptionKey
                     cleanup.cloud = configuration.cloud.map { ($0, configuration.cloudRetention) }
+                    cleanup.staleUploadHours = configuration.staleUploadHours
                     return try cleanup.run()
                 }
                 logger.info("cleanup complete", metadata: ["removed": "\(result.removed.count)", "freedBytes": "\(result.freedBytes)"])

@@ -57,6 +57,11 @@ public struct ServiceStatus: Codable, Sendable {
     public var retention: RetentionPolicy
     /// Local backups without a copy in the bucket (when one is configured).
     public var cloudMissing: [String]?
+    /// Unfinished multipart uploads of archives in the bucket: interrupted
+    /// uploads (or one running now) that S3 bills until they are aborted.
+    public var unfinishedUploads: Int?
+    /// Cleanup aborts unfinished uploads older than this.
+    public var staleUploadHours: Int?
 }
 
 extension ServiceConfiguration {
@@ -123,6 +128,8 @@ extension ServiceConfiguration {
                 let uploaded = Set(archives.map(\.id.rawValue))
                 let missing = listings.map(\.id).filter { !uploaded.contains($0) }
                 status.cloudMissing = missing
+                status.unfinishedUploads = try cloud.unfinishedArchiveUploads().count
+                status.staleUploadHours = staleUploadHours
                 if let newest, missing.contains(newest.id) {
                     status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.location). Run `arca sync` to upload it.")
                 }

@@ -81,6 +81,37 @@ public final class CloudStore: @unchecked Sendable {
         try runBlocking { try await self.client.listMultipartUploads() }.map(\.key)
     }
 
+    /// The unfinished multipart uploads of archives (keys this repository's
+    /// backups would have), oldest first.
+    func unfinishedArchiveUploads() throws -> [S3MultipartUploadInfo] {
+        try runBlocking { try await self.client.listMultipartUploads() }
+            .filter { Self.archiveID(key: $0.key) != nil }
+            .sorted { ($0.initiated ?? .distantFuture) < ($1.initiated ?? .distantFuture) }
+    }
+
+    /// Aborts the unfinished archive uploads started more than `hours` ago
+    /// (0: all of them), which S3 would otherwise keep billing. The caller
+    /// holds the repository lock, so none of them belongs to a running
+    /// backup of this repository. An upload without a start time is only
+    /// aborted at 0 hours. Returns the aborted uploads' keys and how many
+    /// unfinished ones remain.
+    func abortStaleUploads(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> (aborted: [String], remaining: Int) {
+        let cutoff = now.addingTimeInterval(-Double(hours) * 3600)
+        var aborted: [String] = []
+        var remaining = 0
+        for upload in try unfinishedArchiveUploads() {
+            guard hours == 0 || (upload.initiated.map { $0 <= cutoff } ?? false) else {
+                remaining += 1
+                continue
+            }
+            if !dryRun {
+                try runBlocking { try await self.client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID) }
+            }
+            aborted.append(upload.key)
+        }
+        return (aborted, remaining)
+    }
+
     // MARK: Reading
 
     /// The archive for reading by ranged GETs. `sequential` readers (verify,
