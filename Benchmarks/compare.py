@@ -26,7 +26,7 @@ of that scale backed up and restored, the restore proven equal to the source
 (`arca compare`, and ../shared/tools/compare.sh when present), wall time and
 peak RSS, and the backup's peak RSS at scale 50 beside it.
 
-With --cloud-gb N, also: an N GB table of random bytes backed up with upload
+With --cloud-gb N (or N,M,...: one run per size), also: an N GB table of random bytes backed up with upload
 to a moto_server bucket on loopback, streamed with --upload-only, verified and
 restored from the bucket: wall time and peak RSS of each.
 """
