@@ -1,6 +1,7 @@
 // swift-tools-version: 6.0
 // Arca: a PostgreSQL backup engine. Layers, bottom to top:
-//   CLibpq, CZstd, COpenSSL  system libraries (module maps + shim headers)
+//   CLibpq, CZstd, COpenSSL  system libraries (module maps + shim headers);
+//   CMalloc                  glibc's malloc.h, for the CLI's start-up tuning
 //   ArcaFormat               the archive format: frames, manifest, trailer, checksums,
 //                            compression. No database, no network, opens no file.
 //   ArcaPostgres             libpq: connections, queries, COPY streams, catalog queries
@@ -47,6 +48,8 @@ let package = Package(
         .systemLibrary(
             name: "COpenSSL", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        // glibc's malloc.h, for `mallopt` at start-up (ArcaCLI).
+        .systemLibrary(name: "CMalloc"),
 
         .target(name: "ArcaFormat", dependencies: ["CZstd", "COpenSSL"]),
         .target(name: "ArcaPostgres", dependencies: ["CLibpq"]),
@@ -94,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "ArcaCLI",
             dependencies: [
-                "ArcaOperations", "ArcaScheduler", "ArcaServer", "ArcaEngine", "ArcaFormat", "ArcaPostgres",
+                "ArcaOperations", "ArcaScheduler", "ArcaServer", "ArcaEngine", "ArcaFormat", "ArcaPostgres", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

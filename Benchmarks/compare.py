@@ -26,7 +26,7 @@ of that scale backed up and restored, the restore proven equal to the source
 (`arca compare`, and ../shared/tools/compare.sh when present), wall time and
 peak RSS, and the backup's peak RSS at scale 50 beside it.
 
-With --cloud-gb N, also: an N GB table of random bytes backed up with upload
+With --cloud-gb N (or N,M,...: one run per size), also: an N GB table of random bytes backed up with upload
 to a moto_server bucket on loopback, streamed with --upload-only, verified and
 restored from the bucket: wall time and peak RSS of each.
 """
@@ -418,7 +418,7 @@ def cloud_memory(args, gigabytes):
     must stay bounded whatever the archive's size."""
     database = "bench_cloud"
     recreate(database)
-    rows = gigabytes * 1_000_000
+    rows = int(gigabytes * 1_000_000)
     log(f"creating {gigabytes} GB of random bytea in {database}")
     psql(database, "CREATE EXTENSION IF NOT EXISTS pgcrypto; CREATE TABLE scan (id int PRIMARY KEY, image bytea NOT NULL)")
     for start in range(0, rows, 250_000):
@@ -474,7 +474,7 @@ def main():
     parser.add_argument("--level", type=int, default=1, help="zstd level of every compressed backup (default: Arca's default, 1)")
     parser.add_argument("--rss-scales", default="5,50", help="pgbench scales for the peak-RSS comparison ('' skips it)")
     parser.add_argument("--load-scale", type=int, default=0, help="pgbench scale of the load test (700 is about 10 GB; 0 skips it)")
-    parser.add_argument("--cloud-gb", type=int, default=0, help="GB of random data for the cloud upload/restore run (0 skips it)")
+    parser.add_argument("--cloud-gb", default="0", help="GB of random data for the cloud upload/restore run, or several, comma-separated (0.2,2); 0 skips it")
     parser.add_argument("--update-benchmarks-md", action="store_true", help="write the tables into BENCHMARKS.md")
     parser.add_argument("--block", default="", help="name of the marked block of BENCHMARKS.md to replace (default: the main one)")
     args = parser.parse_args()
@@ -510,8 +510,9 @@ def main():
                         f"RSS over every backup above):\n\n{targets(args, results_by_database, peaks)}")
     if args.load_scale > 0:
         sections.append(load_test(args, args.load_scale))
-    if args.cloud_gb > 0:
-        sections.append(cloud_memory(args, args.cloud_gb))
+    for gigabytes in [float(g) for g in args.cloud_gb.split(",") if g.strip()]:
+        if gigabytes > 0:
+            sections.append(cloud_memory(args, gigabytes))
     shutil.rmtree(args.work, ignore_errors=True)
 
     report = "\n\n".join(sections)

@@ -3,6 +3,10 @@ import ArcaFormat
 import ArgumentParser
 import Foundation
 
+#if canImport(CMalloc)
+import CMalloc
+#endif
+
 /// `arca`: the command-line shell over ArcaEngine. Commands parse options,
 /// call the engine and print; they hold no backup logic of their own.
 @main
@@ -21,6 +25,7 @@ struct Arca: ParsableCommand {
     /// 0 success, 1 the operation failed, 2 usage error or refused without
     /// confirmation, 3 an archive failed verification or two databases differ.
     static func main() {
+        giveLargeBuffersBackWhenFreed()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -54,4 +59,17 @@ enum ExitStatus: Int32 {
         default: .integrity
         }
     }
+}
+
+/// glibc raises its mmap threshold each time a large block is freed, up to
+/// 32 MiB; from then on the multi-MiB chunk buffers, upload parts and
+/// response buffers come from per-thread arenas, where freed memory stays
+/// resident and a thread that did not free it cannot reuse it, so each
+/// phase of a backup (pipeline, upload) adds to the peak of the last. A
+/// fixed threshold keeps every block of 1 MiB or more in its own mapping,
+/// unmapped when freed: resident memory is what is in use.
+private func giveLargeBuffersBackWhenFreed() {
+    #if canImport(CMalloc)
+    _ = mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    #endif
 }

@@ -42,6 +42,10 @@ struct CleanupCommand: ParsableCommand {
             for id in store.removed { print("  - \(id)") }
             for id in store.inUse { print("  kept \(id): a restore is reading it") }
             for decision in store.kept { print("  kept \(decision.id): \(decision.reasons.joined(separator: ", "))") }
+            if let unfinished = store.unfinishedWrites {
+                print("\(dryRun ? "Would abort" : "Aborted") \(unfinished.aborted.count) unfinished upload(s) older than \(unfinished.olderThanHours) h; \(unfinished.remaining) younger one(s) left.")
+                for key in unfinished.aborted { print("  - \(key)") }
+            }
         }
     }
 }

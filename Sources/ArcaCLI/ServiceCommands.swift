@@ -85,6 +85,9 @@ struct StatusCommand: ParsableCommand {
             for storage in status.storage {
                 print("Storage     \(storage.place): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")")
             }
+            if let unfinished = status.unfinishedUploads, let hours = status.staleUploadHours {
+                print("Unfinished  \(unfinished) upload(s) in the bucket (cleanup aborts those older than \(hours) h)")
+            }
             let retention = status.retention
             print("Retention   \(retention.retentionDays) days")
             print(status.healthy ? "Healthy." : "Problems:")

@@ -31,6 +31,8 @@ public struct ServiceConfiguration: Sendable {
     public var backupJobs = BackupOptions.defaultJobs
     /// zstd level of a backup (`ARCA_COMPRESSION_LEVEL`, 1–19; default 1).
     public var compressionLevel = BackupOptions.defaultCompressionLevel
+    /// `ARCA_STALE_UPLOAD_HOURS`: cleanup aborts unfinished uploads older than this.
+    public var staleUploadHours: Int
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
@@ -38,7 +40,7 @@ public struct ServiceConfiguration: Sendable {
         "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL",
     ] + KeyConfiguration.variables + [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
-        "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS",
+        "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
     ]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
@@ -72,6 +74,7 @@ public struct ServiceConfiguration: Sendable {
         retention = RetentionPolicy(retentionDays: try Self.retentionDays(environment))
         cloudRetention = RetentionPolicy(retentionDays: try Self.retentionDays(environment, variable: "ARCA_CLOUD_RETENTION_DAYS") ?? retention.retentionDays)
         cloud = try CloudStore.fromEnvironment(environment)
+        staleUploadHours = try Self.staleUploadHours(environment)
         auditMirror = try value("ARCA_AUDIT_DATABASE_URL").map { text in
             do { return try ConnectionString(text) } catch {
                 throw OperationError.invalidConfiguration("ARCA_AUDIT_DATABASE_URL is not a valid connection string: \(error)")
@@ -102,6 +105,18 @@ public struct ServiceConfiguration: Sendable {
     /// `ARCA_RETENTION_DAYS`, default 30.
     public static func retentionDays(_ environment: [String: String]) throws -> Int {
         try retentionDays(environment, variable: "ARCA_RETENTION_DAYS") ?? 30
+    }
+
+    /// `ARCA_STALE_UPLOAD_HOURS`, default 24: how old an unfinished multipart
+    /// upload of an archive must be before cleanup aborts it; 0 aborts every
+    /// one (cleanup holds the repository lock, so no backup of its own is running).
+    public static func staleUploadHours(_ environment: [String: String]) throws -> Int {
+        guard let text = environment["ARCA_STALE_UPLOAD_HOURS"], !text.isEmpty else { return 24 }
+        guard let hours = Int(text), hours >= 0 else {
+            throw OperationError.invalidConfiguration(
+                "ARCA_STALE_UPLOAD_HOURS must be a whole number of hours (0 or more), not \"\(text)\". Cleanup aborts unfinished uploads older than that; unset it for the default, 24.")
+        }
+        return hours
     }
 
     static func retentionDays(_ environment: [String: String], variable: String) throws -> Int? {

@@ -1,3 +1,4 @@
+import ArcaFormat
 import NIOCore
 
 extension S3Client {
@@ -13,15 +14,63 @@ extension S3Client {
     public func upload<Chunks: AsyncSequence>(
         key: String, chunks: Chunks, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2
     ) async throws -> String where Chunks.Element == [UInt8] {
-        precondition(
-            (Self.minimumPartSize...Self.maximumPartSize).contains(partSize),
-            "partSize must be between 5 MiB and 5 GiB (S3's limits)")
-        precondition((1...16).contains(concurrency), "concurrency must be between 1 and 16")
-
+        Self.checkPartSize(partSize)
         var reader = PartReader(iterator: chunks.makeAsyncIterator(), partSize: partSize)
-        let firstPart = try await reader.nextPart() ?? ByteBuffer()
-        if reader.isFinished {
-            return try await putObject(key: key, body: firstPart)
+        return try await upload(key: key, concurrency: concurrency) { try await reader.nextPart().map(S3Payload.bytes) }
+    }
+
+    /// Uploads a stream of whole parts (each at least `minimumPartSize` bytes but
+    /// the last) as one object, `concurrency` parts at a time; a single part becomes
+    /// a PutObject. `partUploaded` is told each part's size once it is stored, so the
+    /// producer can reuse that memory. Aborts like `upload(key:chunks:)`.
+    @discardableResult
+    public func upload<Parts: AsyncSequence>(
+        key: String, parts: Parts, concurrency: Int = 1, partUploaded: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async throws -> String where Parts.Element == ByteBuffer {
+        var iterator = parts.makeAsyncIterator()
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
+            try await iterator.next().map(S3Payload.bytes)
+        }
+    }
+
+    /// Uploads `source` (a file) in parts of `partSize` bytes, `concurrency` at a time,
+    /// each read from the source a piece at a time when it is sent (and again if it is
+    /// retried): memory does not grow with the part size. Aborts like `upload(key:chunks:)`.
+    @discardableResult
+    public func upload(
+        key: String, source: any ByteSource & Sendable, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2
+    ) async throws -> String {
+        Self.checkPartSize(partSize)
+        var offset: UInt64 = 0
+        var first = true
+        return try await upload(key: key, concurrency: concurrency) {
+            guard offset < source.size || first else { return nil }
+            first = false
+            let end = min(source.size, offset + UInt64(partSize))
+            defer { offset = end }
+            return .source(source, offset..<end)
+        }
+    }
+
+    private static func checkPartSize(_ partSize: Int) {
+        precondition(
+            (minimumPartSize...maximumPartSize).contains(partSize), "partSize must be between 5 MiB and 5 GiB (S3's limits)")
+    }
+
+    /// The upload all the above share: the first part alone is a PutObject (an empty
+    /// stream gives one empty part), more are a multipart upload, aborted on failure.
+    /// A part is asked for only when an upload slot is free, so a producer that fills
+    /// parts while they upload holds at most `concurrency + 1`.
+    private func upload(
+        key: String, concurrency: Int, partUploaded: @escaping @Sendable (Int) -> Void = { _ in },
+        nextPart: () async throws -> S3Payload?
+    ) async throws -> String {
+        precondition((1...16).contains(concurrency), "concurrency must be between 1 and 16")
+        let firstPart = try await nextPart() ?? .bytes(ByteBuffer())
+        guard let secondPart = try await nextPart() else {
+            let etag = try await putObject(key: key, payload: firstPart)
+            partUploaded(firstPart.count)
+            return etag
         }
 
         let uploadID = try await createMultipartUpload(key: key)
@@ -30,24 +79,31 @@ extension S3Client {
                 var uploaded: [S3UploadedPart] = []
                 var inFlight = 0
                 var partNumber = 0
-                var nextPart: ByteBuffer? = firstPart
-                while let part = nextPart {
+                var nextPayload: S3Payload? = firstPart
+                var queued: S3Payload? = secondPart
+                while let part = nextPayload {
                     partNumber += 1
                     guard partNumber <= Self.maximumPartCount else {
                         throw S3Error.invalidRequest(
-                            "'\(key)' needs more than \(Self.maximumPartCount) parts of \(partSize) bytes: use a larger part size")
+                            "'\(key)' needs more than \(Self.maximumPartCount) parts: use a larger part size")
                     }
+                    let number = partNumber
+                    group.addTask {
+                        let etag = try await self.uploadPart(key: key, uploadID: uploadID, partNumber: number, payload: part)
+                        partUploaded(part.count)
+                        return S3UploadedPart(partNumber: number, etag: etag)
+                    }
+                    inFlight += 1
                     if inFlight == concurrency, let done = try await group.next() {
                         uploaded.append(done)
                         inFlight -= 1
                     }
-                    let number = partNumber
-                    group.addTask {
-                        let etag = try await self.uploadPart(key: key, uploadID: uploadID, partNumber: number, body: part)
-                        return S3UploadedPart(partNumber: number, etag: etag)
+                    if let next = queued {
+                        nextPayload = next
+                        queued = nil
+                    } else {
+                        nextPayload = try await nextPart()
                     }
-                    inFlight += 1
-                    nextPart = try await reader.nextPart()
                 }
                 for try await done in group { uploaded.append(done) }
                 return uploaded
@@ -69,14 +125,22 @@ extension S3Client {
     }
 }
 
+extension S3Payload {
+    var count: Int {
+        switch self {
+        case .bytes(let buffer): buffer.readableBytes
+        case .source(_, let range): Int(range.count)
+        }
+    }
+}
+
 /// Regroups chunks of any size into parts of exactly `partSize` bytes (the last may be shorter).
 private struct PartReader<Iterator: AsyncIteratorProtocol> where Iterator.Element == [UInt8] {
     var iterator: Iterator
     let partSize: Int
     /// The unused tail of the last chunk read.
     private var leftover: ArraySlice<UInt8> = []
-    /// True once the stream has ended: the part just returned was the last one.
-    private(set) var isFinished = false
+    private var isFinished = false
 
     init(iterator: Iterator, partSize: Int) {
         self.iterator = iterator

@@ -135,8 +135,12 @@ public final class S3Client: Sendable {
     /// rejects a body damaged in transit. Returns the ETag (unquoted).
     @discardableResult
     public func putObject(key: String, body: ByteBuffer) async throws -> String {
+        try await putObject(key: key, payload: .bytes(body))
+    }
+
+    func putObject(key: String, payload: S3Payload) async throws -> String {
         let response = try await send(S3Operation(
-            name: "PutObject", method: .PUT, key: try fullKey(key), body: body, contentMD5: true))
+            name: "PutObject", method: .PUT, key: try fullKey(key), payload: payload, contentMD5: true))
         return Self.unquoted(response.headers.first(name: "etag") ?? "")
     }
 
@@ -149,37 +153,62 @@ public final class S3Client: Sendable {
     /// A ranged read must come back as exactly that range, or it fails with `.invalidResponse`.
     public func getObject(key: String, range: Range<UInt64>? = nil) async throws -> [UInt8] {
         if let range, range.isEmpty { return [] }
-        var operation = S3Operation(name: "GetObject", method: .GET, key: try fullKey(key))
+        var operation = try S3Operation(name: "GetObject", method: .GET, key: try fullKey(key))
         if let range {
-            operation.headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
-            operation.acceptedStatuses = [206]
-            operation.bodyLimit = Int(range.count)
+            operation.requestRange(range)
         } else {
             operation.bodyLimit = Int.max
         }
         let response = try await send(operation)
         let bytes = Array(buffer: response.body)
-        func invalid(_ detail: String) -> S3Error {
-            .invalidResponse(context(for: operation, response: response), detail: detail)
-        }
         if let range {
-            let expected = "bytes \(range.lowerBound)-\(range.upperBound - 1)/"
-            let contentRange = response.headers.first(name: "content-range") ?? "none"
-            guard contentRange.hasPrefix(expected) else {
-                throw invalid("asked for \(expected)…, got Content-Range \(contentRange); the object may be shorter than the range")
-            }
+            try checkRangedAnswer(response, for: operation, range: range)
             guard UInt64(bytes.count) == range.count else {
-                throw invalid("asked for \(range.count) bytes, got \(bytes.count)")
+                throw S3Error.invalidResponse(
+                    context(for: operation, response: response), detail: "asked for \(range.count) bytes, got \(bytes.count)")
             }
         } else if let length = response.headers.first(name: "content-length").flatMap(Int.init), length != bytes.count {
-            throw invalid("Content-Length was \(length) but \(bytes.count) bytes arrived")
+            throw S3Error.invalidResponse(
+                context(for: operation, response: response), detail: "Content-Length was \(length) but \(bytes.count) bytes arrived")
         }
         return bytes
     }
 
+    /// Starts a ranged GET whose bytes are read as they arrive, into the caller's
+    /// buffers: the range is never held in memory, however long it is. Failures
+    /// before the body starts are retried like any request; the caller decides
+    /// what to do about one in the middle of the body (`S3ObjectReader.read`).
+    public func readObject(key: String, range: Range<UInt64>) async throws -> S3ObjectReader {
+        precondition(!range.isEmpty, "an empty range has nothing to read")
+        var operation = try S3Operation(name: "GetObject", method: .GET, key: try fullKey(key))
+        operation.requestRange(range)
+        operation.streamsBody = true
+        let response = try await send(operation)
+        try checkRangedAnswer(response, for: operation, range: range)
+        if let length = response.headers.first(name: "content-length").flatMap(UInt64.init), length != range.count {
+            throw S3Error.invalidResponse(
+                context(for: operation, response: response), detail: "asked for \(range.count) bytes, the answer announces \(length)")
+        }
+        guard let body = response.stream else {
+            throw S3Error.invalidResponse(context(for: operation, response: response), detail: "no body")
+        }
+        return S3ObjectReader(body: body, range: range, context: context(for: operation, response: response))
+    }
+
+    /// A ranged read must be answered with exactly that range.
+    private func checkRangedAnswer(_ response: S3Response, for operation: S3Operation, range: Range<UInt64>) throws {
+        let expected = "bytes \(range.lowerBound)-\(range.upperBound - 1)/"
+        let contentRange = response.headers.first(name: "content-range") ?? "none"
+        guard contentRange.hasPrefix(expected) else {
+            throw S3Error.invalidResponse(
+                context(for: operation, response: response),
+                detail: "asked for \(expected)…, got Content-Range \(contentRange); the object may be shorter than the range")
+        }
+    }
+
     /// The object's size, ETag and date, or nil when there is no object under `key`.
     public func headObject(key: String) async throws -> S3ObjectInfo? {
-        var operation = S3Operation(name: "HeadObject", method: .HEAD, key: try fullKey(key))
+        var operation = try S3Operation(name: "HeadObject", method: .HEAD, key: try fullKey(key))
         operation.acceptedStatuses = [200, 404]
         let response = try await send(operation)
         guard response.status == 200 else { return nil }
@@ -202,7 +231,7 @@ public final class S3Client: Sendable {
         for start in stride(from: 0, to: fullKeys.count, by: 1000) {
             let batch = fullKeys[start..<min(start + 1000, fullKeys.count)]
             let objects = batch.map { "<Object><Key>\(S3XML.escape($0))</Key></Object>" }.joined()
-            var operation = S3Operation(
+            var operation = try S3Operation(
                 name: "DeleteObjects", method: .POST, key: nil,
                 body: ByteBuffer(string: "<Delete><Quiet>true</Quiet>\(objects)</Delete>"), contentMD5: true)
             operation.query = [("delete", "")]
@@ -228,7 +257,7 @@ public final class S3Client: Sendable {
         var objects: [S3ObjectInfo] = []
         var continuationToken: String?
         repeat {
-            var operation = S3Operation(name: "ListObjectsV2", method: .GET, key: nil)
+            var operation = try S3Operation(name: "ListObjectsV2", method: .GET, key: nil)
             operation.query = [("list-type", "2"), ("prefix", configuration.prefix + prefix)]
             if let pageSize { operation.query.append(("max-keys", String(pageSize))) }
             if let continuationToken { operation.query.append(("continuation-token", continuationToken)) }
@@ -256,7 +285,7 @@ public final class S3Client: Sendable {
 
     /// Starts a multipart upload and returns its upload id.
     public func createMultipartUpload(key: String) async throws -> String {
-        var operation = S3Operation(name: "CreateMultipartUpload", method: .POST, key: try fullKey(key))
+        var operation = try S3Operation(name: "CreateMultipartUpload", method: .POST, key: try fullKey(key))
         operation.query = [("uploads", "")]
         let response = try await send(operation)
         guard let uploadID = try parseXML(response, for: operation).value("UploadId"), !uploadID.isEmpty else {
@@ -267,12 +296,16 @@ public final class S3Client: Sendable {
 
     /// Uploads part `partNumber` (1...10000) with Content-MD5 and returns its ETag (unquoted).
     public func uploadPart(key: String, uploadID: String, partNumber: Int, body: ByteBuffer) async throws -> String {
+        try await uploadPart(key: key, uploadID: uploadID, partNumber: partNumber, payload: .bytes(body))
+    }
+
+    func uploadPart(key: String, uploadID: String, partNumber: Int, payload: S3Payload) async throws -> String {
         guard (1...Self.maximumPartCount).contains(partNumber) else {
             throw S3Error.invalidRequest(
                 "part number \(partNumber) of '\(key)' is outside 1...\(Self.maximumPartCount): use a larger part size")
         }
-        var operation = S3Operation(
-            name: "UploadPart", method: .PUT, key: try fullKey(key), body: body, contentMD5: true)
+        var operation = try S3Operation(
+            name: "UploadPart", method: .PUT, key: try fullKey(key), payload: payload, contentMD5: true)
         operation.query = [("partNumber", String(partNumber)), ("uploadId", uploadID)]
         let response = try await send(operation)
         guard let etag = response.headers.first(name: "etag"), !etag.isEmpty else {
@@ -289,7 +322,7 @@ public final class S3Client: Sendable {
         let partsXML = parts.sorted { $0.partNumber < $1.partNumber }.map {
             "<Part><PartNumber>\($0.partNumber)</PartNumber><ETag>\(S3XML.escape("\"\($0.etag)\""))</ETag></Part>"
         }.joined()
-        var operation = S3Operation(
+        var operation = try S3Operation(
             name: "CompleteMultipartUpload", method: .POST, key: try fullKey(key),
             body: ByteBuffer(string: "<CompleteMultipartUpload>\(partsXML)</CompleteMultipartUpload>"))
         operation.query = [("uploadId", uploadID)]
@@ -301,7 +334,7 @@ public final class S3Client: Sendable {
 
     /// Aborts the upload and frees its parts; an upload that no longer exists counts as aborted.
     public func abortMultipartUpload(key: String, uploadID: String) async throws {
-        var operation = S3Operation(name: "AbortMultipartUpload", method: .DELETE, key: try fullKey(key))
+        var operation = try S3Operation(name: "AbortMultipartUpload", method: .DELETE, key: try fullKey(key))
         operation.query = [("uploadId", uploadID)]
         do {
             _ = try await send(operation)
@@ -316,7 +349,7 @@ public final class S3Client: Sendable {
         var uploads: [S3MultipartUploadInfo] = []
         var markers: (key: String, uploadID: String)?
         repeat {
-            var operation = S3Operation(name: "ListMultipartUploads", method: .GET, key: nil)
+            var operation = try S3Operation(name: "ListMultipartUploads", method: .GET, key: nil)
             operation.query = [("uploads", ""), ("prefix", configuration.prefix + prefix)]
             if let markers {
                 operation.query += [("key-marker", markers.key), ("upload-id-marker", markers.uploadID)]
@@ -329,10 +362,16 @@ public final class S3Client: Sendable {
                     key: relativeKey(key), uploadID: uploadID,
                     initiated: upload.value("Initiated").flatMap(S3Date.parseISO8601)))
             }
+            let previous = markers
             markers = nil
             if result.value("IsTruncated") == "true",
                 let nextKey = result.value("NextKeyMarker"), let nextUploadID = result.value("NextUploadIdMarker")
             {
+                // A listing that does not move on would be asked for forever.
+                guard previous.map({ $0 != (nextKey, nextUploadID) }) ?? true else {
+                    throw S3Error.invalidResponse(
+                        context(for: operation, response: response), detail: "a truncated listing whose next page is the same page")
+                }
                 markers = (nextKey, nextUploadID)
             }
         } while markers != nil
@@ -350,22 +389,40 @@ public final class S3Client: Sendable {
         var query: [(name: String, value: String)] = []
         /// Extra headers to sign and send (host, dates and authorization are added per attempt).
         var headers: [(name: String, value: String)] = []
-        var body: ByteBuffer?
+        var payload: S3Payload?
+        /// Hex SHA-256 of the payload, as SigV4 signs it; computed once for all attempts.
+        let payloadHash: String
         var acceptedStatuses: Set<Int> = [200, 204]
         /// Largest response body accepted.
         var bodyLimit = 64 * 1024 * 1024
+        /// An accepted answer's body is handed over unread (`S3Response.stream`).
+        var streamsBody = false
         /// CompleteMultipartUpload may report failure in a 200 answer.
         var errorBodyMeansFailure = false
 
-        init(name: String, method: HTTPMethod, key: String?, body: ByteBuffer? = nil, contentMD5: Bool = false) {
+        init(name: String, method: HTTPMethod, key: String?, body: ByteBuffer? = nil, contentMD5: Bool = false) throws {
+            try self.init(name: name, method: method, key: key, payload: body.map(S3Payload.bytes), contentMD5: contentMD5)
+        }
+
+        init(name: String, method: HTTPMethod, key: String?, payload: S3Payload?, contentMD5: Bool = false) throws {
             self.name = name
             self.method = method
             self.key = key
             // PUT and POST always carry a body, if only an empty one, so a Content-Length is sent.
-            self.body = body ?? ([.PUT, .POST].contains(method) ? ByteBuffer() : nil)
-            if contentMD5, let body = self.body {
-                headers.append(("content-md5", Data(Hashes.md5(body)).base64EncodedString()))
+            self.payload = payload ?? ([.PUT, .POST].contains(method) ? .bytes(ByteBuffer()) : nil)
+            guard let payload = self.payload else {
+                payloadHash = SigV4Signer.emptyPayloadHash
+                return
             }
+            let digests = try payload.digests()
+            payloadHash = Hashes.hex(digests.sha256)
+            if contentMD5 { headers.append(("content-md5", Data(digests.md5).base64EncodedString())) }
+        }
+
+        mutating func requestRange(_ range: Range<UInt64>) {
+            headers.append(("range", "bytes=\(range.lowerBound)-\(range.upperBound - 1)"))
+            acceptedStatuses = [206]
+            bodyLimit = Int(clamping: range.count)
         }
     }
 
@@ -373,6 +430,8 @@ public final class S3Client: Sendable {
         var status: Int
         var headers: HTTPHeaders
         var body: ByteBuffer
+        /// The unread body, for operations that stream it.
+        var stream: HTTPClientResponse.Body?
     }
 
     private enum AttemptFailure {
@@ -382,14 +441,13 @@ public final class S3Client: Sendable {
 
     /// Sends `operation`, signing every attempt afresh, retrying transient failures.
     func send(_ operation: S3Operation) async throws -> S3Response {
-        let payloadHash = operation.body.map { Hashes.hex(Hashes.sha256($0)) } ?? SigV4Signer.emptyPayloadHash
         var attempt = 0
         while true {
             attempt += 1
             try Task.checkCancellation()
             let failure: AttemptFailure
             do {
-                let response = try await exchange(operation, payloadHash: payloadHash)
+                let response = try await exchange(operation)
                 if operation.acceptedStatuses.contains(response.status) {
                     guard operation.errorBodyMeansFailure, let document = S3ErrorDocument(body: response.body.readableBytesView)
                     else { return response }
@@ -432,17 +490,22 @@ public final class S3Client: Sendable {
     }
 
     /// One signed HTTP exchange, response body included.
-    private func exchange(_ operation: S3Operation, payloadHash: String) async throws -> S3Response {
+    private func exchange(_ operation: S3Operation) async throws -> S3Response {
         let target = requestTarget(key: operation.key, query: operation.query)
         let unsigned = SigV4Request(
             method: operation.method.rawValue, path: target.path, query: operation.query,
-            headers: [("host", target.host)] + operation.headers, payloadHash: payloadHash)
+            headers: [("host", target.host)] + operation.headers, payloadHash: operation.payloadHash)
         let signed = signer.sign(unsigned, date: Date(), addContentSHA256Header: true)
 
         var request = HTTPClientRequest(url: target.url)
         request.method = operation.method
         for header in signed.headers { request.headers.add(name: header.name, value: header.value) }
-        if let body = operation.body { request.body = .bytes(body) }
+        switch operation.payload {
+        case .bytes(let body)?: request.body = .bytes(body)
+        // Read afresh for every attempt, a piece at a time: never the whole part in memory.
+        case .source(let source, let range)?: request.body = .stream(SourcePieces(source: source, range: range), length: .known(Int64(range.count)))
+        case nil: break
+        }
 
         let deadline = NIODeadline.now() + requestTimeout.timeAmount
         let response = try await httpClient.execute(request, deadline: deadline, logger: logger)
@@ -451,6 +514,9 @@ public final class S3Client: Sendable {
         if operation.method == .HEAD {
             body = ByteBuffer()  // HEAD answers carry the object's Content-Length but no body
         } else if operation.acceptedStatuses.contains(status) {
+            if operation.streamsBody {
+                return S3Response(status: status, headers: response.headers, body: ByteBuffer(), stream: response.body)
+            }
             body = try await response.body.collect(upTo: operation.bodyLimit)
         } else {
             body = try await Self.collectPrefix(of: response.body, maxBytes: Self.errorBodyLimit)

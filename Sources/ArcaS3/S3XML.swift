@@ -133,7 +133,8 @@ enum S3Date {
     }
 
     private static func date(year: Int, month: Int, day: Int, hour: Int, minute: Int, seconds: Double) -> Date? {
-        guard (1...12).contains(month), (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute),
+        // The year is bounded first, so the day arithmetic below cannot overflow.
+        guard (1...9999).contains(year), (1...12).contains(month), (1...31).contains(day), (0...23).contains(hour), (0...59).contains(minute),
             (0..<61).contains(seconds)
         else { return nil }
         // Days since 1970-01-01 in the proleptic Gregorian calendar (Howard Hinnant's days_from_civil).

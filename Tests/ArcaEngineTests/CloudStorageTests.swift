@@ -55,6 +55,17 @@ import Testing
         return try await onThread { try BackupRunner(options: configured).run(progress: progress) }
     }
 
+    /// A restore with two jobs straight from the bucket (no download first).
+    static func restore(_ id: BackupID, from cloud: CloudStore, into target: TestDatabase) async throws {
+        try await onThread {
+            var options = RestoreOptions(archive: .cloud(cloud, id), target: target.connectionString)
+            options.confirmed = true
+            options.create = true
+            options.jobs = 2
+            _ = try RestoreRunner(options: options).run()
+        }
+    }
+
     @Test func uploadListInspectVerifyAndRestoreFromTheBucket() async throws {
         let source = try Self.scans("cloud_src")
         let target = try TestDatabase("cloud_dst")
@@ -81,13 +92,7 @@ import Testing
 
         // Restore with no local copy at all: chunks come by ranged GETs.
         _ = try repository.remove(id)
-        try await onThread {
-            var options = RestoreOptions(archive: .cloud(cloud, id), target: target.connectionString)
-            options.confirmed = true
-            options.create = true
-            options.jobs = 2
-            _ = try RestoreRunner(options: options).run()
-        }
+        try await Self.restore(id, from: cloud, into: target)
         try Steps.expectEqual(source, target)
     }
 
@@ -138,11 +143,7 @@ import Testing
         #expect(try cloud.archives().isEmpty)
         #expect(try cloud.unfinishedUploads().isEmpty, "an orphaned multipart upload was left behind")
 
-        let environment = [
-            "ARCA_REPO": repository.root, "AWS_S3_BUCKET": cloud.configuration.bucket, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": cloud.configuration.endpoint!.absoluteString,
-            "ARCA_S3_PREFIX": cloud.configuration.prefix,
-        ]
+        let environment = Self.environment(cloud, repository)
         let status = try await onThread { try Operations(configuration: try ServiceConfiguration(environment: environment), requester: .commandLine).status() }
         #expect(status.cloudMissing == [id.rawValue])
         #expect(status.problems.contains { $0.contains("arca sync") })
@@ -217,8 +218,10 @@ import Testing
         #expect(try repository.backupIDs().isEmpty)
     }
 
+    /// About 20 MB streamed: three parts, so the writer waits for part
+    /// memory while earlier parts upload.
     @Test func uploadOnlyThenDownloadBySync() async throws {
-        let source = try Self.scans("cloud_only", rows: 2000)
+        let source = try Self.scans("cloud_only")
         let target = try TestDatabase("cloud_only_dst")
         target.drop()
         defer { source.drop(); target.drop() }
@@ -227,6 +230,7 @@ import Testing
 
         let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true)
         let id = try #require(BackupID(result.backupId))
+        #expect(result.bytes > 16 << 20, "the archive should need several upload parts")
         #expect(try repository.backupIDs().isEmpty, "--upload-only left a local copy")
         #expect(result.path == cloud.describe(id))
         #expect(try cloud.recordedMD5(id) == result.md5)
@@ -288,6 +292,140 @@ import Testing
         #expect(try cloud.recordedMD5(BackupID("backup_20200102_020000")!) == nil)
         #expect(try repository.backupIDs().map(\.rawValue) == [result.backupId])
     }
+}
+
+extension CloudStorageTests {
+    static func environment(_ cloud: CloudStore, _ repository: Repository, _ extra: [String: String] = [:]) -> [String: String] {
+        [
+            "ARCA_REPO": repository.root, "AWS_S3_BUCKET": cloud.configuration.bucket, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": cloud.configuration.endpoint!.absoluteString,
+            "ARCA_S3_PREFIX": cloud.configuration.prefix,
+        ].merging(extra) { $1 }
+    }
+
+    /// A connection that drops in the middle of a GET: verify, restore and
+    /// download go on from the bytes that arrived instead of failing.
+    @Test func readsResumeAfterAConnectionDropsMidAnswer() async throws {
+        let source = try Self.scans("cloud_cut")
+        let target = try TestDatabase("cloud_cut_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        let cloud = try await Self.bucket("cut")
+        let repository = Steps.repository("cloud-cut")
+        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true)
+        let id = try #require(BackupID(result.backupId))
+
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, cutGets: 2)
+        defer { proxy.stop() }
+        let cut = Self.sameBucket(cloud, through: proxy.endpoint)
+        let verification = try await onThread { try Verification(archive: .cloud(cut, id), repository: repository).run() }
+        #expect(verification.intact && verification.sidecar == "match", "\(verification.problems)")
+        // Each cut GET was resumed, not read again from the start.
+        #expect(cut.bytesDownloaded < result.bytes + (1 << 20), "read \(cut.bytesDownloaded) bytes of \(result.bytes)")
+
+        let proxyForRestore = try S3FaultProxy(upstream: cloud.configuration.endpoint!, cutGets: 2)
+        defer { proxyForRestore.stop() }
+        let restoreCut = Self.sameBucket(cloud, through: proxyForRestore.endpoint)
+        try await Self.restore(id, from: restoreCut, into: target)
+        try Steps.expectEqual(source, target)
+    }
+
+    /// An interrupted `--upload-only` leaves an unfinished multipart upload:
+    /// status counts it, cleanup aborts it once older than
+    /// ARCA_STALE_UPLOAD_HOURS (at 0 at once), and uploads of keys that are
+    /// not archives are left alone.
+    @Test func cleanupAbortsStaleUploadsAndStatusCountsThem() async throws {
+        let cloud = try await Self.bucket("stale")
+        let repository = Steps.repository("cloud-stale")
+        try repository.prepare()
+        let client = S3Client(configuration: cloud.configuration)
+        let interrupted = "backup_20200101_020000.arca"
+        _ = try await client.createMultipartUpload(key: interrupted)
+        let foreign = try await client.createMultipartUpload(key: "notes/report.pdf")
+
+        func status(_ hours: String) async throws -> ServiceStatus {
+            let environment = Self.environment(cloud, repository, ["ARCA_STALE_UPLOAD_HOURS": hours])
+            return try await onThread { try Operations(configuration: try ServiceConfiguration(environment: environment), requester: .commandLine).status() }
+        }
+        func cleanup(hours: Int, now: Date = Date()) async throws -> UnfinishedWrites? {
+            var cleanup = Cleanup(repository: repository, targets: [(repository, RetentionPolicy(retentionDays: 30)), (cloud, RetentionPolicy(retentionDays: 30))])
+            cleanup.staleWriteHours = hours
+            let configured = cleanup
+            let result = try await onThread { try configured.run(now: now) }
+            #expect(result.stores[0].unfinishedWrites == nil, "the repository has no unfinished writes to abort")
+            return result.stores[1].unfinishedWrites
+        }
+        #expect(try await status("24").unfinishedUploads == 1)
+
+        // Ages go by the Initiated time S3 reports (moto reports a fixed one).
+        let initiated = try #require(try await client.listMultipartUploads().first { $0.key == interrupted }?.initiated)
+        // 23 hours after it started: left.
+        let young = try await cleanup(hours: 24, now: initiated.addingTimeInterval(23 * 3600))
+        #expect(young?.aborted == [] && young?.remaining == 1)
+        // 25 hours after: stale.
+        let later = try await cleanup(hours: 24, now: initiated.addingTimeInterval(25 * 3600))
+        #expect(later?.aborted == [interrupted] && later?.remaining == 0)
+        #expect(try await status("24").unfinishedUploads == 0)
+        #expect(try await client.listMultipartUploads().map(\.uploadID) == [foreign])
+
+        // At 0 hours, any one: a backup running in this repository would
+        // hold the lock cleanup takes first.
+        _ = try await client.createMultipartUpload(key: "backup_20200102_020000.arca")
+        #expect(try await status("0").unfinishedUploads == 1)
+        let now = try await cleanup(hours: 0)
+        #expect(now?.aborted == ["backup_20200102_020000.arca"] && now?.remaining == 0)
+        #expect(try await client.listMultipartUploads().map(\.uploadID) == [foreign])
+        try await client.shutdown()
+    }
+
+    /// A cleanup that starts while an `--upload-only` backup runs is refused
+    /// by the repository lock: the running upload is never aborted.
+    @Test func cleanupNeverAbortsTheUploadOfARunningBackup() async throws {
+        let source = try Self.scans("cloud_running", rows: 200_000)
+        defer { source.drop() }
+        let cloud = try await Self.bucket("running")
+        let repository = Steps.repository("cloud-running")
+        let attempted = Flag()
+        let outcome = Outcome()
+        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true) { progress in
+            // Past two parts (16 MiB of archive, twice that of COPY text:
+            // bytea is hex there) the multipart upload exists.
+            guard progress.bytesDone > 40 << 20, attempted.set() else { return }
+            var cleanup = Cleanup(repository: repository, targets: [(repository, RetentionPolicy(retentionDays: 30)), (cloud, RetentionPolicy(retentionDays: 30))])
+            cleanup.staleWriteHours = 0
+            outcome.unfinished = (try? cloud.unfinishedUploads().count) ?? -1
+            do {
+                _ = try cleanup.run()
+                outcome.error = "none"
+            } catch {
+                outcome.error = "\(error)"
+            }
+        }
+        #expect(attempted.isSet)
+        #expect(outcome.unfinished == 1, "the backup's multipart upload was not under way when cleanup ran")
+        #expect(outcome.error.contains("already running"), "\(outcome.error)")
+        let id = try #require(BackupID(result.backupId))
+        #expect(try cloud.archives().map(\.id) == [id])
+        #expect(try cloud.recordedMD5(id) == result.md5)
+    }
+
+    @Test func staleUploadHoursIsValidated() throws {
+        #expect(try ServiceConfiguration.staleUploadHours([:]) == 24)
+        #expect(try ServiceConfiguration.staleUploadHours(["ARCA_STALE_UPLOAD_HOURS": "0"]) == 0)
+        for bad in ["-1", "1.5", "a day", "99999999999999999999"] {
+            let error = #expect(throws: OperationError.self) { try ServiceConfiguration.staleUploadHours(["ARCA_STALE_UPLOAD_HOURS": bad]) }
+            #expect("\(error.map { "\($0)" } ?? "")".contains("ARCA_STALE_UPLOAD_HOURS must be a whole number of hours"), "\(bad)")
+        }
+    }
+}
+
+/// What a callback on another thread saw.
+final class Outcome: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _error = ""
+    private var _unfinished = 0
+    var error: String { get { lock.withLock { _error } } set { lock.withLock { _error = newValue } } }
+    var unfinished: Int { get { lock.withLock { _unfinished } } set { lock.withLock { _unfinished = newValue } } }
 }
 
 /// Set once, from any thread.

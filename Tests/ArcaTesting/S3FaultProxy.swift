@@ -9,15 +9,21 @@ public final class S3FaultProxy: Sendable {
     /// `failPart`: UploadPart requests for this part number get a 500.
     /// `failPutsEndingWith`: so do PUTs of keys with this suffix.
     /// `failDeletes`: so do deletions of objects.
-    public init(upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false) throws {
+    /// `cutGets`: the first this many GET answers over 1 MiB stop halfway (the connection drops).
+    public init(
+        upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false, cutGets: Int = 0
+    ) throws {
         let port = try freeLocalPort()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port),
-                             "--upstream", upstream.absoluteString]
-            + (failPart.map { ["--fail-part", String($0)] } ?? [])
-            + (suffix.map { ["--fail-put-suffix", $0] } ?? [])
-            + (failDeletes ? ["--fail-deletes"] : [])
+        var arguments: [String] = [
+            "python3", TestPaths.fixtures + "/s3_fault_proxy.py", "--listen", String(port), "--upstream", upstream.absoluteString,
+            "--cut-gets", String(cutGets),
+        ]
+        if let failPart { arguments += ["--fail-part", String(failPart)] }
+        if let suffix { arguments += ["--fail-put-suffix", suffix] }
+        if failDeletes { arguments.append("--fail-deletes") }
+        process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice

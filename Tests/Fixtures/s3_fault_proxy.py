@@ -5,11 +5,14 @@ about some answers.
 
     s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT
                       [--fail-part N] [--fail-put-suffix SUFFIX] [--fail-deletes]
+                      [--cut-gets N]
 
 --fail-part N answers every UploadPart request for part N with a 500
 InternalError, without forwarding it; --fail-put-suffix SUFFIX does the same
 for every PUT of a key ending in SUFFIX (".md5": the checksum sidecars);
 --fail-deletes does the same for every DeleteObject and DeleteObjects.
+--cut-gets N sends only the first half of the first N GET answers larger
+than 1 MiB (announcing their whole length) and then drops the connection.
 Everything else is forwarded as is.
 Prints "ready" on stdout once it listens.
 """
@@ -17,6 +20,7 @@ import argparse
 import http.client
 import http.server
 import sys
+import threading
 import urllib.parse
 
 
@@ -27,8 +31,18 @@ def main():
     parser.add_argument("--fail-part", type=int)
     parser.add_argument("--fail-put-suffix")
     parser.add_argument("--fail-deletes", action="store_true")
+    parser.add_argument("--cut-gets", type=int, default=0)
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
+    cuts = {"left": args.cut_gets}
+    cuts_lock = threading.Lock()
+
+    def take_cut():
+        with cuts_lock:
+            if cuts["left"] <= 0:
+                return False
+            cuts["left"] -= 1
+            return True
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -66,6 +80,12 @@ def main():
             if self.command != "HEAD":
                 self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
+            if self.command == "GET" and len(payload) > 1 << 20 and take_cut():
+                self.wfile.write(payload[:len(payload) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                connection.close()
+                return
             if self.command != "HEAD":
                 self.wfile.write(payload)
             connection.close()

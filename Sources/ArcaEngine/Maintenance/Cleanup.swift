@@ -16,6 +16,10 @@ public struct CleanupResult: Codable, Sendable {
         public var inUse: [String]
         public var kept: [RetentionPolicy.Decision]
         public var freedBytes: UInt64
+        /// The store's unfinished writes (the bucket's interrupted multipart
+        /// uploads): nil for a store without any (the repository removes
+        /// its own leftovers in temp/ when the lock is taken).
+        public var unfinishedWrites: UnfinishedWrites?
     }
 
     public var removedCount: Int { stores.reduce(0) { $0 + $1.removed.count } }
@@ -32,6 +36,8 @@ public struct Cleanup: Sendable {
     public var targets: [(store: any ArchiveStore, policy: RetentionPolicy)]
     public var dryRun = false
     public var key: ArchiveKey?
+    /// Unfinished writes older than this are aborted (`ARCA_STALE_UPLOAD_HOURS`).
+    public var staleWriteHours = 24
 
     public init(repository: Repository, targets: [(store: any ArchiveStore, policy: RetentionPolicy)]) {
         self.repository = repository
@@ -48,9 +54,12 @@ public struct Cleanup: Sendable {
             let listings = try store.listings(key: key, records: repository, now: now)
             let decisions = policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
             let sizes = Dictionary(listings.map { ($0.id, $0.bytes) }, uniquingKeysWith: { first, _ in first })
+            // Under the repository lock no backup of ours is writing: what is
+            // unfinished was interrupted (or belongs to another host on the same prefix).
             var cleaned = CleanupResult.StoreCleanup(
                 location: store.location, place: store.place, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep),
-                freedBytes: 0)
+                freedBytes: 0,
+                unfinishedWrites: try store.abortUnfinishedWrites(olderThanHours: staleWriteHours, now: now, dryRun: dryRun))
             for decision in decisions where !decision.keep {
                 guard let id = BackupID(decision.id) else { continue }
                 if dryRun {

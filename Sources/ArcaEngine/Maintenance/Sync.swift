@@ -74,7 +74,7 @@ public struct CloudSync: Sendable {
             do {
                 if let key {
                     _ = try ArchiveTrust.reader(
-                        of: try cloud.source(archive.id), archive: cloud.describe(archive.id), key: key, allowUnencrypted: allowUnencrypted)
+                        of: try cloud.source(archive.id, sequential: false), archive: cloud.describe(archive.id), key: key, allowUnencrypted: allowUnencrypted)
                 }
                 _ = try cloud.download(archive.id, into: repository)
                 result.copied.append(archive.id.rawValue)

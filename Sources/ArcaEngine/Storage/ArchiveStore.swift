@@ -26,6 +26,25 @@ public protocol ArchiveStore: Sendable {
     func remove(_ id: BackupID) throws -> UInt64
     /// How a person names one archive of it.
     func describe(_ id: BackupID) -> String
+    /// Aborts the writes left unfinished more than `hours` ago (0: all),
+    /// nil when the store has no such thing. The caller holds the
+    /// repository's write lock, so none belongs to a running backup of it.
+    func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites?
+}
+
+/// What a cleanup did with a store's unfinished writes.
+public struct UnfinishedWrites: Codable, Sendable, Equatable {
+    /// Aborted (in a dry run: to be aborted), by key.
+    public var aborted: [String]
+    /// Unfinished writes left: younger ones.
+    public var remaining: Int
+    public var olderThanHours: Int
+
+    public init(aborted: [String], remaining: Int, olderThanHours: Int) {
+        self.aborted = aborted
+        self.remaining = remaining
+        self.olderThanHours = olderThanHours
+    }
 }
 
 /// An archive a store holds.
@@ -61,6 +80,9 @@ extension Repository: ArchiveStore {
 
     public func describe(_ id: BackupID) -> String { archivePath(id) }
 
+    /// The lock removes what a crashed writer left in temp/ when it is taken.
+    public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? { nil }
+
     /// The MD5 the sidecar of the archive at `path` records.
     static func recordedMD5(ofArchive path: String) throws -> String? {
         FileManager.default.contents(atPath: checksumPath(ofArchive: path)).map(recordedMD5(inSidecar:))
@@ -70,7 +92,8 @@ extension Repository: ArchiveStore {
 extension CloudStore: ArchiveStore {
     public var location: StorageLocation { .cloud }
 
-    public func source(_ id: BackupID, sequential: Bool) throws -> any ByteSource {
-        try source(id, readAhead: sequential ? 8 << 20 : 0)
+    public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? {
+        let uploads = try abortStaleUploads(olderThanHours: hours, now: now, dryRun: dryRun)
+        return UnfinishedWrites(aborted: uploads.aborted, remaining: uploads.remaining, olderThanHours: hours)
     }
 }

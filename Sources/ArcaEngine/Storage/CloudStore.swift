@@ -21,9 +21,10 @@ public final class CloudStore: @unchecked Sendable {
     /// Bytes fetched by ranged GETs so far: what listing or a partial read cost.
     public var bytesDownloaded: UInt64 { counterLock.withLock { downloaded } }
 
-    /// Part size for uploads of a file of unknown length (`--upload-only`):
-    /// 16 MiB parts allow archives up to 160 GB (S3 allows 10,000 parts).
-    static let streamingPartSize = 16 << 20
+    /// How far a GET reaches for a reader that goes on where its last read
+    /// ended (verify, restore, download). It costs no memory: the bytes go
+    /// from the socket into the reader's own buffers.
+    static let sequentialReadAhead = 64 << 20
 
     /// One HTTP client for the process, never shut down (like
     /// `HTTPClient.shared`), with the settings objects need: no
@@ -63,11 +64,13 @@ public final class CloudStore: @unchecked Sendable {
     /// The archives in the bucket with their sizes, newest first.
     public func archives() throws -> [StoredArchive] {
         try runBlocking { try await self.client.listObjects() }
-            .compactMap { object in
-                guard object.key.hasSuffix(".arca"), let id = BackupID(String(object.key.dropLast(5))) else { return nil }
-                return StoredArchive(id: id, bytes: object.size)
-            }
+            .compactMap { object in Self.archiveID(key: object.key).map { StoredArchive(id: $0, bytes: object.size) } }
             .sorted { $0.id > $1.id }
+    }
+
+    /// The backup whose archive is stored under `key`, nil for any other key.
+    static func archiveID(key: String) -> BackupID? {
+        key.hasSuffix(".arca") ? BackupID(String(key.dropLast(5))) : nil
     }
 
     public func backupIDs() throws -> [BackupID] { try archives().map(\.id) }
@@ -78,16 +81,47 @@ public final class CloudStore: @unchecked Sendable {
         try runBlocking { try await self.client.listMultipartUploads() }.map(\.key)
     }
 
+    /// The unfinished multipart uploads of archives (keys this repository's
+    /// backups would have), oldest first.
+    public func unfinishedArchiveUploads() throws -> [S3MultipartUploadInfo] {
+        try runBlocking { try await self.client.listMultipartUploads() }
+            .filter { Self.archiveID(key: $0.key) != nil }
+            .sorted { ($0.initiated ?? .distantFuture) < ($1.initiated ?? .distantFuture) }
+    }
+
+    /// Aborts the unfinished archive uploads started more than `hours` ago
+    /// (0: all of them), which S3 would otherwise keep billing. The caller
+    /// holds the repository lock, so none of them belongs to a running
+    /// backup of this repository. An upload without a start time is only
+    /// aborted at 0 hours. Returns the aborted uploads' keys and how many
+    /// unfinished ones remain.
+    public func abortStaleUploads(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> (aborted: [String], remaining: Int) {
+        let cutoff = now.addingTimeInterval(-Double(hours) * 3600)
+        var aborted: [String] = []
+        var remaining = 0
+        for upload in try unfinishedArchiveUploads() {
+            guard hours == 0 || (upload.initiated.map { $0 <= cutoff } ?? false) else {
+                remaining += 1
+                continue
+            }
+            if !dryRun {
+                try runBlocking { try await self.client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID) }
+            }
+            aborted.append(upload.key)
+        }
+        return (aborted, remaining)
+    }
+
     // MARK: Reading
 
-    /// The archive for reading by ranged GETs. `readAhead` sizes each GET
-    /// for a sequential reader (verify, restore); 0 fetches what is asked,
-    /// which is what listing and inspection need.
-    public func source(_ id: BackupID, readAhead: Int = 0) throws -> CloudSource {
+    /// The archive for reading by ranged GETs. `sequential` readers (verify,
+    /// restore, download) get long GETs read as they go; others (listing,
+    /// inspection) fetch what they ask for.
+    public func source(_ id: BackupID, sequential: Bool) throws -> any ByteSource {
         guard let info = try runBlocking({ try await self.client.headObject(key: Self.archiveKey(id)) }) else {
             throw RepositoryError.backupNotFound(id.rawValue, repository: place)
         }
-        return CloudSource(store: self, key: Self.archiveKey(id), size: info.size, readAhead: readAhead)
+        return CloudSource(store: self, key: Self.archiveKey(id), size: info.size, readAhead: sequential ? Self.sequentialReadAhead : 0)
     }
 
     /// The sidecar's recorded MD5, nil when there is none.
@@ -101,8 +135,12 @@ public final class CloudStore: @unchecked Sendable {
 
     func read(key: String, range: Range<UInt64>) throws -> [UInt8] {
         let bytes = try runBlocking { try await self.client.getObject(key: key, range: range) }
-        counterLock.withLock { downloaded += UInt64(bytes.count) }
+        countDownloaded(bytes.count)
         return bytes
+    }
+
+    func countDownloaded(_ count: Int) {
+        counterLock.withLock { downloaded += UInt64(count) }
     }
 
     /// Creates the bucket if it does not exist (`arca init`, tests).
@@ -112,16 +150,17 @@ public final class CloudStore: @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Uploads a published local archive and then its sidecar, streaming the
-    /// file in parts (never the whole archive in memory). An interrupted
-    /// upload is aborted, so no partial object or orphaned upload remains.
+    /// Uploads a published local archive and then its sidecar, each part
+    /// read from the file as it is sent (never a whole part in memory). An
+    /// interrupted upload is aborted, so no partial object or orphaned upload
+    /// remains.
     public func upload(archiveAt path: String, id: BackupID) throws {
         let source = try FileSource(path: path)
         // Parts of at least 8 MiB, larger for huge archives: S3 allows 10,000.
         let partSize = max(8 << 20, Int((source.size + 9_999) / 10_000))
         let sidecar = try Data(contentsOf: URL(fileURLWithPath: Repository.checksumPath(ofArchive: path)))
         try runBlocking {
-            try await self.client.upload(key: Self.archiveKey(id), chunks: FileChunks(source: source), partSize: partSize)
+            try await self.client.upload(key: Self.archiveKey(id), source: source, partSize: partSize)
             _ = try await self.client.putObject(key: Self.checksumKey(id), body: Array(sidecar))
         }
     }
@@ -135,13 +174,13 @@ public final class CloudStore: @unchecked Sendable {
     /// published, so `local/` never holds a partial or damaged download.
     public func download(_ id: BackupID, into repository: Repository) throws -> String {
         try repository.prepare()
-        let source = try source(id, readAhead: 8 << 20)
+        let source = try source(id, sequential: true)
         let temporary = "\(repository.temporaryDirectory)/\(id).arca.download"
         FileSystem.remove(temporary)
         let sink = try FileSink(creatingExclusively: temporary)
         do {
             let md5 = Digest(.md5)
-            var buffer = [UInt8](repeating: 0, count: 8 << 20)
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
             var offset: UInt64 = 0
             while offset < source.size {
                 let count = Int(min(UInt64(buffer.count), source.size - offset))
@@ -203,26 +242,36 @@ public enum CloudError: Error, Sendable, CustomStringConvertible {
     }
 }
 
-/// An archive in a bucket, read by ranged GETs. Small reads fetch a window
-/// around them (so the header, key envelope, trailer and a small manifest
-/// take a GET or two); sequential readers ask for read-ahead. A few recent
-/// windows are kept, so concurrent readers (a parallel restore) each find
-/// theirs. Thread-safe.
+/// An archive in a bucket, read by ranged GETs.
+///
+/// Small reads (header, trailer, a small manifest, listing) fetch a 64 KiB
+/// window around them, and a few windows are kept. Larger reads go from the
+/// socket straight into the caller's buffer: nothing of them is held here.
+/// A read that starts where an earlier one ended continues that GET, or
+/// opens one reaching `readAhead` bytes further, so a sequential reader
+/// (verify, download) needs one GET per `readAhead` bytes, and a parallel
+/// restore's readers each continue their own. A connection lost in the
+/// middle of a GET is resumed where the bytes stopped, by the client's
+/// retry policy. Thread-safe.
 public final class CloudSource: ByteSource, @unchecked Sendable {
     public let size: UInt64
     private let store: CloudStore
     private let key: String
-    private let window: Int
+    private let readAhead: Int
     private let lock = NSLock()
-    private var cache: [(range: Range<UInt64>, bytes: [UInt8])] = []
+    private var windows: [(range: Range<UInt64>, bytes: [UInt8])] = []
+    /// Where earlier large reads ended, with their GET when it has bytes
+    /// left; newest last. A reader takes its own out while it reads.
+    private var continuations: [(position: UInt64, reader: S3ObjectReader?)] = []
     private static let cachedWindows = 4
-    private static let minimumWindow = 64 << 10
+    private static let keptContinuations = 4
+    static let window = 64 << 10
 
     init(store: CloudStore, key: String, size: UInt64, readAhead: Int) {
         self.store = store
         self.key = key
         self.size = size
-        window = max(readAhead, Self.minimumWindow)
+        self.readAhead = readAhead
     }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
@@ -231,54 +280,82 @@ public final class CloudSource: ByteSource, @unchecked Sendable {
             throw ArchiveError.truncated(what: "a read", offset: offset, needed: UInt64(buffer.count), fileSize: size)
         }
         guard buffer.count > 0 else { return }
-        if copyFromCache(offset: offset, into: buffer) { return }
-        if buffer.count >= window {
-            // Larger than a window: straight into the caller's buffer, not cached.
-            let bytes = try store.read(key: key, range: offset..<end)
-            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        if copyFromWindow(offset: offset, into: buffer) { return }
+        if buffer.count >= Self.window {
+            try stream(at: offset, into: buffer)
             return
         }
         // A window containing the read; near the end it reaches back, so the
         // trailer's GET also brings the manifest before it.
-        let start = min(offset, size >= UInt64(window) ? size - UInt64(window) : 0)
-        let range = start..<min(size, start + UInt64(window))
+        let start = min(offset, size >= UInt64(Self.window) ? size - UInt64(Self.window) : 0)
+        let range = start..<min(size, start + UInt64(Self.window))
         let bytes = try store.read(key: key, range: range)
-        lock.lock()
-        cache.append((range, bytes))
-        if cache.count > Self.cachedWindows { cache.removeFirst() }
-        lock.unlock()
-        _ = copyFromCache(offset: offset, into: buffer)
+        lock.withLock {
+            windows.append((range, bytes))
+            if windows.count > Self.cachedWindows { windows.removeFirst() }
+        }
+        _ = copyFromWindow(offset: offset, into: buffer)
     }
 
-    private func copyFromCache(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+    private func copyFromWindow(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         let end = offset + UInt64(buffer.count)
-        guard let entry = cache.last(where: { $0.range.lowerBound <= offset && end <= $0.range.upperBound }) else { return false }
+        guard let entry = windows.last(where: { $0.range.lowerBound <= offset && end <= $0.range.upperBound }) else { return false }
         let start = Int(offset - entry.range.lowerBound)
         entry.bytes.withUnsafeBytes { buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[start..<start + buffer.count])) }
         return true
     }
-}
 
-/// A file read front to back in 1 MiB pieces, as the S3 uploader's input.
-struct FileChunks: AsyncSequence, Sendable {
-    typealias Element = [UInt8]
-    let source: FileSource
-
-    struct AsyncIterator: AsyncIteratorProtocol {
-        let source: FileSource
-        var offset: UInt64 = 0
-
-        mutating func next() async throws -> [UInt8]? {
-            guard offset < source.size else { return nil }
-            let bytes = try source.read(at: offset, count: Int(Swift.min(1 << 20, source.size - offset)), what: "the archive")
-            offset += UInt64(bytes.count)
-            return bytes
+    /// Reads into `buffer` from the GET that stands at `offset` (or a new
+    /// one), straight from the socket.
+    private func stream(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        let end = offset + UInt64(buffer.count)
+        let earlier = lock.withLock { () -> (position: UInt64, reader: S3ObjectReader?)? in
+            guard let index = continuations.lastIndex(where: { $0.position == offset }) else { return nil }
+            return continuations.remove(at: index)
+        }
+        // Going on where a read ended is what a sequential reader does: reach further.
+        let reach = earlier == nil ? 0 : UInt64(readAhead)
+        var reader = earlier?.reader
+        var position = offset
+        var failures = 0
+        while position < end {
+            if reader == nil || reader!.position == reader!.end {
+                let range = position..<min(size, max(end, position + reach))
+                reader = try runBlocking { try await self.store.client.readObject(key: self.key, range: range) }
+            }
+            let open = reader!
+            // A continued GET may end before this read does; the next one goes on.
+            let count = Int(min(end, open.end) - position)
+            let start = Int(position - offset)
+            let target = Destination(buffer: UnsafeMutableRawBufferPointer(rebasing: buffer[start..<start + count]))
+            do {
+                try runBlocking { try await open.read(into: target.buffer) }
+            } catch S3Error.unreachable(let context, let reason) {
+                // The connection broke mid-answer: go on from the bytes that arrived.
+                failures += 1
+                reader = nil
+                let policy = store.client.retryPolicy
+                guard failures < policy.maxAttempts else { throw S3Error.unreachable(context, reason: reason) }
+                Thread.sleep(forTimeInterval: policy.delay(afterAttempt: failures).seconds)
+            }
+            store.countDownloaded(Int(open.position - position))
+            position = open.position
+        }
+        let unfinished = reader.flatMap { $0.position < $0.end ? $0 : nil }
+        lock.withLock {
+            continuations.append((end, unfinished))
+            // Dropping a GET with bytes left closes its connection.
+            if continuations.count > Self.keptContinuations { continuations.removeFirst() }
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(source: source) }
+    /// The caller's buffer, handed to the task that fills it while the
+    /// caller waits.
+    private struct Destination: @unchecked Sendable {
+        let buffer: UnsafeMutableRawBufferPointer
+    }
 }
 
 extension FileSource: @unchecked Sendable {}

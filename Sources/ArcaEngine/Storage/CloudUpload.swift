@@ -1,6 +1,7 @@
 import ArcaFormat
 import ArcaS3
 import Foundation
+import NIOCore
 
 /// Where a backup is written while it runs, and how it becomes visible.
 /// The local repository's reservation (a temporary file renamed into
@@ -40,13 +41,14 @@ final class LocalDestination: ArchiveDestination {
 }
 
 /// An archive streamed into the bucket as it is written: the writer's
-/// threads hand bytes to a bounded channel, and a multipart upload reads
-/// them. The object appears only when the upload completes (S3 publishes a
-/// multipart upload atomically); on failure the upload is aborted.
+/// threads copy bytes straight into upload parts, and a multipart upload
+/// sends each full one. The object appears only when the upload completes
+/// (S3 publishes a multipart upload atomically); on failure the upload is
+/// aborted.
 final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     let store: CloudStore
     let id: BackupID
-    private let channel = ByteChannel()
+    private let channel = PartChannel()
     private let finished = DispatchSemaphore(value: 0)
     /// The upload's own error, set before `finished` is signalled.
     private var uploadError: (any Error)?
@@ -60,7 +62,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
         Task.detached(executorPreference: StorageExecutor.shared) { [self] in
             do {
                 try await store.client.upload(
-                    key: CloudStore.archiveKey(id), chunks: channel, partSize: CloudStore.streamingPartSize, concurrency: 1)
+                    key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { channel.release($0) })
             } catch is CancellationError {
                 // `discard` stopped it: the backup failed, not the upload.
             } catch {
@@ -77,7 +79,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     }
 
     func publish(fileMD5: String) throws -> String {
-        channel.finish()
+        try channel.finish()
         finished.wait()
         finished.signal()  // `discard` after a failed publish must not wait again
         if let failure { throw failure }
@@ -104,83 +106,121 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     }
 }
 
-/// Bytes from synchronous writer threads to one asynchronous reader, one
-/// piece in flight: `write` blocks until the reader has taken the previous
-/// piece, so memory stays bounded whatever the upload's speed.
-final class ByteChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchecked Sendable {
-    typealias Element = [UInt8]
+/// Bytes from synchronous writer threads to one asynchronous uploader, cut
+/// into parts as they are written: `write` copies into the part being
+/// filled (the only copy), a full part waits for the uploader, and the
+/// writer blocks while a new part would take the parts held (filling,
+/// waiting or uploading) past `budget`. Memory is bounded by the budget
+/// whatever the upload's speed or the archive's size.
+final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchecked Sendable {
+    typealias Element = ByteBuffer
 
-    private let lock = NSLock()
-    private let room = DispatchSemaphore(value: 1)
-    private var pending: [UInt8]?
-    private var waiting: CheckedContinuation<[UInt8]?, any Error>?
+    /// Two 8 MiB parts (one uploading while the next fills) for the first
+    /// 5,000 parts, then 16 MiB parts one at a time: 120 GB in S3's 10,000
+    /// parts, in 16 MiB of memory.
+    static let budget = 16 << 20
+    static func partSize(number: Int) -> Int { number <= 5_000 ? 8 << 20 : 16 << 20 }
+
+    private let condition = NSCondition()
+    private var held = 0
+    private var partsStarted = 0
+    private var filling: ByteBuffer?
+    private var fillingSize = 0
+    /// A full part the uploader has not taken yet.
+    private var ready: ByteBuffer?
+    private var waiting: CheckedContinuation<ByteBuffer?, any Error>?
     private var ended = false
     private var failure: (any Error)?
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
-        room.wait()
-        lock.lock()
-        if let failure {
-            lock.unlock()
-            room.signal()
-            throw failure
+        condition.lock()
+        defer { condition.unlock() }
+        var offset = 0
+        while offset < bytes.count {
+            if let failure { throw failure }
+            if filling == nil {
+                let size = Self.partSize(number: partsStarted + 1)
+                while held + size > Self.budget, failure == nil { condition.wait() }
+                if let failure { throw failure }
+                held += size
+                partsStarted += 1
+                filling = ByteBufferAllocator().buffer(capacity: size)
+                fillingSize = size
+            }
+            let count = Swift.min(bytes.count - offset, fillingSize - filling!.readableBytes)
+            filling!.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
+            offset += count
+            if filling!.readableBytes == fillingSize { try deliverFilling() }
         }
-        let piece = Array(bytes)
+    }
+
+    /// No more bytes: the part being filled is the last one.
+    func finish() throws {
+        condition.lock()
+        defer { condition.unlock() }
+        if let failure { throw failure }
+        if filling != nil { try deliverFilling() }
+        ended = true
+        if ready == nil, let waiting {
+            self.waiting = nil
+            waiting.resume(returning: nil)
+        }
+    }
+
+    /// Hands the filled part to the uploader (or leaves it ready for it),
+    /// once the one before it was taken. Called with the lock held.
+    private func deliverFilling() throws {
+        while ready != nil, failure == nil { condition.wait() }
+        if let failure { throw failure }
+        guard let part = filling else { return }
+        filling = nil
+        held -= fillingSize - part.readableBytes  // the last part may be short
         if let waiting {
             self.waiting = nil
-            lock.unlock()
-            room.signal()
-            waiting.resume(returning: piece)
+            waiting.resume(returning: part)
         } else {
-            pending = piece
-            lock.unlock()
+            ready = part
         }
     }
 
-    /// No more bytes: the reader sees the end after the last piece.
-    func finish() {
-        room.wait()
-        lock.lock()
-        ended = true
-        let waiting = self.waiting
-        self.waiting = nil
-        lock.unlock()
-        room.signal()
-        waiting?.resume(returning: nil)
+    /// A part of `bytes` is stored in the bucket: its memory may be reused.
+    func release(_ bytes: Int) {
+        condition.lock()
+        held -= bytes
+        condition.broadcast()
+        condition.unlock()
     }
 
-    /// Stops both sides: the reader throws `error`, a writer throws it too.
+    /// Stops both sides: the uploader throws `error`, a writer throws it too.
     func close(_ error: any Error) {
-        lock.lock()
+        condition.lock()
         if failure == nil { failure = error }
-        pending = nil
+        filling = nil
+        ready = nil
         let waiting = self.waiting
         self.waiting = nil
-        lock.unlock()
-        room.signal()
+        condition.broadcast()
+        condition.unlock()
         waiting?.resume(throwing: error)
     }
 
-    func next() async throws -> [UInt8]? {
+    func next() async throws -> ByteBuffer? {
         try await withCheckedThrowingContinuation { continuation in
-            lock.lock()
+            condition.lock()
+            defer { condition.unlock() }
             if let failure {
-                lock.unlock()
                 continuation.resume(throwing: failure)
-            } else if let piece = pending {
-                pending = nil
-                lock.unlock()
-                room.signal()
-                continuation.resume(returning: piece)
+            } else if let part = ready {
+                ready = nil
+                condition.broadcast()
+                continuation.resume(returning: part)
             } else if ended {
-                lock.unlock()
                 continuation.resume(returning: nil)
             } else {
                 waiting = continuation
-                lock.unlock()
             }
         }
     }
 
-    func makeAsyncIterator() -> ByteChannel { self }
+    func makeAsyncIterator() -> PartChannel { self }
 }

@@ -32,6 +32,7 @@ extension Operations {
             var cleanup = Cleanup(repository: repository, targets: targets)
             cleanup.dryRun = request.dryRun
             cleanup.key = configuration.encryptionKey
+            cleanup.staleWriteHours = configuration.staleUploadHours
             return try cleanup.run()
         }
     }

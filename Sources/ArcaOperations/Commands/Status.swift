@@ -60,6 +60,11 @@ public struct ServiceStatus: Codable, Sendable {
     public var retention: RetentionPolicy
     /// Local backups without a copy in the bucket (when one is configured).
     public var cloudMissing: [String]?
+    /// Unfinished multipart uploads of archives in the bucket: interrupted
+    /// uploads (or one running now) that S3 bills until they are aborted.
+    public var unfinishedUploads: Int?
+    /// Cleanup aborts unfinished uploads older than this.
+    public var staleUploadHours: Int?
 }
 
 extension ServiceConfiguration {
@@ -142,6 +147,12 @@ extension Operations {
             status.cloudMissing = missing
             if let newest, missing.contains(newest.id) {
                 status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.place). Run `arca sync` to upload it.")
+            }
+            do {
+                status.unfinishedUploads = try cloud.unfinishedArchiveUploads().count
+                status.staleUploadHours = configuration.staleUploadHours
+            } catch {
+                status.problems.append("The unfinished uploads in \(cloud.place) cannot be listed: \(error)")
             }
         }
         status.healthy = status.problems.isEmpty
