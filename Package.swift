@@ -68,14 +68,12 @@ let package = Package(
             name: "ArcaEngine",
             dependencies: [
                 "ArcaFormat", "ArcaPostgres", "ArcaS3",
-                .product(name: "Logging", package: "swift-log"),
+                // ByteBuffer: the parts a streamed upload hands to ArcaS3.
+                .product(name: "NIOCore", package: "swift-nio"),
             ]),
         .target(
             name: "ArcaOperations",
-            dependencies: [
-                "ArcaEngine", "ArcaFormat", "ArcaPostgres",
-                .product(name: "Logging", package: "swift-log"),
-            ]),
+            dependencies: ["ArcaEngine", "ArcaFormat", "ArcaPostgres", "ArcaS3"]),
         .target(
             name: "ArcaScheduler",
             dependencies: [
@@ -132,7 +130,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "ArcaOperationsTests",
-            dependencies: ["ArcaOperations", "ArcaScheduler", "ArcaEngine", "ArcaFormat", "ArcaPostgres", "ArcaTesting"]),
+            dependencies: ["ArcaOperations", "ArcaEngine"]),
         .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting", "ArcaEngine"]),
         .testTarget(
             name: "ArcaServerTests",

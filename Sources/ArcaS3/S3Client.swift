@@ -84,11 +84,7 @@ public final class S3Client: Sendable {
             self.httpClient = httpClient
             self.ownsHTTPClient = false
         } else {
-            var httpConfiguration = HTTPClient.Configuration()
-            httpConfiguration.connectionPool.retryConnectionEstablishment = false
-            httpConfiguration.timeout = .init(connect: .seconds(10), read: requestTimeout.timeAmount)
-            httpConfiguration.decompression = .disabled  // object bytes must arrive as stored
-            self.httpClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+            self.httpClient = Self.makeHTTPClient(readTimeout: requestTimeout)
             self.ownsHTTPClient = true
         }
         if let endpoint = configuration.endpoint {
@@ -103,6 +99,25 @@ public final class S3Client: Sendable {
             endpointHost = "s3.\(configuration.region).amazonaws.com"
             endpointPath = ""
         }
+    }
+
+    /// A client over the process's one HTTP client (`sharedHTTPClient`),
+    /// which is never shut down: what a long-running program uses.
+    public static func sharingProcessClient(configuration: S3Configuration, retryPolicy: RetryPolicy = .default) -> S3Client {
+        S3Client(configuration: configuration, httpClient: sharedHTTPClient, retryPolicy: retryPolicy)
+    }
+
+    /// One HTTP client for the process (like `HTTPClient.shared`).
+    static let sharedHTTPClient = makeHTTPClient(readTimeout: .seconds(120))
+
+    /// The settings objects need: no decompression (object bytes must
+    /// arrive as stored), and retries decided by the retry policy alone.
+    static func makeHTTPClient(readTimeout: Duration) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout = .init(connect: .seconds(10), read: readTimeout.timeAmount)
+        configuration.decompression = .disabled
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     /// Closes the HTTP client if this S3Client created it.

@@ -10,10 +10,18 @@ import Logging
 /// Builds the router from its dependencies: every route behind the rate
 /// limiter and the JSON error mapping; `/api` behind token authentication.
 /// Tests drive exactly this router (HummingbirdTesting), the server serves it.
-public func buildRouter(_ configuration: ServerConfiguration, authority: TokenAuthority) -> Router<ArcaRequestContext> {
+public func buildRouter(
+    _ configuration: ServerConfiguration, authority: TokenAuthority, cancellation: Cancellation = Cancellation()
+) -> Router<ArcaRequestContext> {
+    buildRouter(configuration, authority: authority, cancellation: cancellation, jobs: BackupJobs())
+}
+
+/// The router over the given job table (tests look into it).
+func buildRouter(
+    _ configuration: ServerConfiguration, authority: TokenAuthority, cancellation: Cancellation, jobs: BackupJobs
+) -> Router<ArcaRequestContext> {
     let router = Router(context: ArcaRequestContext.self)
     let audit = AuditSink(repository: configuration.service.repository, mirror: configuration.service.auditMirror)
-    let jobs = BackupJobs()
     router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(limit: configuration.rateLimit, window: configuration.rateWindow), trustProxy: configuration.trustProxy))
     router.add(middleware: ErrorMiddleware())
 
@@ -23,7 +31,7 @@ public func buildRouter(_ configuration: ServerConfiguration, authority: TokenAu
     router.get("metrics", use: health.metrics)
 
     let api = router.group("api").add(middleware: AuthenticationMiddleware(authority: authority, audit: audit))
-    BackupController(configuration: configuration, jobs: jobs).register(on: api)
+    BackupController(configuration: configuration, jobs: jobs, cancellation: cancellation).register(on: api)
     return router
 }
 
@@ -33,11 +41,24 @@ public func buildApplication(
     _ configuration: ServerConfiguration, services: [any Service] = [], logger: Logger
 ) async throws -> some ApplicationProtocol {
     let authority = try await TokenAuthority(secret: configuration.jwtSecret)
+    // On graceful shutdown, backups started through the API stop cleanly
+    // (temp removed, lock released, failure audited) before the server ends.
+    let cancellation = Cancellation()
     return Application(
-        router: buildRouter(configuration, authority: authority),
+        router: buildRouter(configuration, authority: authority, cancellation: cancellation),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "arca"),
-        services: services,
+        services: services + [CancelOnShutdown(cancellation: cancellation)],
         logger: logger)
+}
+
+/// Waits for the graceful shutdown, then cancels the work it watches.
+struct CancelOnShutdown: Service {
+    let cancellation: Cancellation
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        cancellation.cancel()
+    }
 }
 
 /// `/healthz` (liveness and database reachability) and `/metrics`

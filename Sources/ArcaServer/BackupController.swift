@@ -11,11 +11,15 @@ import Hummingbird
 struct BackupController: Sendable {
     let configuration: ServerConfiguration
     let jobs: BackupJobs
+    /// Set when the server shuts down: a backup it started stops cleanly.
+    let cancellation: Cancellation
 
     /// The operations as this request's caller: audited with the token's
     /// subject and the client's address.
     func operations(_ identity: Identity, _ context: ArcaRequestContext) -> Operations {
-        Operations(configuration: configuration.service, requester: .api(subject: identity.subject, clientIP: context.clientIP))
+        var operations = Operations(configuration: configuration.service, requester: .api(subject: identity.subject, clientIP: context.clientIP))
+        operations.cancellation = cancellation
+        return operations
     }
 
     func register(on api: RouterGroup<ArcaRequestContext>) {

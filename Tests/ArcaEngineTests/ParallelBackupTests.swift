@@ -63,8 +63,9 @@ import Testing
             INSERT INTO small SELECT g FROM generate_series(1, 10) g;
             """)
         var changed = false
-        let result = try backup(source, Steps.repository("snapshot"), jobs: 2, split: 1 << 20) { _ in
-            guard !changed else { return }
+        // Once the snapshot is taken (the first report is made before it).
+        let result = try backup(source, Steps.repository("snapshot"), jobs: 2, split: 1 << 20) { progress in
+            guard !changed, progress.phase == "copying tables" else { return }
             changed = true
             _ = try? source.execute("""
                 INSERT INTO big SELECT g, 'late' FROM generate_series(50001, 60000) g;

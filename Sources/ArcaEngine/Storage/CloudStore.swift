@@ -1,8 +1,6 @@
 import ArcaFormat
 import ArcaS3
-import AsyncHTTPClient
 import Foundation
-import NIOCore
 
 /// Backups kept in an S3-compatible bucket, under the configured prefix:
 ///
@@ -26,20 +24,9 @@ public final class CloudStore: @unchecked Sendable {
     /// from the socket into the reader's own buffers.
     static let sequentialReadAhead = 64 << 20
 
-    /// One HTTP client for the process, never shut down (like
-    /// `HTTPClient.shared`), with the settings objects need: no
-    /// decompression, and retries decided by the S3 client's policy alone.
-    private static let httpClient: HTTPClient = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout = .init(connect: .seconds(10), read: .seconds(120))
-        configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
     public init(configuration: S3Configuration, retryPolicy: RetryPolicy = .default) {
         self.configuration = configuration
-        client = S3Client(configuration: configuration, httpClient: Self.httpClient, retryPolicy: retryPolicy)
+        client = .sharingProcessClient(configuration: configuration, retryPolicy: retryPolicy)
     }
 
     /// The bucket from `AWS_S3_BUCKET` and friends; nil when none is configured.
