@@ -50,7 +50,7 @@ enum ExitStatus: Int32 {
     /// is not damage (1).
     static func forArchive(_ error: any Error) -> ExitStatus {
         switch error as? ArchiveError {
-        case .keyRequired?, .wrongKey?, nil: .failure
+        case .keyRequired?, .wrongKey?, .keyDerivationFailed?, nil: .failure
         default: .integrity
         }
     }

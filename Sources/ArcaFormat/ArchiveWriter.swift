@@ -92,7 +92,7 @@ public final class ArchiveWriter: @unchecked Sendable {
         header.isEncrypted = key != nil
         self.sink = sink
         self.header = header
-        let envelope = key.map { KeyEnvelope.seal(with: $0, header: header) }
+        let envelope = try key.map { try KeyEnvelope.seal(with: $0, header: header) }
         dataKey = envelope?.1
         try emit(header.encoded())
         if let bytes = envelope?.0.encoded() {

@@ -47,7 +47,7 @@ public struct APIError: Error, Sendable {
             }
         case let error as ArchiveError:
             switch error {
-            case .keyRequired, .wrongKey:
+            case .keyRequired, .wrongKey, .keyDerivationFailed:
                 // The server's key configuration, not the client, is at fault.
                 return APIError(.serviceUnavailable, "key_unavailable", "\(error)")
             default:

@@ -7,7 +7,7 @@ import Glibc
 
 /// Where the encryption key comes from: `--key-file` (or `ARCA_KEY_FILE`),
 /// `ARCA_ENCRYPTION_KEY`, or `ARCA_PASSPHRASE` (stretched with scrypt at the
-/// cost `ARCA_PASSPHRASE_COST`, log2 of N, default 15). At most one may be set.
+/// cost `ARCA_PASSPHRASE_COST`, log2 of N, 10 to 16, default 15). At most one may be set.
 public enum KeyConfiguration {
     public static let variables = ["ARCA_KEY_FILE", "ARCA_ENCRYPTION_KEY", "ARCA_PASSPHRASE", "ARCA_PASSPHRASE_COST"]
 
