@@ -173,7 +173,8 @@ public struct BackupRunner: Sendable {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
-            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
+            // A passphrase shares the repository's salt: readers stretch it once for all archives.
+            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: try options.repository.writingKey(options.encryptionKey))
             let sizes = try relationSizes(tables, connection)
             let tasks = plan(tables, sizes: sizes)
 
