@@ -1,3 +1,4 @@
+import ArcaFormat
 import ArcaEngine
 import ArcaPostgres
 import Foundation
@@ -102,7 +103,7 @@ struct HealthController: Sendable {
                 "arca_backups \(listings.count)",
                 "# HELP arca_backups_bytes Total size of the local repository's archives.",
                 "# TYPE arca_backups_bytes gauge",
-                "arca_backups_bytes \(listings.reduce(0) { $0 + $1.bytes })",
+                "arca_backups_bytes \(listings.lazy.map(\.bytes).checkedSum ?? .max)",
             ]
             lines.append("")
             return lines.joined(separator: "\n")

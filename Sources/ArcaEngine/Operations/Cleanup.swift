@@ -49,7 +49,7 @@ public struct Cleanup: Sendable {
             guard let id = BackupID(decision.id) else { continue }
             let archive = repository.archivePath(id)
             let files = [archive, Repository.checksumPath(ofArchive: archive), repository.verificationPath(id)]
-            let size = files.compactMap(FileSystem.size).reduce(0, +)
+            let size = files.compactMap(FileSystem.size).checkedSum ?? .max
             if dryRun {
                 result.removed.append(decision.id)
                 result.freedBytes += size
@@ -101,7 +101,7 @@ extension Repository {
         }
         defer { exclusive.release() }
         let files = [archive, Repository.checksumPath(ofArchive: archive), verificationPath(id)]
-        let size = files.compactMap(FileSystem.size).reduce(0, +)
+        let size = files.compactMap(FileSystem.size).checkedSum ?? .max
         for file in files { FileSystem.remove(file) }
         try FileSystem.syncDirectory(localDirectory)
         return size

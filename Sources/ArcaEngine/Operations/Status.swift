@@ -89,7 +89,7 @@ extension ServiceConfiguration {
             lastScheduledBackup: scheduled.map(event),
             lastDrill: records.last { $0.event.action == "drill" }.map(event),
             storage: [ServiceStatus.Storage(
-                location: "local", backups: listings.count, bytes: listings.reduce(0) { $0 + $1.bytes },
+                location: "local", backups: listings.count, bytes: listings.lazy.map(\.bytes).checkedSum ?? .max,
                 freeBytes: Self.freeBytes(repository.root))],
             retention: retention)
         if let newest = listings.first {
@@ -115,7 +115,7 @@ extension ServiceConfiguration {
         if let cloud {
             do {
                 let archives = try cloud.archives()
-                status.storage.append(.init(location: cloud.location, backups: archives.count, bytes: archives.reduce(0) { $0 + $1.size }, freeBytes: nil))
+                status.storage.append(.init(location: cloud.location, backups: archives.count, bytes: archives.lazy.map(\.size).checkedSum ?? .max, freeBytes: nil))
                 let uploaded = Set(archives.map(\.id.rawValue))
                 let missing = listings.map(\.id).filter { !uploaded.contains($0) }
                 status.cloudMissing = missing

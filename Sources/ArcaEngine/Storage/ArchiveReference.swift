@@ -42,7 +42,7 @@ public enum ArchiveReference: Sendable, CustomStringConvertible {
     func recordedMD5() throws -> String? {
         switch self {
         case .file(let path):
-            FileManager.default.contents(atPath: Repository.checksumPath(ofArchive: path)).map(Repository.recordedMD5(inSidecar:))
+            try FileSystem.readSmallFile(Repository.checksumPath(ofArchive: path), limit: Repository.sidecarSizeLimit).map(Repository.recordedMD5(inSidecar:))
         case .cloud(let store, let id):
             try store.recordedMD5(id)
         }
