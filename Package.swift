@@ -104,7 +104,7 @@ let package = Package(
         .target(
             name: "ArcaTesting",
             dependencies: [
-                "ArcaPostgres", "ArcaEngine",
+                "ArcaFormat", "ArcaPostgres", "ArcaEngine",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

@@ -50,15 +50,6 @@ enum ExitStatus: Int32 {
     case failure = 1
     case usage = 2
     case integrity = 3
-
-    /// 3 when reading an archive found it damaged; a missing or wrong key
-    /// is not damage (1).
-    static func forArchive(_ error: any Error) -> ExitStatus {
-        switch error as? ArchiveError {
-        case .keyRequired?, .wrongKey?, nil: .failure
-        default: .integrity
-        }
-    }
 }
 
 /// glibc raises its mmap threshold each time a large block is freed, up to

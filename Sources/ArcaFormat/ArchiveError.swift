@@ -41,6 +41,8 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
     case digestMismatch(ArchiveLocation, algorithm: String, expected: String, actual: String)
     case keyRequired(keyID: String, passphrase: Bool)
     case wrongKey(String)
+    /// The passphrase could not be stretched (scrypt failed: out of memory).
+    case keyDerivationFailed(String)
     case authenticationFailed(ArchiveLocation)
 
     public var description: String {
@@ -73,6 +75,8 @@ public enum ArchiveError: Error, Sendable, Equatable, CustomStringConvertible {
                 : "The archive is encrypted with key id \(keyID). Set ARCA_ENCRYPTION_KEY or pass --key-file to read it."
         case .wrongKey(let detail):
             "Wrong key: \(detail). Nothing was read or written; use the key or passphrase the backup was made with."
+        case .keyDerivationFailed(let detail):
+            "Cannot derive the key from the passphrase: \(detail)"
         case .authenticationFailed(let location):
             "Authentication failed for \(location): the bytes were altered, or belong to another archive or another place in this one. Use another copy of this backup."
         }

@@ -58,7 +58,9 @@ public struct ArchiveVerifier {
         let digests = streams.map { _ in StreamDigests() }
         var damagedTables = Set<Int>()
         let decoder = reader.makeDecoder()
-        var buffer = [UInt8](repeating: 0, count: ArchiveFormat.frameHeaderLength + ZstdCompressor.bound(Int(header.chunkSize)) + Int(header.sealOverhead))
+        // Sized by the frames the (validated) manifest lists, which lie in
+        // the file, not by the chunk size the header declares.
+        var buffer = [UInt8](repeating: 0, count: max(1 << 16, manifest.largestFrameLength))
 
         var position: UInt64 = 0
         // Feeds bytes [position, end) to the body digests, in bounded reads.

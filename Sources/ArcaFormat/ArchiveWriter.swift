@@ -92,7 +92,7 @@ public final class ArchiveWriter: @unchecked Sendable {
         header.isEncrypted = key != nil
         self.sink = sink
         self.header = header
-        let envelope = key.map { KeyEnvelope.seal(with: $0, header: header) }
+        let envelope = try key.map { try KeyEnvelope.seal(with: $0, header: header) }
         dataKey = envelope?.1
         try emit(header.encoded())
         if let bytes = envelope?.0.encoded() {
@@ -116,8 +116,7 @@ public final class ArchiveWriter: @unchecked Sendable {
         let frame = chunk.frame
         precondition(!finished && frame.type == .dataChunk && frame.rawLength >= 1 && frame.rawLength <= header.chunkSize)
         let frameOffset = offset
-        try emit(frame.encoded())
-        try emit(chunk.payload)
+        try emit(chunk)
         return Manifest.Chunk(offset: frameOffset, rawLength: frame.rawLength, storedLength: frame.storedLength, crc32c: frame.payloadCRC)
     }
 
@@ -131,12 +130,23 @@ public final class ArchiveWriter: @unchecked Sendable {
         finished = true
         let json = manifest.encoded()
         precondition(json.count <= ArchiveFormat.maximumManifestLength, "manifest of \(json.count) bytes exceeds the format's limit")
-        let encoder = makeEncoder(level: 3, maximumRawLength: json.count)
         let manifestOffset = offset
         try json.withUnsafeBytes { bytes in
-            let encoded = encoder.encode(bytes, type: .manifest, stream: ArchiveFormat.manifestStreamID, sequence: 0)
-            try emit(encoded.frame.encoded())
-            try emit(encoded.payload)
+            // An encoded payload lives in its encoder's buffer: each encoder
+            // is kept alive until its frame is written.
+            let compressing = makeEncoder(level: 3, maximumRawLength: json.count)
+            try withExtendedLifetime(compressing) {
+                let encoded = compressing.encode(bytes, type: .manifest, stream: ArchiveFormat.manifestStreamID, sequence: 0)
+                // A manifest that compresses beyond what a reader accepts
+                // (none seen in practice) is stored as it is.
+                guard encoded.frame.codec == .zstd,
+                      UInt64(json.count) > ArchiveFormat.manifestRawLimit(compressedLength: encoded.frame.storedLength - header.sealOverhead)
+                else { return try emit(encoded) }
+                let storing = makeEncoder(level: nil, maximumRawLength: json.count)
+                try withExtendedLifetime(storing) {
+                    try emit(storing.encode(bytes, type: .manifest, stream: ArchiveFormat.manifestStreamID, sequence: 0))
+                }
+            }
         }
         let bodyMD5 = md5.finish()
         let bodySHA256 = sha256.finish()
@@ -145,6 +155,11 @@ public final class ArchiveWriter: @unchecked Sendable {
             archiveID: header.archiveID, bodyMD5: bodyMD5, bodySHA256: bodySHA256)
         try emit(trailer.encoded())
         return ArchiveSummary(size: offset, fileMD5: Hex.encode(md5.finish()), bodyMD5: Hex.encode(bodyMD5), bodySHA256: Hex.encode(bodySHA256))
+    }
+
+    private func emit(_ chunk: EncodedChunk) throws {
+        try emit(chunk.frame.encoded())
+        try emit(chunk.payload)
     }
 
     private func emit(_ bytes: [UInt8]) throws {

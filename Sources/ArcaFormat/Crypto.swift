@@ -47,7 +47,7 @@ public enum HMACSHA256 {
 
 /// scrypt's cost parameters, stored in an archive so that a reader derives
 /// the same key. `log2N` 15, r 8, p 1 takes about 0.1 s and 32 MiB.
-public struct ScryptCost: Sendable, Equatable, CustomStringConvertible {
+public struct ScryptCost: Sendable, Hashable, CustomStringConvertible {
     public var log2N: UInt8
     public var r: UInt32
     public var p: UInt32
@@ -59,38 +59,77 @@ public struct ScryptCost: Sendable, Equatable, CustomStringConvertible {
     }
 
     public static let standard = ScryptCost(log2N: 15)
-    /// What a writer may choose and a reader accepts: the upper bounds keep
-    /// a forged header from making a reader spend gigabytes or hours.
-    public static let log2NRange: ClosedRange<UInt8> = 10...20
+    /// What a writer may choose and a reader accepts. The upper bounds are
+    /// what a forged key envelope may make a reader spend: memory 128 · r · N
+    /// ≤ 64 MiB, and work N · r · p ≤ 2^20 block mixes, about 1 s of one core
+    /// (SECURITY.md has the measurement).
+    public static let log2NRange: ClosedRange<UInt8> = 10...16
     public static let rRange: ClosedRange<UInt32> = 1...8
-    public static let pRange: ClosedRange<UInt32> = 1...16
+    public static let pRange: ClosedRange<UInt32> = 1...2
+    /// The costliest parameters accepted: the bound on a forged envelope.
+    public static let maximum = ScryptCost(log2N: log2NRange.upperBound, r: rRange.upperBound, p: pRange.upperBound)
+    public static let memoryLimit: UInt64 = 64 << 20
+    public static let workLimit: UInt64 = 1 << 20
 
     public var isAcceptable: Bool {
         Self.log2NRange.contains(log2N) && Self.rRange.contains(r) && Self.pRange.contains(p)
+            && memory <= Self.memoryLimit && work <= Self.workLimit
     }
 
-    /// The memory scrypt needs: 128 · r · N bytes, plus 128 · r · p.
-    var memory: UInt64 { 128 * UInt64(r) * (UInt64(1) << log2N) + 128 * UInt64(r) * UInt64(p) }
+    /// scrypt's large buffer, 128 · r · N bytes. Computed for any stored
+    /// parameters without trapping (saturates), so an error can report it.
+    public var memory: UInt64 { Self.saturatingProduct([128, UInt64(r), Self.n(log2N)]) }
+    /// N · r · p: how many times scrypt mixes a 128-byte block, in proportion to its CPU time.
+    public var work: UInt64 { Self.saturatingProduct([Self.n(log2N), UInt64(r), UInt64(p)]) }
+
+    private static func n(_ log2N: UInt8) -> UInt64 { log2N < 64 ? UInt64(1) << log2N : .max }
+
+    private static func saturatingProduct(_ factors: [UInt64]) -> UInt64 {
+        factors.reduce(1) { product, factor in
+            let (result, overflow) = product.multipliedReportingOverflow(by: factor)
+            return overflow ? .max : result
+        }
+    }
 
     public var description: String { "scrypt N=2^\(log2N) r=\(r) p=\(p)" }
 }
 
 public enum Scrypt {
-    public static func deriveKey(password: [UInt8], salt: [UInt8], cost: ScryptCost, length: Int = 32) -> [UInt8] {
-        precondition(cost.isAcceptable)
+    public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
+        /// The parameters are outside `ScryptCost`'s bounds; nothing was run.
+        case unacceptableCost(ScryptCost)
+        /// libcrypto refused or failed (out of memory).
+        case failed(ScryptCost)
+
+        public var description: String {
+            switch self {
+            case .unacceptableCost(let cost):
+                "The passphrase cost \(cost) is outside the accepted range (N from 2^\(ScryptCost.log2NRange.lowerBound) to 2^\(ScryptCost.log2NRange.upperBound), r \(ScryptCost.rRange), p \(ScryptCost.pRange))."
+            case .failed(let cost):
+                "scrypt failed for \(cost): the system is probably out of memory. Free memory and try again."
+            }
+        }
+    }
+
+    /// Derives `length` bytes; refuses parameters outside `ScryptCost`'s
+    /// bounds before running anything.
+    public static func deriveKey(password: [UInt8], salt: [UInt8], cost: ScryptCost, length: Int = 32) throws(Failure) -> [UInt8] {
+        guard cost.isAcceptable else { throw .unacceptableCost(cost) }
         var output = [UInt8](repeating: 0, count: length)
         let status = password.withUnsafeBytes { passwordBytes in
             salt.withUnsafeBytes { saltBytes in
                 output.withUnsafeMutableBytes { out in
+                    // libcrypto's own memory limit: scrypt's buffers (128 · r · N,
+                    // plus 128 · r · p) and a margin.
                     EVP_PBE_scrypt(
                         passwordBytes.baseAddress?.assumingMemoryBound(to: CChar.self), password.count,
                         saltBytes.baseAddress?.assumingMemoryBound(to: UInt8.self), salt.count,
-                        UInt64(1) << cost.log2N, UInt64(cost.r), UInt64(cost.p), cost.memory + (1 << 20),
+                        UInt64(1) << cost.log2N, UInt64(cost.r), UInt64(cost.p), cost.memory + 128 * UInt64(cost.r) * UInt64(cost.p) + (1 << 20),
                         out.baseAddress?.assumingMemoryBound(to: UInt8.self), length)
                 }
             }
         }
-        precondition(status == 1, "scrypt failed for \(cost) (out of memory?)")
+        guard status == 1 else { throw .failed(cost) }
         return output
     }
 }

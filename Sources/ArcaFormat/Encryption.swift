@@ -16,8 +16,7 @@ import Foundation
 /// What unlocks encrypted archives: a 32-byte key or a passphrase.
 public enum ArchiveKey: Sendable, CustomStringConvertible {
     case key(SecretBytes)
-    /// `cost` is what a writer uses; a reader uses the cost stored in the archive.
-    case passphrase(SecretBytes, cost: ScryptCost)
+    case passphrase(Passphrase)
 
     public static let keyLength = 32
 
@@ -32,7 +31,7 @@ public enum ArchiveKey: Sendable, CustomStringConvertible {
     public static func passphrase(_ text: String, cost: ScryptCost = .standard) throws(KeyError) -> ArchiveKey {
         guard text.utf8.count >= 8 else { throw .passphraseTooShort }
         guard cost.isAcceptable else { throw .unacceptableCost(cost) }
-        return .passphrase(SecretBytes(Array(text.utf8)), cost: cost)
+        return .passphrase(Passphrase(secret: SecretBytes(Array(text.utf8)), cost: cost, salt: nil, derivations: DerivationCache()))
     }
 
     public static func generate() -> ArchiveKey { .key(SecretBytes(SecureRandom.bytes(keyLength))) }
@@ -69,9 +68,75 @@ public enum ArchiveKey: Sendable, CustomStringConvertible {
             case .passphraseTooShort:
                 "The passphrase is shorter than 8 bytes. Use a long passphrase, or a key from `arca keygen`."
             case .unacceptableCost(let cost):
-                "The passphrase cost \(cost) is outside the accepted range (N from 2^\(ScryptCost.log2NRange.lowerBound) to 2^\(ScryptCost.log2NRange.upperBound), r \(ScryptCost.rRange), p \(ScryptCost.pRange))."
+                Scrypt.Failure.unacceptableCost(cost).description
             }
         }
+    }
+}
+
+/// A passphrase, the scrypt cost and salt a writer uses with it, and the
+/// master secrets derived from it so far. scrypt is deliberately slow, so
+/// each (salt, cost) is derived once per process: archives that share their
+/// repository's salt (see `sharingSalt`) cost one derivation for all of them.
+public struct Passphrase: Sendable {
+    let secret: SecretBytes
+    /// What a writer uses; a reader uses the cost stored in the archive.
+    public let cost: ScryptCost
+    /// The salt a writer puts in every archive; nil: a new random salt for each.
+    public let salt: [UInt8]?
+    let derivations: DerivationCache
+
+    public static let saltLength = 16
+
+    /// The same passphrase (and derivation cache), writing with `salt` and `cost`.
+    public func sharingSalt(_ salt: [UInt8], cost: ScryptCost) -> Passphrase {
+        precondition(salt.count == Self.saltLength)
+        return Passphrase(secret: secret, cost: cost, salt: salt, derivations: derivations)
+    }
+
+    /// How many times scrypt ran for this passphrase (and the copies made
+    /// from it) in this process: what the cache saves is measurable.
+    public var derivationCount: Int { derivations.count }
+
+    /// The master secret for `salt` and `cost`, derived at most once.
+    func master(salt: [UInt8], cost: ScryptCost) throws(Scrypt.Failure) -> [UInt8] {
+        try derivations.master(salt: salt, cost: cost) { () throws(Scrypt.Failure) in
+            try Scrypt.deriveKey(password: secret.bytes, salt: salt, cost: cost)
+        }
+    }
+}
+
+/// Master secrets by (salt, cost), shared by the copies of one passphrase.
+/// Thread-safe; a derivation runs under the lock, so that readers of
+/// archives with the same salt on several threads wait for one derivation
+/// instead of each running their own.
+final class DerivationCache: @unchecked Sendable {
+    private struct Parameters: Hashable {
+        let salt: [UInt8]
+        let cost: ScryptCost
+    }
+
+    /// Archives with distinct salts (written before repositories shared
+    /// theirs, or forged) each add an entry; past this many the cache starts
+    /// over, so a hostile folder cannot make it grow without end.
+    static let capacity = 1024
+
+    private let lock = NSLock()
+    private var secrets: [Parameters: [UInt8]] = [:]
+    private var derived = 0
+
+    var count: Int { lock.withLock { derived } }
+
+    func master(salt: [UInt8], cost: ScryptCost, derive: () throws(Scrypt.Failure) -> [UInt8]) throws(Scrypt.Failure) -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        let parameters = Parameters(salt: salt, cost: cost)
+        if let secret = secrets[parameters] { return secret }
+        let secret = try derive()
+        derived += 1
+        if secrets.count >= Self.capacity { secrets.removeAll() }
+        secrets[parameters] = secret
+        return secret
     }
 }
 
@@ -103,14 +168,14 @@ public struct KeyEnvelope: Sendable, Equatable {
 
     /// Makes a new data key for the archive whose header is `header` and
     /// wraps it under `key`.
-    public static func seal(with key: ArchiveKey, header: FileHeader) -> (KeyEnvelope, DataKey) {
+    public static func seal(with key: ArchiveKey, header: FileHeader) throws(Scrypt.Failure) -> (KeyEnvelope, DataKey) {
         let (kind, cost, salt, master): (Kind, ScryptCost, [UInt8], [UInt8])
         switch key {
         case .key(let secret):
-            (kind, cost, salt, master) = (.key, ScryptCost(log2N: 0, r: 0, p: 0), [UInt8](repeating: 0, count: 16), secret.bytes)
-        case .passphrase(let passphrase, let chosen):
-            let random = SecureRandom.bytes(16)
-            (kind, cost, salt, master) = (.passphrase, chosen, random, Scrypt.deriveKey(password: passphrase.bytes, salt: random, cost: chosen))
+            (kind, cost, salt, master) = (.key, ScryptCost(log2N: 0, r: 0, p: 0), [UInt8](repeating: 0, count: Passphrase.saltLength), secret.bytes)
+        case .passphrase(let passphrase):
+            let chosen = passphrase.salt ?? SecureRandom.bytes(Passphrase.saltLength)
+            (kind, cost, salt, master) = (.passphrase, passphrase.cost, chosen, try passphrase.master(salt: chosen, cost: passphrase.cost))
         }
         let derived = derive(master: master)
         var envelope = KeyEnvelope(
@@ -141,8 +206,12 @@ public struct KeyEnvelope: Sendable, Equatable {
         switch (kind, key) {
         case (.key, .key(let secret)):
             master = secret.bytes
-        case (.passphrase, .passphrase(let passphrase, _)):
-            master = Scrypt.deriveKey(password: passphrase.bytes, salt: salt, cost: cost)
+        case (.passphrase, .passphrase(let passphrase)):
+            do {
+                master = try passphrase.master(salt: salt, cost: cost)
+            } catch {
+                throw .keyDerivationFailed("\(error)")
+            }
         case (.key, .passphrase):
             throw .wrongKey("the archive was encrypted with a key (id \(archiveKeyID)), and a passphrase was given")
         case (.passphrase, .key):
@@ -200,8 +269,9 @@ public struct KeyEnvelope: Sendable, Equatable {
                 throw .malformed(.keyEnvelope, "a key envelope carries passphrase parameters")
             }
         case .passphrase:
+            // Before anything runs: what a forged envelope may cost a reader is bounded here.
             guard cost.isAcceptable else {
-                throw .limitExceeded(.keyEnvelope, what: "the passphrase cost (\(cost))", value: UInt64(cost.memory), limit: ScryptCost(log2N: ScryptCost.log2NRange.upperBound, r: ScryptCost.rRange.upperBound, p: ScryptCost.pRange.upperBound).memory)
+                throw .limitExceeded(.keyEnvelope, what: "the passphrase cost (\(cost)), as scrypt work N·r·p,", value: cost.work, limit: ScryptCost.maximum.work)
             }
         }
         return KeyEnvelope(kind: kind, cost: cost, salt: salt, keyID: keyID, nonce: nonce, wrappedKey: wrapped)

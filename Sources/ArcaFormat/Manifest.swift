@@ -234,11 +234,26 @@ public struct Manifest: Codable, Sendable, Equatable {
             self.columns = columns
             self.parts = parts
             self.objects = objects
-            rows = parts.reduce(0) { $0 + $1.rows }
-            rawBytes = parts.reduce(0) { $0 + $1.rawBytes }
-            storedBytes = parts.reduce(0) { $0 + $1.storedBytes }
+            // A writer's parts hold real rows and bytes, whose sums fit;
+            // should they not, the saturated value fails validation.
+            let sums = Self.sums(of: parts) ?? Totals(rows: .max, rawBytes: .max, storedBytes: .max)
+            rows = sums.rows
+            rawBytes = sums.rawBytes
+            storedBytes = sums.storedBytes
             (md5, sha256) = Self.digests(of: parts)
         }
+
+        /// Rows, raw and stored bytes summed over `parts`; nil when a sum
+        /// does not fit in 64 bits (only a forged manifest's can fail to).
+        public static func sums(of parts: [Part]) -> Totals? {
+            guard let rows = parts.lazy.map(\.rows).checkedSum, let raw = parts.lazy.map(\.rawBytes).checkedSum,
+                  let stored = parts.lazy.map(\.storedBytes).checkedSum
+            else { return nil }
+            return Totals(rows: rows, rawBytes: raw, storedBytes: stored)
+        }
+
+        /// The same numbers as this table records them.
+        var recordedSums: Totals { Totals(rows: rows, rawBytes: rawBytes, storedBytes: storedBytes) }
 
         /// The table-level digests FORMAT.md defines from its parts'.
         public static func digests(of parts: [Part]) -> (md5: String, sha256: String) {
@@ -282,7 +297,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         self.chunkSize = chunkSize
         self.tables = tables
         totals = Totals(rows: 0, rawBytes: 0, storedBytes: 0)
-        totals = computedTotals
+        totals = computedTotals ?? Totals(rows: .max, rawBytes: .max, storedBytes: .max)
     }
 
     /// Every stream in the archive (table parts, the schema dump, large
@@ -298,12 +313,20 @@ public struct Manifest: Codable, Sendable, Equatable {
         public let descriptor: any StreamDescriptor
     }
 
-    var computedTotals: Totals {
-        Totals(
-            rows: tables.reduce(0) { $0 + $1.rows },
-            rawBytes: streams.reduce(0) { $0 + $1.descriptor.rawBytes },
-            storedBytes: streams.reduce(0) { $0 + $1.descriptor.storedBytes })
+    /// `totals` as FORMAT.md defines them; nil when a sum does not fit in 64 bits.
+    var computedTotals: Totals? {
+        let streams = streams
+        guard let rows = tables.lazy.map(\.rows).checkedSum, let raw = streams.lazy.map(\.descriptor.rawBytes).checkedSum,
+              let stored = streams.lazy.map(\.descriptor.storedBytes).checkedSum
+        else { return nil }
+        return Totals(rows: rows, rawBytes: raw, storedBytes: stored)
     }
+
+    /// The largest count or size a manifest may record: every total fits in
+    /// an `Int64` (and so in an `Int`), and since `totals` must equal the
+    /// sums of its parts, any sum of a manifest's numbers a reader makes
+    /// fits too.
+    public static let maximumTotal = UInt64(Int64.max)
 
     public func encoded() -> [UInt8] {
         let encoder = JSONEncoder()
@@ -328,6 +351,10 @@ public struct Manifest: Codable, Sendable, Equatable {
         return manifest
     }
 
+    /// Everything a reader and every consumer downstream rely on, checked
+    /// once, with arithmetic that cannot trap on any value: after this, sums
+    /// of the manifest's numbers cannot overflow and every chunk lies in
+    /// the file's data area.
     func validate(header: FileHeader, manifestOffset: UInt64) throws {
         func fail(_ detail: String) -> ArchiveError { .invalidManifest(detail) }
         guard formatVersion == Int(header.version) else { throw fail("formatVersion is \(formatVersion), the header says \(header.version)") }
@@ -342,14 +369,17 @@ public struct Manifest: Codable, Sendable, Equatable {
             let name = "table \(table.qualifiedName)"
             guard names.insert("\(table.schema)\u{0}\(table.name)").inserted else { throw fail("\(name) appears twice") }
             guard !table.parts.isEmpty else { throw fail("\(name) has no parts") }
-            guard table.rows == table.parts.reduce(0, { $0 + $1.rows }),
-                  table.rawBytes == table.parts.reduce(0, { $0 + $1.rawBytes }),
-                  table.storedBytes == table.parts.reduce(0, { $0 + $1.storedBytes })
-            else { throw fail("\(name): rows/rawBytes/storedBytes are not the sums over its parts") }
+            guard let sums = Table.sums(of: table.parts) else {
+                throw fail("\(name): the sum of its parts' rows, rawBytes or storedBytes does not fit in 64 bits")
+            }
+            guard table.recordedSums == sums else {
+                throw fail("\(name): rows/rawBytes/storedBytes (\(table.rows)/\(table.rawBytes)/\(table.storedBytes)) are not the sums over its parts (\(sums.rows)/\(sums.rawBytes)/\(sums.storedBytes))")
+            }
             guard (table.md5, table.sha256) == Table.digests(of: table.parts) else {
                 throw fail("\(name): its digests do not match its parts'")
             }
         }
+        let dataEnd = manifestOffset
         for named in streams {
             let name = named.name, descriptor = named.descriptor
             guard streamIDs.insert(descriptor.stream).inserted, descriptor.stream != ArchiveFormat.manifestStreamID else {
@@ -361,29 +391,42 @@ public struct Manifest: Codable, Sendable, Equatable {
             for (previous, next) in zip(descriptor.chunks, descriptor.chunks.dropFirst()) where next.offset <= previous.offset {
                 throw fail("\(name): its chunks are not in file order (offset \(next.offset) after \(previous.offset))")
             }
-            var raw: UInt64 = 0, stored: UInt64 = 0
             for (sequence, chunk) in descriptor.chunks.enumerated() {
                 let isLast = sequence == descriptor.chunks.count - 1
                 guard chunk.rawLength >= 1, chunk.rawLength <= chunkSize, isLast || chunk.rawLength == chunkSize else {
                     throw fail("\(name), chunk \(sequence) has raw length \(chunk.rawLength) (chunk size \(chunkSize))")
                 }
-                let end = chunk.offset &+ UInt64(ArchiveFormat.frameHeaderLength) &+ UInt64(chunk.storedLength)
-                guard chunk.offset >= header.dataOffset, end > chunk.offset, end <= manifestOffset else {
-                    throw fail("\(name), chunk \(sequence) lies outside the data area (offset \(chunk.offset))")
+                let (end, overflow) = chunk.offset.addingReportingOverflow(UInt64(ArchiveFormat.frameHeaderLength) + UInt64(chunk.storedLength))
+                guard chunk.offset >= header.dataOffset, !overflow, end <= dataEnd else {
+                    throw fail("\(name), chunk \(sequence) (offset \(chunk.offset), stored length \(chunk.storedLength)) lies outside the data area \(header.dataOffset)..<\(dataEnd)")
                 }
                 extents.append((chunk.offset, end))
-                raw += UInt64(chunk.rawLength)
-                stored += UInt64(chunk.storedLength)
             }
+            // Chunks lie inside the file without overlapping (checked below),
+            // so these sums are bounded by the file size; checked all the same.
+            let raw = descriptor.chunks.lazy.map { UInt64($0.rawLength) }.checkedSum
+            let stored = descriptor.chunks.lazy.map { UInt64($0.storedLength) }.checkedSum
             guard raw == descriptor.rawBytes, stored == descriptor.storedBytes else {
-                throw fail("\(name): rawBytes/storedBytes (\(descriptor.rawBytes)/\(descriptor.storedBytes)) are not the sums over its chunks (\(raw)/\(stored))")
+                throw fail("\(name): rawBytes/storedBytes (\(descriptor.rawBytes)/\(descriptor.storedBytes)) are not the sums over its chunks (\(raw.map(String.init) ?? "overflow")/\(stored.map(String.init) ?? "overflow"))")
             }
         }
-        guard totals == computedTotals else { throw fail("totals are not the sums over the streams") }
+        guard let computed = computedTotals else { throw fail("the totals over the tables and streams do not fit in 64 bits") }
+        guard totals == computed else {
+            throw fail("totals (rows \(totals.rows), rawBytes \(totals.rawBytes), storedBytes \(totals.storedBytes)) are not the sums over the streams (\(computed.rows), \(computed.rawBytes), \(computed.storedBytes))")
+        }
+        for (field, value) in [("rows", totals.rows), ("rawBytes", totals.rawBytes), ("storedBytes", totals.storedBytes)] where value > Self.maximumTotal {
+            throw fail("totals.\(field) is \(value), above the limit of \(Self.maximumTotal)")
+        }
         extents.sort { $0.start < $1.start }
         for (previous, next) in zip(extents, extents.dropFirst()) where next.start < previous.end {
             throw fail("chunks at offsets \(previous.start) and \(next.start) overlap")
         }
+    }
+
+    /// The longest frame (header and stored payload) the manifest lists: what
+    /// a reader of every chunk needs as a buffer, bounded by the file.
+    public var largestFrameLength: Int {
+        streams.lazy.flatMap(\.descriptor.chunks).map { ArchiveFormat.frameHeaderLength + Int($0.storedLength) }.max() ?? 0
     }
 
     private static func describe(_ error: DecodingError) -> String {
@@ -410,6 +453,20 @@ extension Manifest {
     /// Parses a timestamp; also accepts RFC 3339 without fractional seconds.
     public static func date(fromTimestamp text: String) -> Date? {
         (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text)) ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}
+
+extension Sequence<UInt64> {
+    /// The sum, or nil when it does not fit: numbers read from an archive
+    /// may be anything, and an overflowing `+` would stop the process.
+    public var checkedSum: UInt64? {
+        var sum: UInt64 = 0
+        for value in self {
+            let (next, overflow) = sum.addingReportingOverflow(value)
+            if overflow { return nil }
+            sum = next
+        }
+        return sum
     }
 }
 

@@ -13,6 +13,19 @@ public enum ArchiveFormat {
     public static let chunkSizeRange: ClosedRange<UInt32> = 4096...(256 << 20)
     public static let defaultChunkSize: UInt32 = 4 << 20
     public static let maximumManifestLength: UInt32 = 1 << 30
+    /// A compressed manifest may expand to at most this many times its
+    /// stored length (or to `manifestExpansionFloor`, whichever is larger),
+    /// so that a small file cannot make a reader allocate the 1 GiB the
+    /// frame header may declare. Real manifests compress about 5 to 160 times
+    /// (an index of 50,000 empty tables: 155×); zstd's limit is ~32,000×.
+    public static let maximumManifestExpansion: UInt64 = 1024
+    public static let manifestExpansionFloor: UInt64 = 1 << 20
+
+    /// The largest raw length a zstd manifest of `storedLength` payload bytes
+    /// (its codec's output, tag excluded) may declare.
+    public static func manifestRawLimit(compressedLength: UInt32) -> UInt64 {
+        min(UInt64(maximumManifestLength), max(manifestExpansionFloor, UInt64(compressedLength) * maximumManifestExpansion))
+    }
     public static let manifestStreamID: UInt32 = 0xFFFF_FFFF
     public static let keyEnvelopeStreamID: UInt32 = 0xFFFF_FFFE
     /// Header flag bit 0: chunks and manifest are sealed, a key envelope follows the header.
@@ -220,6 +233,12 @@ public struct FrameHeader: Sendable, Equatable {
             }
             guard rawLength <= ArchiveFormat.maximumManifestLength else {
                 throw ArchiveError.limitExceeded(location, what: "the manifest length", value: UInt64(rawLength), limit: UInt64(ArchiveFormat.maximumManifestLength))
+            }
+            if codec == .zstd, storedLength > overhead {
+                let limit = ArchiveFormat.manifestRawLimit(compressedLength: storedLength - overhead)
+                guard UInt64(rawLength) <= limit else {
+                    throw ArchiveError.limitExceeded(location, what: "the manifest's decompressed length", value: UInt64(rawLength), limit: limit)
+                }
             }
         case .keyEnvelope:
             guard archive.isEncrypted else { throw ArchiveError.malformed(location, "a key envelope in an archive that is not encrypted") }

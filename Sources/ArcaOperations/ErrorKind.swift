@@ -104,7 +104,7 @@ extension ErrorKind {
 extension ArchiveError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
-        case .keyRequired, .wrongKey: .keyUnavailable
+        case .keyRequired, .wrongKey, .keyDerivationFailed: .keyUnavailable
         default: .damaged
         }
     }
@@ -176,6 +176,7 @@ extension RepositoryError: ClassifiedError {
         switch self {
         case .backupNotFound: .notFound
         case .invalidReference, .notARegularFile: .invalid
+        case .malformedFile: .damaged
         case .io, .diskFull: .failed
         }
     }

@@ -166,13 +166,14 @@ public final class S3Client: Sendable {
 
     /// The object's bytes, or only those in `range` (byte offsets, upper bound excluded).
     /// A ranged read must come back as exactly that range, or it fails with `.invalidResponse`.
-    public func getObject(key: String, range: Range<UInt64>? = nil) async throws -> [UInt8] {
+    /// `limit` bounds what a whole-object GET accepts (and allocates).
+    public func getObject(key: String, range: Range<UInt64>? = nil, limit: Int = .max) async throws -> [UInt8] {
         if let range, range.isEmpty { return [] }
         var operation = try S3Operation(name: "GetObject", method: .GET, key: try fullKey(key))
         if let range {
             operation.requestRange(range)
         } else {
-            operation.bodyLimit = Int.max
+            operation.bodyLimit = limit
         }
         let response = try await send(operation)
         let bytes = Array(buffer: response.body)

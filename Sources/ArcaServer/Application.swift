@@ -1,3 +1,4 @@
+import ArcaFormat
 import ArcaEngine
 import ArcaFormat
 import ArcaOperations

@@ -220,6 +220,26 @@ import Testing
         #expect(try json.json()["intact"] as? Bool == false)
     }
 
+    /// A well-formed manifest whose row counts overflow when summed: every
+    /// command that reads it says so and exits 3 (it used to trap); `list`
+    /// shows it as unreadable.
+    @Test func forgedManifestNumbersEndInStatus3() throws {
+        let repo = TestPaths.temporaryDirectory("cli-forged") + "/repo"
+        let path = try ForgedArchive.overflowingRowCounts(inRepository: repo)
+        let id = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        for arguments in [["inspect", path], ["verify", path, "--repo", repo], ["inspect", id, "--repo", repo, "--json"],
+                          ["restore", id, "--repo", repo, "--target-url", "dbname=cli_forged_never_created", "--confirm"]] {
+            let run = try arca(arguments)
+            // restore reports every failure with status 1 (RestoreCommand's choice).
+            #expect(run.status == (arguments[0] == "restore" ? 1 : 3), "\(arguments): \(run.all)")
+            #expect(run.all.contains("manifest is invalid") && run.all.contains("do not fit in 64 bits"), "\(arguments): \(run.all)")
+        }
+        let list = try arca(["list", "--repo", repo])
+        #expect(list.status == 0 && list.output.stdout.contains("unreadable"), "\(list.all)")
+        let status = try arca(["status", "--repo", repo])
+        #expect(status.status != 3 && !status.all.contains("Fatal error"), "\(status.all)")
+    }
+
     @Test func usageErrorsExitWith2() throws {
         let unknown = try arca(["backup", "--no-such-flag"])
         #expect(unknown.status == 2)

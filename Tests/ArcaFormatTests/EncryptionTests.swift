@@ -53,10 +53,38 @@ import Testing
         })
     }
 
-    /// RFC 7914, section 12, second vector ("password", "NaCl", N=1024, r=8, p=16).
-    @Test func scryptKnownAnswer() {
-        let derived = Scrypt.deriveKey(password: Array("password".utf8), salt: Array("NaCl".utf8), cost: ScryptCost(log2N: 10, r: 8, p: 16), length: 64)
-        #expect(Hex.encode(derived) == "fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b3731622eaf30d92e22a3886ff109279d9830dac727afb94a83ee6d8360cbdfa2cc0640")
+    /// RFC 7914, section 12, third vector ("pleaseletmein", "SodiumChloride",
+    /// N=16384, r=8, p=1); the second one (p=16) is above what a reader accepts.
+    @Test func scryptKnownAnswer() throws {
+        let derived = try Scrypt.deriveKey(password: Array("pleaseletmein".utf8), salt: Array("SodiumChloride".utf8), cost: ScryptCost(log2N: 14, r: 8, p: 1), length: 64)
+        #expect(Hex.encode(derived) == "7023bdcb3afd7348461c06cd81fd38ebfda8fbba904f8e3ea9b543f6545da1f2d5432955613f0fcf62d49705242a9af9e61e85dc0d651e40dfcf017b45575887")
+    }
+
+    /// What a forged key envelope can make a reader spend, by arithmetic:
+    /// every accepted cost needs at most 64 MiB (128 · r · N) and 2^20 block
+    /// mixes (N · r · p, ~0.5 s here: SECURITY.md), and the rest is refused
+    /// before scrypt runs, by the envelope's decoder and by scrypt itself.
+    @Test func scryptCostIsBounded() throws {
+        var accepted = 0
+        for log2N in UInt8(0)...UInt8(40) {
+            for r in UInt32(0)...UInt32(20) {
+                for p in UInt32(0)...UInt32(20) {
+                    let cost = ScryptCost(log2N: log2N, r: r, p: p)
+                    guard cost.isAcceptable else { continue }
+                    accepted += 1
+                    #expect(128 * UInt64(r) * (UInt64(1) << log2N) <= 64 << 20, "\(cost)")
+                    #expect((UInt64(1) << log2N) * UInt64(r) * UInt64(p) <= 1 << 20, "\(cost)")
+                }
+            }
+        }
+        #expect(accepted == 7 * 8 * 2)
+        #expect(ScryptCost.maximum.memory == 64 << 20 && ScryptCost.maximum.work == 1 << 20)
+        #expect(ScryptCost(log2N: 200, r: .max, p: .max).memory == .max, "a cost read from a file must not trap")
+
+        for cost in [ScryptCost(log2N: 10, r: 8, p: 16), ScryptCost(log2N: 17), ScryptCost(log2N: 9), ScryptCost(log2N: 16, r: 9), ScryptCost(log2N: 16, p: 3), ScryptCost(log2N: 12, r: 0)] {
+            #expect(throws: Scrypt.Failure.unacceptableCost(cost)) { try Scrypt.deriveKey(password: [1], salt: [2], cost: cost) }
+            #expect(throws: ArchiveKey.KeyError.unacceptableCost(cost)) { try ArchiveKey.passphrase("long enough passphrase", cost: cost) }
+        }
     }
 
     @Test func keyText() throws {
@@ -103,14 +131,45 @@ import Testing
         // The reader uses the stored cost, whatever the caller's default.
         _ = try Sample.read(bytes, key: try ArchiveKey.passphrase("correct horse battery staple"))
 
-        // A forged cost beyond the limits is refused before scrypt runs.
-        var forged = bytes
+        // A forged cost beyond the limits is refused before scrypt runs:
+        // log2 N (byte 1), r (bytes 4-7), p (bytes 8-11).
         let offset = 64 + 32
-        forged[offset + 1] = 30
-        let payload = Array(forged[offset..<offset + KeyEnvelope.length])
-        try Sample.rewriteFrameHeader(&forged, at: 64) { $0.payloadCRC = CRC32C.checksum(payload) }
-        guard case .limitExceeded(.keyEnvelope, _, _, _)? = error({ _ = try Sample.read(forged, key: Self.passphrase) }) else {
-            Issue.record("a forged scrypt cost was accepted")
+        for (field, value) in [(1, 30), (1, 17), (1, 9), (4, 9), (8, 3), (8, 0)] {
+            var forged = bytes
+            forged.replaceSubrange(offset + field..<offset + field + (field == 1 ? 1 : 4), with: field == 1 ? [UInt8(value)] : [UInt8(value), 0, 0, 0])
+            let payload = Array(forged[offset..<offset + KeyEnvelope.length])
+            try Sample.rewriteFrameHeader(&forged, at: 64) { $0.payloadCRC = CRC32C.checksum(payload) }
+            guard case .limitExceeded(.keyEnvelope, _, _, let limit)? = error({ _ = try Sample.read(forged, key: Self.passphrase) }) else {
+                Issue.record("a forged scrypt cost (byte \(field) = \(value)) was accepted")
+                continue
+            }
+            #expect(limit == 1 << 20)
+        }
+    }
+
+    /// Archives that share a salt cost one derivation for all of them; with
+    /// a salt each (archives written before repositories shared theirs),
+    /// one each. Counted on the reader's passphrase, which starts with no
+    /// derived secret, as in a new process.
+    @Test func oneDerivationPerSalt() throws {
+        let text = "correct horse battery staple"
+        guard case .passphrase(let writing) = Self.passphrase else { Issue.record("not a passphrase"); return }
+        let shared = ArchiveKey.passphrase(writing.sharingSalt(Array(repeating: 7, count: 16), cost: ScryptCost(log2N: 10)))
+        let sharing = try (0..<5).map { _ in try Sample.archive([Sample.Stream(name: "t", bytes: Self.rows(5))], key: shared).bytes }
+        let separate = try (0..<3).map { _ in try Sample.archive([Sample.Stream(name: "t", bytes: Self.rows(5))], key: Self.passphrase).bytes }
+
+        let reader = try ArchiveKey.passphrase(text)
+        guard case .passphrase(let counted) = reader else { Issue.record("not a passphrase"); return }
+        for bytes in sharing { _ = try Sample.read(bytes, key: reader) }
+        #expect(counted.derivationCount == 1)
+        for bytes in sharing { _ = try Sample.read(bytes, key: reader) }
+        #expect(counted.derivationCount == 1)
+        for bytes in separate { _ = try Sample.read(bytes, key: reader) }
+        #expect(counted.derivationCount == 4)
+        // A wrong passphrase is still refused (its own secret, not the cache's).
+        let wrong = try ArchiveKey.passphrase("incorrect horse battery staple", cost: ScryptCost(log2N: 10))
+        guard case .wrongKey? = error({ _ = try Sample.read(sharing[0], key: wrong) }) else {
+            Issue.record("a wrong passphrase was not refused")
             return
         }
     }

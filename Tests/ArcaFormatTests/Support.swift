@@ -1,6 +1,8 @@
 @testable import ArcaFormat
 import Foundation
-import Testing
+
+// No `import Testing` here: the libFuzzer target (scripts/fuzz.sh) builds
+// this file with ArchiveMutator.swift outside the test runner.
 
 /// Builds small archives in memory for the format tests.
 enum Sample {
@@ -68,20 +70,6 @@ enum Sample {
         }
     }
 
-    /// The `ArchiveError` `body` throws, nil when it succeeds; any other
-    /// error is a test failure.
-    static func archiveError(_ body: () throws -> Void) -> ArchiveError? {
-        do {
-            try body()
-            return nil
-        } catch let error as ArchiveError {
-            return error
-        } catch {
-            Issue.record("unexpected error type \(error)")
-            return nil
-        }
-    }
-
     static func read(_ bytes: [UInt8], key: ArchiveKey? = nil) throws -> ArchiveReader { try ArchiveReader(source: MemorySource(bytes), key: key) }
 
     static func tableBytes(_ reader: ArchiveReader, _ table: Manifest.Table) throws -> [UInt8] {
@@ -107,18 +95,33 @@ enum Sample {
     /// Replaces the manifest with `change(manifest)`, rewriting its frame and
     /// the trailer (offsets, CRCs and body digests all valid).
     static func rewriteManifest(_ bytes: [UInt8], _ change: (inout [UInt8]) -> Void) throws -> [UInt8] {
-        let reader = try read(bytes)
-        var json = reader.manifest.encoded()
+        var json = try read(bytes).manifest.encoded()
         change(&json)
-        var body = Array(bytes[0..<Int(reader.trailer.manifestOffset)])
-        let crc = CRC32C.checksum(json)
-        let frame = FrameHeader(type: .manifest, codec: .stored, streamID: ArchiveFormat.manifestStreamID, sequence: 0, rawLength: UInt32(json.count), storedLength: UInt32(json.count), payloadCRC: crc)
+        return try replacingManifest(bytes, payload: json, codec: .stored, rawLength: UInt32(json.count))
+    }
+
+    /// The archive with `payload` as its manifest frame's payload, declared
+    /// as `codec` and `rawLength`, and a trailer that points to it (CRCs and
+    /// body digests valid): what a forger of an unencrypted archive can write.
+    static func replacingManifest(_ bytes: [UInt8], payload: [UInt8], codec: Codec, rawLength: UInt32) throws -> [UInt8] {
+        let outline = try ArchiveOutline(source: MemorySource(bytes))
+        var body = Array(bytes[0..<Int(outline.trailer.manifestOffset)])
+        let frame = FrameHeader(
+            type: .manifest, codec: codec, streamID: ArchiveFormat.manifestStreamID, sequence: 0, rawLength: rawLength,
+            storedLength: UInt32(payload.count), payloadCRC: CRC32C.checksum(payload))
         let manifestOffset = UInt64(body.count)
-        body += frame.encoded() + json
+        body += frame.encoded() + payload
         let trailer = Trailer(
-            manifestOffset: manifestOffset, manifestLength: UInt64(32 + json.count), archiveID: reader.header.archiveID,
+            manifestOffset: manifestOffset, manifestLength: UInt64(32 + payload.count), archiveID: outline.header.archiveID,
             bodyMD5: Digest.hash(.md5, body), bodySHA256: Digest.hash(.sha256, body))
         return body + trailer.encoded()
+    }
+
+    /// `raw` as one zstd frame with its content checksum, as the writer makes them.
+    static func zstd(_ raw: [UInt8]) -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: ZstdCompressor.bound(raw.count))
+        let length = raw.withUnsafeBytes { source in frame.withUnsafeMutableBytes { ZstdCompressor(level: 3).compress(source, into: $0) } }
+        return Array(frame[0..<length])
     }
 }
 

@@ -309,4 +309,25 @@ import Testing
         }
     }
 
+
+    /// An unauthenticated GET /metrics used to abort the whole server (and
+    /// its scheduler) on an archive whose row counts overflow when summed.
+    @Test func forgedArchiveDoesNotStopTheServer() async throws {
+        let f = try await fixture("forged_metrics")
+        defer { f.database.drop() }
+        let viewer = try await f.token(.viewer)
+        _ = try ForgedArchive.overflowingRowCounts(inRepository: f.repository.root)
+        try await f.app().test(.router) { client in
+            try await client.execute(uri: "/metrics", method: .get) { (response) async throws in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("arca_backups{location=\"local\"} 1"))
+            }
+            try await client.execute(uri: "/api/backup", method: .get, headers: bearer(viewer)) { (response) async throws in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/api/status", method: .get, headers: bearer(viewer)) { (response) async throws in
+                #expect(response.status == .ok)
+            }
+        }
+    }
 }

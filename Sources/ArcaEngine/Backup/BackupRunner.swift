@@ -162,7 +162,8 @@ public struct BackupRunner: Sendable {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
-            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: options.encryptionKey)
+            // A passphrase shares the repository's salt: readers stretch it once for all archives.
+            let writer = try ArchiveWriter(sink: destination.sink, header: header, key: try options.repository.writingKey(options.encryptionKey))
             let copied = try copyTables(source, into: writer, reporter: reporter)
             let largeObjects = try copyLargeObjects(source, into: writer, firstStream: copied.nextStream, reporter: reporter)
             try source.endSnapshot()
@@ -273,7 +274,7 @@ public struct BackupRunner: Sendable {
             }
         }
         // The tables' size on disk estimates the COPY text to come.
-        reporter.estimate(tables: tasks.count, bytes: source.sizes.reduce(0, &+))
+        reporter.estimate(tables: tasks.count, bytes: source.sizes.checkedSum)
         reporter.phase("copying tables")
         let results: [CopyResult]
         do {
@@ -349,7 +350,7 @@ public struct BackupRunner: Sendable {
         manifest.trigger = options.trigger.rawValue
         let summary = try writer.finish(manifest: manifest)
         let path = try destination.publish(fileMD5: summary.fileMD5)
-        let rawBytes = tables.reduce(0) { $0 &+ $1.rawBytes } &+ largeObjects.reduce(0) { $0 &+ $1.rawBytes }
+        let rawBytes = (tables.map(\.rawBytes) + largeObjects.map(\.rawBytes)).checkedSum ?? .max
         return BackupResult(
             backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: tables.count,
             rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds, md5: summary.fileMD5,

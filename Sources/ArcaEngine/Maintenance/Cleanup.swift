@@ -23,7 +23,7 @@ public struct CleanupResult: Codable, Sendable {
     }
 
     public var removedCount: Int { stores.reduce(0) { $0 + $1.removed.count } }
-    public var freedBytes: UInt64 { stores.reduce(0) { $0 &+ $1.freedBytes } }
+    public var freedBytes: UInt64 { stores.lazy.map(\.freedBytes).checkedSum ?? .max }
 }
 
 /// Applies a retention policy to each store (the repository, the bucket,
@@ -63,10 +63,10 @@ public struct Cleanup: Sendable {
             for decision in decisions where !decision.keep {
                 guard let id = BackupID(decision.id) else { continue }
                 if dryRun {
-                    cleaned.freedBytes &+= sizes[decision.id] ?? 0
+                    cleaned.freedBytes = [cleaned.freedBytes, sizes[decision.id] ?? 0].checkedSum ?? .max
                 } else {
                     do {
-                        cleaned.freedBytes &+= try store.remove(id)
+                        cleaned.freedBytes = [cleaned.freedBytes, try store.remove(id)].checkedSum ?? .max
                     } catch OperationError.inUse {
                         cleaned.inUse.append(decision.id)
                         continue
@@ -92,7 +92,7 @@ extension Repository {
         }
         defer { exclusive.release() }
         let files = [archive, Repository.checksumPath(ofArchive: archive), verificationPath(id)]
-        let size = files.compactMap(FileSystem.size).reduce(0, &+)
+        let size = files.compactMap(FileSystem.size).checkedSum ?? .max
         for file in files { FileSystem.remove(file) }
         try FileSystem.syncDirectory(localDirectory)
         return size

@@ -34,7 +34,7 @@ public struct CloudSync: Sendable {
             let reporter = ProgressReporter(.upload, report: progress)
             let uploaded = Set(try cloud.backupIDs())
             let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
-            reporter.estimate(tables: missing.count, bytes: missing.reduce(0) { $0 &+ $1.bytes })
+            reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
             var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
             for archive in missing {
                 let path = repository.archivePath(archive.id)
@@ -45,7 +45,7 @@ public struct CloudSync: Sendable {
                 do {
                     try cloud.upload(archiveAt: path, id: archive.id)
                     result.copied.append(archive.id.rawValue)
-                    result.bytes &+= archive.bytes
+                    result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
                 } catch {
                     result.failed[archive.id.rawValue] = "\(error)"
                 }
@@ -65,7 +65,7 @@ public struct CloudSync: Sendable {
         defer { lock.release() }
         let local = Set(try repository.backupIDs())
         let missing = try cloud.archives().filter { !local.contains($0.id) }.reversed()
-        reporter.estimate(tables: missing.count, bytes: missing.reduce(0) { $0 &+ $1.bytes })
+        reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
         var result = SyncResult(location: cloud.place, direction: "download", copied: [], bytes: 0, failed: [:])
         defer { reporter.finish() }
         for archive in missing {
@@ -78,7 +78,7 @@ public struct CloudSync: Sendable {
                 }
                 _ = try cloud.download(archive.id, into: repository)
                 result.copied.append(archive.id.rawValue)
-                result.bytes &+= archive.bytes
+                result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
             } catch {
                 result.failed[archive.id.rawValue] = "\(error)"
             }

@@ -200,7 +200,7 @@ public struct RestoreRunner: Sendable {
         }
 
         reporter.estimate(
-            tables: tables.count, bytes: tables.reduce(0) { $0 &+ $1.rawBytes } &+ largeObjects.reduce(0) { $0 &+ $1.rawBytes })
+            tables: tables.count, bytes: (tables.map(\.rawBytes) + largeObjects.map(\.rawBytes)).checkedSum)
         reporter.phase("reading the schema")
         // Everything that can fail without the target is done first.
         let scripts = options.dataOnly
@@ -409,8 +409,8 @@ public struct RestoreRunner: Sendable {
             }
             guard loaded == table.rows else { throw RestoreError.rowCountMismatch(table.qualifiedName, expected: table.rows, loaded: loaded) }
             reporter.count(bytes: 0, tableFinished: true)
-            rows &+= loaded
-            rawBytes &+= table.rawBytes
+            rows = [rows, loaded].checkedSum ?? .max
+            rawBytes = [rawBytes, table.rawBytes].checkedSum ?? .max
         }
         return (rows, rawBytes)
     }

@@ -7,7 +7,7 @@ import Glibc
 
 /// Where the encryption key comes from: `--key-file` (or `ARCA_KEY_FILE`),
 /// `ARCA_ENCRYPTION_KEY`, or `ARCA_PASSPHRASE` (stretched with scrypt at the
-/// cost `ARCA_PASSPHRASE_COST`, log2 of N, default 15). At most one may be set.
+/// cost `ARCA_PASSPHRASE_COST`, log2 of N, 10 to 16, default 15). At most one may be set.
 public enum KeyConfiguration {
     public static let variables = ["ARCA_KEY_FILE", "ARCA_ENCRYPTION_KEY", "ARCA_PASSPHRASE", "ARCA_PASSPHRASE_COST"]
 
@@ -55,8 +55,9 @@ public enum KeyConfiguration {
             throw OperationError.invalidConfiguration(
                 "The key file \(path) can be read by other users (mode \(String(status.st_mode & 0o777, radix: 8))). Run `chmod 600 \(path)` and try again.")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw OperationError.invalidConfiguration("Cannot read the key file \(path).")
+        // A key file is one line of 45 bytes: a larger file is not one, and is not read whole.
+        guard let data = try? FileSystem.readSmallFile(path, limit: 4096) else {
+            throw OperationError.invalidConfiguration("Cannot read the key file \(path), or it is larger than a key file can be.")
         }
         do {
             return try ArchiveKey(base64: String(decoding: data, as: UTF8.self))

@@ -85,7 +85,7 @@ extension Repository: ArchiveStore {
 
     /// The MD5 the sidecar of the archive at `path` records.
     static func recordedMD5(ofArchive path: String) throws -> String? {
-        FileManager.default.contents(atPath: checksumPath(ofArchive: path)).map(recordedMD5(inSidecar:))
+        try FileSystem.readSmallFile(checksumPath(ofArchive: path), limit: sidecarSizeLimit).map(recordedMD5(inSidecar:))
     }
 }
 

@@ -114,7 +114,7 @@ public final class CloudStore: @unchecked Sendable {
     /// The sidecar's recorded MD5, nil when there is none.
     public func recordedMD5(_ id: BackupID) throws -> String? {
         do {
-            return Repository.recordedMD5(inSidecar: try runBlocking { try await self.client.getObject(key: Self.checksumKey(id)) })
+            return Repository.recordedMD5(inSidecar: try runBlocking { try await self.client.getObject(key: Self.checksumKey(id), limit: Repository.sidecarSizeLimit) })
         } catch S3Error.noSuchKey(_) {
             return nil
         }

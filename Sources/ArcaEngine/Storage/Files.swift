@@ -13,6 +13,9 @@ public enum RepositoryError: Error, Sendable, CustomStringConvertible {
     case backupNotFound(String, repository: String)
     case invalidReference(String)
     case notARegularFile(String)
+    /// A small file of the repository (a sidecar, a record, the passphrase
+    /// salt) that is too large or does not hold what it should.
+    case malformedFile(path: String, detail: String)
 
     public var description: String {
         switch self {
@@ -26,6 +29,8 @@ public enum RepositoryError: Error, Sendable, CustomStringConvertible {
             "\"\(reference.debugDescription.dropFirst().dropLast())\" is neither a backup id (backup_YYYYMMDD_HHMMSS) nor a path to an .arca file."
         case .notARegularFile(let path):
             "\(path) is not a regular file (a directory or a device?). Give the path of an .arca archive."
+        case .malformedFile(let path, let detail):
+            "\(path) is invalid: \(detail). It was altered or damaged; remove it (or restore it from a copy) and try again."
         }
     }
 
@@ -164,6 +169,29 @@ enum FileSystem {
             FileSystem.remove(temporary)
             throw error
         }
+    }
+
+    /// The contents of a small file, nil when it does not exist. At most
+    /// `limit` bytes are read (and allocated): a larger file is an error,
+    /// whatever it claims to be.
+    static func readSmallFile(_ path: String, limit: Int) throws -> [UInt8]? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            if errno == ENOENT { return nil }
+            throw RepositoryError.fromErrno("open", path)
+        }
+        defer { Glibc.close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        var count = 0
+        while count < bytes.count {
+            let read = bytes.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress! + count, $0.count - count) }
+            if read < 0, errno == EINTR { continue }
+            guard read >= 0 else { throw RepositoryError.fromErrno("read", path) }
+            if read == 0 { break }
+            count += read
+        }
+        guard count <= limit else { throw RepositoryError.malformedFile(path: path, detail: "it is larger than \(limit) bytes") }
+        return Array(bytes[0..<count])
     }
 
     static func size(_ path: String) -> UInt64? {

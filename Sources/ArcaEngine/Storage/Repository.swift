@@ -82,6 +82,12 @@ public struct Repository: Sendable {
     /// A sidecar's contents, in `md5sum` format (the same in the bucket).
     static func sidecar(md5: String, id: BackupID) -> [UInt8] { Array("\(md5)  \(id).arca\n".utf8) }
 
+    /// A sidecar is one line of about 70 bytes; anything much larger is not
+    /// one, and is not read (or downloaded) whole.
+    static let sidecarSizeLimit = 4096
+    /// A verification record is a few hundred bytes (a few KiB with problems listed).
+    static let verificationRecordSizeLimit = 1 << 20
+
     /// The MD5 a sidecar records.
     static func recordedMD5(inSidecar bytes: some Collection<UInt8>) -> String {
         String(decoding: bytes, as: UTF8.self).prefix { !$0.isWhitespace }.lowercased()
@@ -128,8 +134,9 @@ public struct Repository: Sendable {
     }
 
     public func verificationRecord(_ id: BackupID) -> VerificationRecord? {
-        guard let data = FileManager.default.contents(atPath: verificationPath(id)) else { return nil }
-        return try? JSONDecoder().decode(VerificationRecord.self, from: data)
+        // A record that cannot be read counts as none: the archive shows as unverified.
+        guard let bytes = try? FileSystem.readSmallFile(verificationPath(id), limit: Self.verificationRecordSizeLimit) else { return nil }
+        return try? JSONDecoder().decode(VerificationRecord.self, from: Data(bytes))
     }
 
     public func recordVerification(_ id: BackupID, _ record: VerificationRecord) throws {

@@ -77,7 +77,7 @@ public struct Verification: Sendable {
         } catch let error as ArchiveError {
             // A missing or wrong key says nothing about the archive itself.
             switch error {
-            case .keyRequired, .wrongKey: throw error
+            case .keyRequired, .wrongKey, .keyDerivationFailed: throw error
             default: problems = [error.description]
             }
         }

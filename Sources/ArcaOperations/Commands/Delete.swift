@@ -13,7 +13,7 @@ extension Operations {
             guard !holding.isEmpty else {
                 throw RepositoryError.backupNotFound(id.rawValue, repository: configuration.stores.map(\.place).joined(separator: " or "))
             }
-            return try holding.reduce(0) { $0 &+ (try $1.remove(id)) }
+            return try holding.map { try $0.remove(id) }.checkedSum ?? .max
         }
     }
 }

@@ -86,8 +86,8 @@ public struct Initialization: Sendable {
         switch configuration.encryptionKey {
         case .key(_)?:
             check("encryption", "ok", "every backup is encrypted (AES-256-GCM), key id \(configuration.encryptionKey?.keyID ?? "-")")
-        case .passphrase(_, let cost)?:
-            check("encryption", "ok", "every backup is encrypted (AES-256-GCM) under a passphrase (\(cost))")
+        case .passphrase(let passphrase)?:
+            check("encryption", "ok", "every backup is encrypted (AES-256-GCM) under a passphrase (\(passphrase.cost))")
         case nil:
             check("encryption", "warning", "no key: backups are stored unencrypted",
                   fix: "arca keygen --output /path/to/arca.key && export ARCA_KEY_FILE=/path/to/arca.key")

@@ -111,7 +111,7 @@ extension Operations {
                 let found = try store.listings(key: configuration.encryptionKey, records: repository, now: now)
                 listings += found
                 status.storage.append(.init(
-                    location: store.location, place: store.place, backups: found.count, bytes: found.reduce(0) { $0 &+ $1.bytes },
+                    location: store.location, place: store.place, backups: found.count, bytes: found.lazy.map(\.bytes).checkedSum ?? .max,
                     freeBytes: store.location == .local ? Self.freeBytes(repository.root) : nil))
             } catch {
                 status.problems.append("The backups in \(store.place) cannot be listed: \(error)")

@@ -1,0 +1,133 @@
+@testable import ArcaFormat
+import Testing
+
+/// Manifests that are well-formed JSON with valid checksums but numbers no
+/// real backup has: each is rejected with an error naming the field, never a
+/// trap, and never after a large allocation.
+@Suite struct ManifestValidationTests {
+    let archive = try! Sample.archive([
+        Sample.Stream(name: "patients", bytes: Sample.copyText(rows: 200)),
+        Sample.Stream(name: "visits", bytes: Sample.copyText(rows: 50, seed: 7)),
+    ])
+
+    /// The archive with its manifest changed by `change`, re-encoded and
+    /// re-checksummed.
+    func forged(_ change: (inout Manifest) -> Void) throws -> [UInt8] {
+        var manifest = archive.manifest
+        change(&manifest)
+        return try Sample.rewriteManifest(archive.bytes) { $0 = manifest.encoded() }
+    }
+
+    /// Each table consistent with its one part (`rows` each), and `totals.rows` as given.
+    func forged(rows: (UInt64, UInt64), totalRows: UInt64) throws -> [UInt8] {
+        try forged { manifest in
+            (manifest.tables[0].parts[0].rows, manifest.tables[0].rows) = (rows.0, rows.0)
+            (manifest.tables[1].parts[0].rows, manifest.tables[1].rows) = (rows.1, rows.1)
+            manifest.totals.rows = totalRows
+        }
+    }
+
+    func openError(_ bytes: [UInt8]) -> ArchiveError? { Sample.archiveError { _ = try Sample.read(bytes) } }
+
+    func expectInvalidManifest(_ bytes: [UInt8], mentioning text: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        guard case .invalidManifest(let detail)? = openError(bytes) else {
+            Issue.record("expected invalidManifest, got \(String(describing: openError(bytes)))", sourceLocation: sourceLocation)
+            return
+        }
+        #expect(detail.contains(text), "\(detail)", sourceLocation: sourceLocation)
+    }
+
+    static let emptyStream = StreamSummary(
+        rawBytes: 0, storedBytes: 0, md5: Hex.encode(Digest.hash(.md5, [])), sha256: Hex.encode(Digest.hash(.sha256, [])), chunks: [])
+
+    /// The known crash: a table whose parts' row counts overflow when summed.
+    @Test func partSumsThatOverflow() throws {
+        for field in ["rows", "rawBytes", "storedBytes"] {
+            let bytes = try forged { manifest in
+                var extra = Manifest.Part(stream: 77, rows: 0, summary: Self.emptyStream)
+                switch field {
+                case "rows": extra.rows = .max
+                case "rawBytes": extra.rawBytes = .max
+                default: extra.storedBytes = .max
+                }
+                manifest.tables[0].parts.append(extra)
+            }
+            expectInvalidManifest(bytes, mentioning: "table public.patients: the sum of its parts' rows, rawBytes or storedBytes does not fit in 64 bits")
+        }
+    }
+
+    /// Each table consistent on its own, the sum over tables overflowing:
+    /// what aborted `list`, `inspect`, `verify`, `restore` and GET /metrics.
+    @Test func totalsThatOverflow() throws {
+        let bytes = try forged(rows: (.max, 2), totalRows: 1)
+        expectInvalidManifest(bytes, mentioning: "the totals over the tables and streams do not fit in 64 bits")
+    }
+
+    @Test func totalsAboveTheLimit() throws {
+        let bytes = try forged(rows: (.max, 0), totalRows: .max)
+        expectInvalidManifest(bytes, mentioning: "totals.rows is \(UInt64.max), above the limit of \(Int64.max)")
+    }
+
+    @Test func totalsThatAreNotTheSums() throws {
+        let bytes = try forged { $0.totals.storedBytes += 1 }
+        expectInvalidManifest(bytes, mentioning: "are not the sums over the streams")
+    }
+
+    @Test func chunkEndsThatOverflow() throws {
+        let bytes = try forged { manifest in
+            manifest.tables[1].parts[0].chunks[0].offset = UInt64.max - 10
+        }
+        expectInvalidManifest(bytes, mentioning: "table public.visits, chunk 0 (offset \(UInt64.max - 10)")
+    }
+
+    /// A frame header may declare up to 1 GiB; a small payload may not
+    /// declare more than it can reasonably expand to.
+    @Test func smallManifestDeclaringAHugeLength() throws {
+        let json = archive.manifest.encoded()
+        let payload = Sample.zstd(json)
+        let bytes = try Sample.replacingManifest(archive.bytes, payload: payload, codec: .zstd, rawLength: 1 << 30)
+        let limit = ArchiveFormat.manifestRawLimit(compressedLength: UInt32(payload.count))
+        #expect(limit == ArchiveFormat.manifestExpansionFloor)
+        guard case .limitExceeded(.frame, let what, 1 << 30, limit)? = openError(bytes) else {
+            Issue.record("expected limitExceeded, got \(String(describing: openError(bytes)))")
+            return
+        }
+        #expect(what == "the manifest's decompressed length")
+    }
+
+    /// A real zstd bomb: valid JSON padded with megabytes of spaces, which
+    /// compress to almost nothing.
+    @Test func manifestThatExpandsTooMuch() throws {
+        let json = archive.manifest.encoded() + [UInt8](repeating: 0x20, count: 8 << 20)
+        let payload = Sample.zstd(json)
+        #expect(UInt64(json.count) > UInt64(payload.count) * ArchiveFormat.maximumManifestExpansion)
+        let bytes = try Sample.replacingManifest(archive.bytes, payload: payload, codec: .zstd, rawLength: UInt32(json.count))
+        guard case .limitExceeded(.frame, _, _, _)? = openError(bytes) else {
+            Issue.record("expected limitExceeded, got \(String(describing: openError(bytes)))")
+            return
+        }
+    }
+
+    /// The writer never writes what the reader rejects: a manifest that
+    /// would compress beyond the limit is stored as it is, and reads back.
+    @Test func writerStoresAManifestThatCompressesTooWell() throws {
+        let sink = MemorySink()
+        let header = FileHeader(chunkSize: 4096, compression: .zstd, compressionLevel: 3, archiveID: Sample.archiveID)
+        let writer = try ArchiveWriter(sink: sink, header: header)
+        var manifest = archive.manifest
+        manifest.tables = []
+        manifest.totals = try #require(manifest.computedTotals)
+        manifest.trigger = String(repeating: "a", count: 4 << 20)
+        _ = try writer.finish(manifest: manifest)
+        let reader = try Sample.read(sink.bytes)
+        #expect(reader.manifest == manifest)
+        #expect(reader.trailer.manifestLength == UInt64(32 + manifest.encoded().count), "the manifest was not stored uncompressed")
+    }
+
+    /// Whatever a valid manifest holds, the sums consumers make fit.
+    @Test func acceptedTotalsFitInAnInt() throws {
+        let bytes = try forged(rows: (UInt64(Int64.max) - 2, 2), totalRows: UInt64(Int64.max))
+        let reader = try Sample.read(bytes)
+        #expect(Int(exactly: reader.manifest.tables.lazy.map(\.rows).checkedSum ?? .max) == Int.max)
+    }
+}
