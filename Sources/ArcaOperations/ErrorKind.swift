@@ -240,6 +240,11 @@ extension AuditError: ClassifiedError {
     public var code: String { "audit_unavailable" }
 }
 
+extension AuditRefusal: ClassifiedError {
+    public var kind: ErrorKind { .unavailable }
+    public var code: String { "audit_unavailable" }
+}
+
 extension CronError: ClassifiedError {
     public var kind: ErrorKind { .invalid }
 }

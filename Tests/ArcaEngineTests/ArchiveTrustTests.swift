@@ -95,3 +95,45 @@ import Testing
         #expect(decision(renamed)?.keep == false)
     }
 }
+
+/// The audit fails closed: an operation that changes something first
+/// records its start, and is refused, touching nothing, when it cannot.
+@Suite struct AuditFailsClosedTests {
+    @Test func operationsAreRefusedWhileTheAuditTrailCannotBeWritten() throws {
+        let source = try ArchiveTrustTests.patients("audit_closed_src")
+        let target = try TestDatabase("audit_closed_dst")
+        target.drop()
+        defer { source.drop(); target.drop() }
+        let repository = Steps.repository("audit-closed")
+        let backup = try Steps.backup(source, into: repository)
+        let configuration = try ServiceConfiguration(environment: ["DATABASE_URL": source.connectionString.conninfo], repository: repository.root)
+        let operations = Operations(configuration: configuration, requester: .commandLine)
+        // A folder where the log should be: nothing can be appended (root ignores file modes).
+        let log = repository.root + "/audit.log"
+        try? FileManager.default.removeItem(atPath: log)
+        try FileManager.default.createDirectory(atPath: log, withIntermediateDirectories: false)
+
+        var restore = RestoreRequest(backup: backup.backupId)
+        restore.target = target.connectionString
+        restore.create = true
+        restore.confirmed = true
+        #expect(throws: AuditRefusal.self) { try operations.restore(restore) }
+        let created = try PostgresConnection(try TestServer.connectionString())
+            .query("SELECT count(*) FROM pg_database WHERE datname = $1", [target.name]).singleValue
+        #expect(created == "0", "the restore created its target although its start was not audited")
+
+        #expect(throws: AuditRefusal.self) { try operations.backup() }
+        #expect(try repository.backupIDs() == [try #require(BackupID(backup.backupId))], "a backup was written unaudited")
+        #expect(throws: AuditRefusal.self) { try operations.delete(try #require(BackupID(backup.backupId))) }
+        #expect(FileManager.default.fileExists(atPath: backup.path))
+        var cleanup = CleanupRequest()
+        cleanup.retentionDays = 0
+        #expect(throws: AuditRefusal.self) { try operations.cleanup(cleanup) }
+        #expect(FileManager.default.fileExists(atPath: backup.path))
+        #expect(throws: AuditRefusal.self) { try operations.drill() }
+
+        let status = try operations.status()
+        #expect(!status.healthy)
+        #expect(status.problems.contains { $0.contains("Cannot open the audit log") }, "\(status.problems)")
+    }
+}

@@ -22,6 +22,9 @@ import Glibc
 
 /// How an audited operation ended.
 public enum AuditOutcome: String, Codable, Sendable {
+    /// Recorded before an operation that changes something acts: when it
+    /// cannot be written, the operation is refused (the audit fails closed).
+    case started
     case success
     case failure
     /// Not attempted: refused by a rule (no confirmation, another writer running, a bad request).
@@ -200,6 +203,20 @@ public final class AuditLog: Sendable {
 
     /// Opens the file for appending, creating it with mode 0600 if needed.
     /// Returns whether this call created it.
+    /// Whether an event could be appended now (the file opens for writing,
+    /// or can be created): what `status` checks, as every operation that
+    /// changes something is refused while it cannot.
+    public func checkAppendable() throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        if fd >= 0 {
+            close(fd)
+            return
+        }
+        guard errno == ENOENT else { throw AuditError.cannotOpen(path: path, reason: errnoText()) }
+        let folder = (path as NSString).deletingLastPathComponent
+        guard access(folder.isEmpty ? "." : folder, W_OK | X_OK) == 0 else { throw AuditError.cannotOpen(path: path, reason: errnoText()) }
+    }
+
     private func openForAppending() throws -> (fd: Int32, created: Bool) {
         while true {
             let fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC)

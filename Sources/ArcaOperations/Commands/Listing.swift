@@ -6,7 +6,7 @@ extension Operations {
     /// Every backup in the repository and the bucket, newest first, the
     /// local and the cloud copy of a backup side by side.
     public func list(now: Date = Date()) throws -> [BackupListing] {
-        try trail("list").run(summary: { (listings: [BackupListing]) in AuditSummary(details: ["backups": String(listings.count)]) }) {
+        try trail("list").run(changes: false, summary: { (listings: [BackupListing]) in AuditSummary(details: ["backups": String(listings.count)]) }) {
             try listings(now: now)
         }
     }

@@ -89,7 +89,9 @@ extension Operations {
             nextBackup: runs[.backup].map(Manifest.timestamp), nextCleanup: runs[.cleanup].map(Manifest.timestamp),
             nextDrill: runs[.drill].map(Manifest.timestamp))
 
-        let records = (try? trail("status").log.records()) ?? []
+        let log = trail("status").log
+        // How operations ended: a start record says nothing of that.
+        let records = ((try? log.records()) ?? []).filter { $0.event.outcome != .started }
         func event(_ record: AuditRecord) -> ServiceStatus.Event {
             .init(time: record.event.time, action: record.event.action, target: record.event.target, outcome: record.event.outcome, error: record.event.error)
         }
@@ -123,6 +125,11 @@ extension Operations {
             status.lastBackup = .init(
                 id: newest.id, time: newest.timestamp, ageSeconds: newest.date.map { now.timeIntervalSince($0) }, bytes: newest.bytes,
                 durationSeconds: record?.event.durationSeconds, integrity: newest.integrity, location: newest.location)
+        }
+        do {
+            try log.checkAppendable()
+        } catch {
+            status.problems.append("\(error)")
         }
         if let scheduled, scheduled.event.outcome != .success {
             status.problems.append("The last scheduled backup (\(scheduled.event.time)) failed: \(scheduled.event.error ?? "no reason recorded").")
