@@ -211,31 +211,31 @@ struct BackupController: Sendable {
         var backupId: String
         var confirmRestore: Bool?
         var tables: [String]?
+        /// A database named by the server's configuration (default: DATABASE_URL's).
+        var target: String?
+        /// No longer accepted: a request names a target, it never supplies a connection.
         var targetUrl: String?
     }
 
     @Sendable func restore(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.admin)
         let body = try await JSONBody.decode(
-            RestoreBody.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "targetUrl"])
+            RestoreBody.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "target", "targetUrl"])
         guard body.confirmRestore == true else {
             throw APIError(.badRequest, "confirmation_required", "Set \"confirmRestore\": true to replace the database's contents with the backup.")
         }
         guard let id = BackupID(body.backupId) else {
             throw APIError(.badRequest, "invalid_backup_id", "\"\(body.backupId)\" is not a backup id (backup_YYYYMMDD_HHMMSS).")
         }
-        let target: ConnectionString
-        if let url = body.targetUrl {
-            guard let parsed = try? ConnectionString(url) else { throw APIError(.badRequest, "invalid_target", "targetUrl is not a valid connection string.") }
-            guard configuration.allowsRestore(into: parsed) else {
-                throw APIError(.forbidden, "target_not_allowed", "Restores into \(parsed.redacted) are not allowed by the server's configuration (ARCA_RESTORE_TARGETS).")
-            }
-            target = parsed
-        } else {
-            guard let database = configuration.service.database else {
+        guard body.targetUrl == nil else {
+            throw APIError(.badRequest, "invalid_target", "targetUrl is not accepted: name a target with \"target\" (DATABASE_URL's database or one of ARCA_RESTORE_TARGETS); the server supplies the connection.")
+        }
+        guard let target = configuration.restoreTarget(named: body.target) else {
+            guard body.target != nil else {
                 throw APIError(.serviceUnavailable, "not_configured", "DATABASE_URL is not set on the server.")
             }
-            target = database
+            // The name is the caller's: say only that it is not configured.
+            throw APIError(.forbidden, "target_not_allowed", "That restore target is not configured on the server (ARCA_RESTORE_TARGETS).")
         }
         var restore = RestoreRequest(backup: id.rawValue)
         restore.target = target

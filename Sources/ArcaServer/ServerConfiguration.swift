@@ -12,9 +12,11 @@ public struct ServerConfiguration: Sendable {
     public var rateLimit = 100
     public var rateWindow: TimeInterval = 900
     public var trustProxy = false
-    /// Databases a restore may target besides DATABASE_URL (`ARCA_RESTORE_TARGETS`,
-    /// comma-separated connection strings), compared by host, port and database.
-    public var restoreTargets: [ConnectionString] = []
+    /// Databases a restore may target besides DATABASE_URL
+    /// (`ARCA_RESTORE_TARGETS`, comma-separated connection strings), by
+    /// name: each one's database name. A request names a target; the
+    /// connection (host, user, password, options) is the server's.
+    public var restoreTargets: [String: ConnectionString] = [:]
 
     public init(service: ServiceConfiguration, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         self.service = service
@@ -35,20 +37,27 @@ public struct ServerConfiguration: Sendable {
             rateWindow = TimeInterval(parts[1])
         }
         trustProxy = ["1", "true", "yes"].contains(environment["ARCA_TRUST_PROXY"]?.lowercased() ?? "")
-        restoreTargets = try (environment["ARCA_RESTORE_TARGETS"] ?? "").split(separator: ",").map { text in
-            do { return try ConnectionString(String(text).trimmingCharacters(in: .whitespaces)) } catch {
+        for text in (environment["ARCA_RESTORE_TARGETS"] ?? "").split(separator: ",") {
+            let target: ConnectionString
+            do {
+                target = try ConnectionString(String(text).trimmingCharacters(in: .whitespaces))
+            } catch {
                 throw OperationError.invalidConfiguration("ARCA_RESTORE_TARGETS has an invalid connection string: \(error)")
             }
+            guard let name = target.value("dbname"), !name.isEmpty else {
+                throw OperationError.invalidConfiguration("Every target in ARCA_RESTORE_TARGETS needs a database name (it is the name a restore request uses): \(target.redacted) has none.")
+            }
+            guard restoreTargets[name] == nil, name != service.database?.value("dbname") else {
+                throw OperationError.invalidConfiguration("Two restore targets are named \(name) (ARCA_RESTORE_TARGETS and DATABASE_URL): a request could not tell them apart.")
+            }
+            restoreTargets[name] = target
         }
     }
 
-    /// Whether a restore may write to `target`.
-    func allowsRestore(into target: ConnectionString) -> Bool {
-        let allowed = (service.database.map { [$0] } ?? []) + restoreTargets
-        return allowed.contains { Self.sameDatabase($0, target) }
-    }
-
-    static func sameDatabase(_ a: ConnectionString, _ b: ConnectionString) -> Bool {
-        ["host", "hostaddr", "port", "dbname"].allSatisfy { a.value($0) == b.value($0) }
+    /// The database a restore request names: `DATABASE_URL` without a
+    /// name (or by its own name), else a target of `ARCA_RESTORE_TARGETS`.
+    func restoreTarget(named name: String?) -> ConnectionString? {
+        guard let name, name != service.database?.value("dbname") else { return service.database }
+        return restoreTargets[name]
     }
 }

@@ -198,9 +198,17 @@ import Testing
             }
             try await client.execute(
                 uri: "/api/backup/restore", method: .post, headers: bearer(admin),
-                body: body(#"{"backupId":"\#(backup.backupId)","confirmRestore":true,"targetUrl":"dbname=postgres"}"#)
+                body: body(#"{"backupId":"\#(backup.backupId)","confirmRestore":true,"target":"postgres"}"#)
             ) { (response) async throws in
                 #expect(response.status == .forbidden)
+            }
+            // A connection string is never taken from a request, whatever it points at.
+            try await client.execute(
+                uri: "/api/backup/restore", method: .post, headers: bearer(admin),
+                body: body(#"{"backupId":"\#(backup.backupId)","confirmRestore":true,"targetUrl":"dbname=\#(f.database.name) user=intruder"}"#)
+            ) { (response) async throws in
+                #expect(response.status == .badRequest)
+                #expect(try json(response.body)["code"] as? String == "invalid_target")
             }
             #expect(try f.database.value(#"SELECT count(*) FROM "Patient""#) == "10")
             try await client.execute(
@@ -215,6 +223,25 @@ import Testing
             #expect(try f.database.value(#"SELECT count(*) FROM "Patient""#) == "50")
             #expect(try f.database.value(#"SELECT count(*) FROM "User" WHERE name = 'changed'"#) == "0")
         }
+    }
+
+    /// A request names a configured target; the server's connection is used.
+    @Test func restoreIntoANamedTarget() async throws {
+        let copy = try TestDatabase("api_restore_named_copy")
+        defer { copy.drop() }
+        let f = try await fixture("api_restore_named", environment: ["ARCA_RESTORE_TARGETS": copy.connectionString.conninfo])
+        defer { f.database.drop() }
+        let admin = try await f.token(.admin)
+        let backup = try BackupRunner(options: BackupOptions(source: f.database.connectionString, repository: f.repository)).run()
+        try await f.app().test(.router) { client in
+            try await client.execute(
+                uri: "/api/backup/restore", method: .post, headers: bearer(admin),
+                body: ByteBuffer(string: #"{"backupId":"\#(backup.backupId)","confirmRestore":true,"target":"\#(copy.name)"}"#)
+            ) { (response) async throws in
+                #expect(response.status == .ok, "\(String(buffer: response.body))")
+            }
+        }
+        #expect(try copy.value(#"SELECT count(*) FROM "Patient""#) == "50")
     }
 
     @Test func badRequestsAndLimits() async throws {
