@@ -175,7 +175,7 @@ extension RepositoryError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .backupNotFound: .notFound
-        case .invalidReference, .notARegularFile: .invalid
+        case .invalidReference, .notARegularFile, .symbolicLink: .invalid
         case .malformedFile: .damaged
         case .io, .diskFull: .failed
         }

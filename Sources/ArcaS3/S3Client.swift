@@ -274,11 +274,16 @@ public final class S3Client: Sendable {
         var continuationToken: String?
         repeat {
             var operation = try S3Operation(name: "ListObjectsV2", method: .GET, key: nil)
+            operation.bodyLimit = Self.listingPageLimit
             operation.query = [("list-type", "2"), ("prefix", configuration.prefix + prefix)]
             if let pageSize { operation.query.append(("max-keys", String(pageSize))) }
             if let continuationToken { operation.query.append(("continuation-token", continuationToken)) }
             let response = try await send(operation)
             let result = try parseXML(response, for: operation)
+            guard objects.count <= Self.listingEntryLimit else {
+                throw S3Error.invalidResponse(
+                    context(for: operation, response: response), detail: "the listing goes past \(Self.listingEntryLimit) objects")
+            }
             for entry in result.children("Contents") {
                 guard let fullKey = entry.value("Key"), let size = entry.value("Size").flatMap(UInt64.init) else {
                     throw S3Error.invalidResponse(
@@ -296,6 +301,13 @@ public final class S3Client: Sendable {
         } while continuationToken != nil
         return objects
     }
+
+    /// A listing page holds at most 1,000 entries of a few hundred bytes;
+    /// anything much larger is not an S3 answer, and is not read.
+    static let listingPageLimit = 4 << 20
+    /// Entries a listing gathers before it is refused: memory stays
+    /// bounded whatever a bucket (or something posing as one) holds.
+    static let listingEntryLimit = 1_000_000
 
     // MARK: - Multipart upload
 
@@ -366,12 +378,17 @@ public final class S3Client: Sendable {
         var markers: (key: String, uploadID: String)?
         repeat {
             var operation = try S3Operation(name: "ListMultipartUploads", method: .GET, key: nil)
+            operation.bodyLimit = Self.listingPageLimit
             operation.query = [("uploads", ""), ("prefix", configuration.prefix + prefix)]
             if let markers {
                 operation.query += [("key-marker", markers.key), ("upload-id-marker", markers.uploadID)]
             }
             let response = try await send(operation)
             let result = try parseXML(response, for: operation)
+            guard uploads.count <= Self.listingEntryLimit else {
+                throw S3Error.invalidResponse(
+                    context(for: operation, response: response), detail: "the listing goes past \(Self.listingEntryLimit) uploads")
+            }
             for upload in result.children("Upload") {
                 guard let key = upload.value("Key"), let uploadID = upload.value("UploadId") else { continue }
                 uploads.append(S3MultipartUploadInfo(

@@ -143,6 +143,19 @@ import Testing
         #expect(tampered.stderr.contains("line 2"), "\(tampered.stderr)")
     }
 
+    /// The CLI's audit actor is the real user, whatever `$USER` says.
+    @Test func theAuditActorIsTheRealUser() throws {
+        let database = try TestDatabase("audit_actor")
+        defer { database.drop() }
+        try database.execute("CREATE TABLE t AS SELECT 1 AS id")
+        let repo = TestPaths.temporaryDirectory("audit-actor") + "/repo"
+        let backup = try arca(["backup", "--repo", repo, "--database-url", "dbname=\(database.name)"], environment: ["USER": "mallory"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        let real = String(cString: getpwuid(getuid()).pointee.pw_name)
+        #expect(auditLines(repo).allSatisfy { $0.contains(#""actor":"cli:\#(real)""#) }, "\(auditLines(repo))")
+        #expect(!auditLines(repo).contains { $0.contains("mallory") })
+    }
+
     @Test func auditEventsAreMirroredToPostgreSQLBestEffort() throws {
         let database = try TestDatabase("mirror_src")
         let auditDatabase = try TestDatabase("mirror_audit")

@@ -28,6 +28,33 @@ import Testing
         #expect(Steps.files(in: repository.temporaryDirectory).isEmpty)
     }
 
+    /// Arca sets the mode of the folders it creates only: an existing
+    /// folder given as the repository keeps its mode (`--repo /tmp` must not
+    /// make /tmp private), and a repository folder that is a symbolic link
+    /// is refused, so nothing is written, or has its mode changed, through it.
+    @Test func existingFoldersKeepTheirModeAndLinksAreRefused() throws {
+        let folder = TestPaths.temporaryDirectory("shared-folder")
+        chmod(folder, 0o755)
+        let shared = Repository(root: folder)
+        try shared.prepare()
+        #expect(try mode(folder) == 0o755)
+        #expect(try mode(shared.localDirectory) == 0o700)
+
+        let elsewhere = TestPaths.temporaryDirectory("link-target")
+        chmod(elsewhere, 0o755)
+        let linked = Repository(root: TestPaths.temporaryDirectory("linked") + "/repo")
+        try FileManager.default.createDirectory(atPath: linked.root, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: linked.localDirectory, withDestinationPath: elsewhere)
+        do {
+            try linked.prepare()
+            Issue.record("a repository whose local/ is a symbolic link was used")
+        } catch RepositoryError.symbolicLink(let path) {
+            #expect(path == linked.localDirectory)
+        }
+        #expect(try mode(elsewhere) == 0o755)
+        #expect(Steps.files(in: elsewhere).isEmpty)
+    }
+
     @Test func idsAreUniqueWithinOneSecond() throws {
         let repository = Steps.repository("ids")
         try repository.prepare()

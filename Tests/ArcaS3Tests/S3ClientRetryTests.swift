@@ -32,6 +32,20 @@ struct S3ClientRetryTests {
         }
     }
 
+    /// A listing page larger than any S3 answer is refused, not read into
+    /// memory: whatever poses as the bucket cannot make a listing unbounded.
+    @Test func oversizedListingIsRefused() async throws {
+        let page = "<ListBucketResult>" + String(repeating: "<Contents><Key>a</Key><Size>1</Size></Contents>", count: 100_000) + "</ListBucketResult>"
+        try await withScriptedClient(maxAttempts: 1, script: { _ in .init(status: .ok, body: page) }) { client, _ in
+            do {
+                _ = try await client.listObjects()
+                Issue.record("a \(page.utf8.count)-byte listing page was read")
+            } catch S3Error.invalidResponse(_, let detail) {
+                #expect(detail.contains("larger than"), "\(detail)")
+            }
+        }
+    }
+
     @Test func serverErrorsAreRetriedWithFreshSignatures() async throws {
         try await withScriptedClient(script: { index in
             index < 2 ? .s3Error(.internalServerError, code: "InternalError") : .init(status: .ok, body: "hello")

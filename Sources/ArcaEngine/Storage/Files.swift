@@ -16,6 +16,8 @@ public enum RepositoryError: Error, Sendable, CustomStringConvertible {
     /// A small file of the repository (a sidecar, a record, the passphrase
     /// salt) that is too large or does not hold what it should.
     case malformedFile(path: String, detail: String)
+    /// A folder of the repository that is a symbolic link.
+    case symbolicLink(String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,8 @@ public enum RepositoryError: Error, Sendable, CustomStringConvertible {
             "\"\(reference.debugDescription.dropFirst().dropLast())\" is neither a backup id (backup_YYYYMMDD_HHMMSS) nor a path to an .arca file."
         case .notARegularFile(let path):
             "\(path) is not a regular file (a directory or a device?). Give the path of an .arca archive."
+        case .symbolicLink(let path):
+            "\(path) is a symbolic link; the repository's own folders (local/, temp/) must be real folders, so that nothing outside the repository is written or has its mode changed. Replace the link with a folder (mode 0700)."
         case .malformedFile(let path, let detail):
             "\(path) is invalid: \(detail). It was altered or damaged; remove it (or restore it from a copy) and try again."
         }
@@ -118,25 +122,37 @@ public final class FileSource: ByteSource {
 enum FileSystem {
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
-    /// Creates `path` (and missing parents) with mode 0700, and tightens an
-    /// existing one: backups hold a whole database's rows.
-    static func makePrivateDirectory(_ path: String) throws {
-        if mkdir(path, 0o700) != 0 {
-            switch errno {
-            case EEXIST:
-                break
-            case ENOENT where path.contains("/"):
-                try makePrivateDirectory((path as NSString).deletingLastPathComponent)
-                guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw RepositoryError.fromErrno("create directory", path) }
-            default:
-                throw RepositoryError.fromErrno("create directory", path)
-            }
+    /// Creates `path` (and missing parents) with mode 0700: backups hold a
+    /// whole database's rows. An existing folder is used as it is: Arca
+    /// changes the mode only of what it creates (`--repo /tmp` must not
+    /// make /tmp private), and with `refusingLinks` a symbolic link is
+    /// refused rather than followed (the repository's own folders are
+    /// never links unless someone swapped them).
+    static func makePrivateDirectory(_ path: String, refusingLinks: Bool = false) throws {
+        if mkdir(path, 0o700) == 0 {
+            // mkdir's mode passes through the umask.
+            guard chmod(path, 0o700) == 0 else { throw RepositoryError.fromErrno("chmod", path) }
+            return
+        }
+        switch errno {
+        case EEXIST:
+            break
+        case ENOENT where path.contains("/"):
+            try makePrivateDirectory((path as NSString).deletingLastPathComponent)
+            try makePrivateDirectory(path, refusingLinks: refusingLinks)
+            return
+        default:
+            throw RepositoryError.fromErrno("create directory", path)
         }
         var status = stat()
-        guard stat(path, &status) == 0, status.st_mode & S_IFMT == S_IFDIR else {
+        guard lstat(path, &status) == 0 else { throw RepositoryError.fromErrno("inspect", path) }
+        if status.st_mode & S_IFMT == S_IFLNK {
+            guard !refusingLinks else { throw RepositoryError.symbolicLink(path) }
+            guard stat(path, &status) == 0 else { throw RepositoryError.fromErrno("follow the link", path) }
+        }
+        guard status.st_mode & S_IFMT == S_IFDIR else {
             throw RepositoryError.io(operation: "use as a directory", path: path, errno: ENOTDIR)
         }
-        guard chmod(path, 0o700) == 0 else { throw RepositoryError.fromErrno("chmod", path) }
     }
 
     static func rename(_ from: String, to: String) throws {

@@ -36,8 +36,8 @@ public struct Repository: Sendable {
     /// Creates the folders (mode 0700) if needed.
     public func prepare() throws {
         try FileSystem.makePrivateDirectory(root)
-        try FileSystem.makePrivateDirectory(localDirectory)
-        try FileSystem.makePrivateDirectory(temporaryDirectory)
+        try FileSystem.makePrivateDirectory(localDirectory, refusingLinks: true)
+        try FileSystem.makePrivateDirectory(temporaryDirectory, refusingLinks: true)
     }
 
     /// A backup being written: its id and its temporary file, created

@@ -35,10 +35,10 @@ public struct AuditTrail: Sendable {
     }
 
     /// `cli:<user>` for commands run by a person or cron.
+    /// From the real user id, never from `$USER`, which anyone can set.
     public static var cliActor: String {
-        if let user = ProcessInfo.processInfo.environment["USER"], !user.isEmpty { return "cli:\(user)" }
-        if let entry = getpwuid(geteuid()), let name = entry.pointee.pw_name { return "cli:" + String(cString: name) }
-        return "cli:uid \(geteuid())"
+        if let entry = getpwuid(getuid()), let name = entry.pointee.pw_name { return "cli:" + String(cString: name) }
+        return "cli:uid \(getuid())"
     }
 
     public var log: AuditLog {
