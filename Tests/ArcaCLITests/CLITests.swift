@@ -316,7 +316,6 @@ import Testing
         #expect(allowed.status == 0, "\(allowed.all)")
     }
 
-
     /// `--progress json`: one JSON object per line on stderr, from the first
     /// phase to 100 %; by default, with stderr not a terminal, nothing; on a
     /// terminal, one line rewritten in place.
