@@ -154,7 +154,7 @@ extension OperationError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .alreadyRunning: .conflict
-        case .inUse: .conflict
+        case .inUse, .noFreeID: .conflict
         case .cancelled: .cancelled
         case .noBackup: .notFound
         case .invalidConfiguration: .invalid

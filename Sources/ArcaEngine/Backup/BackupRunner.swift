@@ -375,18 +375,11 @@ public struct BackupRunner: Sendable {
     /// A temporary file in the repository, or with `uploadOnly` a streamed
     /// upload under an id the bucket does not hold yet.
     private func makeDestination(startedAt date: Date) throws -> any ArchiveDestination {
-        guard options.uploadOnly else {
-            return LocalDestination(repository: options.repository, reservation: try options.repository.reserve(startedAt: date))
-        }
+        guard options.uploadOnly else { return try options.repository.beginWrite(startedAt: date) }
         guard let cloud = options.cloud else {
             throw OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET (and the AWS_* credentials).")
         }
-        // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
-        for attempt in 0..<1000 {
-            let id = BackupID(date: date, attempt: attempt)
-            if try cloud.stat(id) == nil { return cloud.beginUpload(id) }
-        }
-        throw OperationError.invalidConfiguration("No free backup id in \(cloud.place) for \(date).")
+        return try cloud.beginWrite(startedAt: date)
     }
 
     /// Exact sizes, now that the tables are locked (the catalog's relpages

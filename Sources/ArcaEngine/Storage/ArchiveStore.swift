@@ -26,6 +26,10 @@ public protocol ArchiveStore: Sendable {
     func remove(_ id: BackupID) throws -> UInt64
     /// How a person names one archive of it.
     func describe(_ id: BackupID) -> String
+    /// A streamed write of a new archive under an id for `date` that the
+    /// store does not hold (ids taken in the same second get a suffix); it
+    /// becomes visible only when published, complete.
+    func beginWrite(startedAt date: Date) throws -> any ArchiveDestination
     /// Aborts the writes left unfinished more than `hours` ago (0: all),
     /// nil when the store has no such thing. The caller holds the
     /// repository's write lock, so none belongs to a running backup of it.
@@ -80,6 +84,10 @@ extension Repository: ArchiveStore {
 
     public func describe(_ id: BackupID) -> String { archivePath(id) }
 
+    public func beginWrite(startedAt date: Date) throws -> any ArchiveDestination {
+        LocalDestination(repository: self, reservation: try reserve(startedAt: date))
+    }
+
     /// The lock removes what a crashed writer left in temp/ when it is taken.
     public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? { nil }
 
@@ -91,6 +99,15 @@ extension Repository: ArchiveStore {
 
 extension CloudStore: ArchiveStore {
     public var location: StorageLocation { .cloud }
+
+    public func beginWrite(startedAt date: Date) throws -> any ArchiveDestination {
+        // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
+        for attempt in 0..<1000 {
+            let id = BackupID(date: date, attempt: attempt)
+            if try stat(id) == nil { return CloudUpload(store: self, id: id) }
+        }
+        throw OperationError.noFreeID(place: place, date: date)
+    }
 
     public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? {
         let uploads = try abortStaleUploads(olderThanHours: hours, now: now, dryRun: dryRun)

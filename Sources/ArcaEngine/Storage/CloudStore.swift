@@ -145,7 +145,9 @@ public final class CloudStore: @unchecked Sendable {
         let source = try FileSource(path: path)
         // Parts of at least 8 MiB, larger for huge archives: S3 allows 10,000.
         let partSize = max(8 << 20, Int((source.size + 9_999) / 10_000))
-        let sidecar = try Data(contentsOf: URL(fileURLWithPath: Repository.checksumPath(ofArchive: path)))
+        guard let sidecar = try FileSystem.readSmallFile(Repository.checksumPath(ofArchive: path), limit: Repository.sidecarSizeLimit) else {
+            throw RepositoryError.backupNotFound(Repository.checksumPath(ofArchive: path), repository: (path as NSString).deletingLastPathComponent)
+        }
         try runBlocking {
             try await self.client.upload(key: Self.archiveKey(id), source: source, partSize: partSize)
             _ = try await self.client.putObject(key: Self.checksumKey(id), body: Array(sidecar))
@@ -154,7 +156,6 @@ public final class CloudStore: @unchecked Sendable {
 
     /// Starts a streamed upload for `--upload-only`: the archive's bytes go
     /// from the writer to the bucket as they are produced.
-    func beginUpload(_ id: BackupID) -> CloudUpload { CloudUpload(store: self, id: id) }
 
     /// Downloads an archive into the repository's `local/`, through a
     /// temporary file that is checked against the sidecar before it is

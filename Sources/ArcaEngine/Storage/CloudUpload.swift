@@ -3,10 +3,11 @@ import ArcaS3
 import Foundation
 import NIOCore
 
-/// Where a backup is written while it runs, and how it becomes visible.
-/// The local repository's reservation (a temporary file renamed into
-/// `local/`) and a streamed cloud upload (`--upload-only`) are the two.
-protocol ArchiveDestination: AnyObject {
+/// Where a backup is written while it runs, and how it becomes visible:
+/// an `ArchiveStore`'s streamed write. The local repository's reservation
+/// (a temporary file renamed into `local/`) and a streamed cloud upload
+/// (`--upload-only`) are the two.
+public protocol ArchiveDestination: AnyObject {
     var id: BackupID { get }
     var sink: ByteSink { get }
     /// Makes the finished archive visible; returns where it is.

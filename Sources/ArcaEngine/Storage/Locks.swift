@@ -120,6 +120,8 @@ public enum OperationError: Error, Sendable, CustomStringConvertible {
     case cancelled(String)
     /// There is no backup to act on (`message` says where it looked).
     case noBackup(String)
+    /// Every id for that second is taken in that place.
+    case noFreeID(place: String, date: Date)
     case invalidConfiguration(String)
 
     public var description: String {
@@ -132,6 +134,8 @@ public enum OperationError: Error, Sendable, CustomStringConvertible {
             "\(what) was cancelled (signal received); nothing was left half-written."
         case .inUse(let id):
             "Backup \(id) is being read by a restore; it was not removed. Try again when the restore has finished."
+        case .noFreeID(let place, let date):
+            "No free backup id in \(place) for \(Manifest.timestamp(date)): 1,000 backups were started there in that second. Try again in a second."
         case .noBackup(let message), .invalidConfiguration(let message):
             message
         }

@@ -66,7 +66,7 @@ public struct Repository: Sendable {
             }
             return Reservation(id: id, temporaryPath: temporary, sink: sink)
         }
-        throw RepositoryError.io(operation: "find a free backup id in", path: localDirectory, errno: EEXIST)
+        throw OperationError.noFreeID(place: localDirectory, date: date)
     }
 
     /// Moves a finished, fsynced archive into `local/` with its sidecar.
