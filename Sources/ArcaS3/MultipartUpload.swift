@@ -36,14 +36,16 @@ extension S3Client {
     /// Uploads `source` (a file) in parts of `partSize` bytes, `concurrency` at a time,
     /// each read from the source a piece at a time when it is sent (and again if it is
     /// retried): memory does not grow with the part size. Aborts like `upload(key:chunks:)`.
+    /// `partUploaded` is told each part's size once it is stored (for progress).
     @discardableResult
     public func upload(
-        key: String, source: any ByteSource & Sendable, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2
+        key: String, source: any ByteSource & Sendable, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2,
+        partUploaded: @escaping @Sendable (Int) -> Void = { _ in }
     ) async throws -> String {
         Self.checkPartSize(partSize)
         var offset: UInt64 = 0
         var first = true
-        return try await upload(key: key, concurrency: concurrency) {
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
             guard offset < source.size || first else { return nil }
             first = false
             let end = min(source.size, offset + UInt64(partSize))

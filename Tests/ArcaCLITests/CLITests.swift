@@ -165,10 +165,14 @@ import Testing
             "AWS_ENDPOINT_URL": moto.endpoint.absoluteString, "ARCA_S3_PREFIX": "cli", "ARCA_REPO": repo,
         ]
 
-        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--json"], environment: cloud)
+        let backup = try arca(["backup", "--database-url", "dbname=\(source.name)", "--json", "--progress", "json"], environment: cloud)
         #expect(backup.status == 0, "\(backup.all)")
         let id = try #require(try backup.json()["backupId"] as? String)
         #expect((try backup.json()["cloud"] as? String)?.hasPrefix("s3://\(bucket)/cli/") == true)
+        // The upload is a phase of its own, counted in the archive's bytes sent.
+        let reports = backup.output.stderr.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let uploading = reports.filter { ($0["phase"] as? String)?.hasPrefix("uploading to s3://\(bucket)/cli/") == true }
+        #expect(uploading.last?["bytesDone"] as? Int == (try backup.json()["bytes"] as? Int), "\(backup.output.stderr)")
         let list = try arca(["list", "--json"], environment: cloud)
         let places = (try list.json()["backups"] as? [[String: Any]])?.compactMap { $0["location"] as? String }
         #expect(places?.sorted() == ["cloud", "local"], "\(list.all)")

@@ -362,9 +362,16 @@ public struct BackupRunner: Sendable {
     /// Uploads the published archive (an `--upload-only` one is there already).
     private func upload(_ result: inout BackupResult, _ id: BackupID, reporter: ProgressReporter) throws {
         guard let cloud = options.cloud, !options.uploadOnly else { return }
+        // The phase's percent is of the archive's bytes sent.
+        reporter.estimate(tables: result.tables, bytes: result.bytes)
+        reporter.update(tablesDone: result.tables, bytes: 0)
         reporter.phase("uploading to \(cloud.place)")
         do {
-            try cloud.upload(archiveAt: result.path, id: id)
+            try cloud.upload(archiveAt: result.path, id: id) { bytes in
+                reporter.count(bytes: bytes)
+                reporter.send()
+            }
+            reporter.send(final: true)
         } catch {
             throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.place, underlying: "\(error)")
         }

@@ -43,13 +43,17 @@ public struct CloudSync: Sendable {
                 defer { lock.release() }
                 reporter.phase("uploading \(archive.id)")
                 do {
-                    try cloud.upload(archiveAt: path, id: archive.id)
+                    try cloud.upload(archiveAt: path, id: archive.id) { bytes in
+                        reporter.count(bytes: bytes)
+                        reporter.send()
+                    }
                     result.copied.append(archive.id.rawValue)
                     result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
                 } catch {
                     result.failed[archive.id.rawValue] = "\(error)"
                 }
-                reporter.count(bytes: archive.bytes, tableFinished: true)
+                reporter.count(bytes: 0, tableFinished: true)
+                reporter.send(final: true)
             }
             reporter.finish()
             return result

@@ -140,8 +140,8 @@ public final class CloudStore: @unchecked Sendable {
     /// Uploads a published local archive and then its sidecar, each part
     /// read from the file as it is sent (never a whole part in memory). An
     /// interrupted upload is aborted, so no partial object or orphaned upload
-    /// remains.
-    public func upload(archiveAt path: String, id: BackupID) throws {
+    /// remains. `progress` is told the bytes of each part once it is stored.
+    public func upload(archiveAt path: String, id: BackupID, progress: @escaping @Sendable (UInt64) -> Void = { _ in }) throws {
         let source = try FileSource(path: path)
         // Parts of at least 8 MiB, larger for huge archives: S3 allows 10,000.
         let partSize = max(8 << 20, Int((source.size + 9_999) / 10_000))
@@ -149,7 +149,7 @@ public final class CloudStore: @unchecked Sendable {
             throw RepositoryError.backupNotFound(Repository.checksumPath(ofArchive: path), repository: (path as NSString).deletingLastPathComponent)
         }
         try runBlocking {
-            try await self.client.upload(key: Self.archiveKey(id), source: source, partSize: partSize)
+            try await self.client.upload(key: Self.archiveKey(id), source: source, partSize: partSize) { progress(UInt64($0)) }
             _ = try await self.client.putObject(key: Self.checksumKey(id), body: Array(sidecar))
         }
     }
