@@ -7,7 +7,7 @@ import Testing
 
 /// `--jobs`: parallel connections in one snapshot, big tables split by ctid.
 @Suite struct ParallelBackupTests {
-    func backup(_ source: TestDatabase, _ repository: Repository, jobs: Int, split: UInt64, progress: (OperationProgress) -> Void = { _ in }) throws -> BackupResult {
+    func backup(_ source: TestDatabase, _ repository: Repository, jobs: Int, split: UInt64, progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> BackupResult {
         var options = BackupOptions(source: source.connectionString, repository: repository)
         options.jobs = jobs
         options.splitThresholdBytes = split

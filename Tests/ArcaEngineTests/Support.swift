@@ -14,7 +14,7 @@ enum Steps {
     @discardableResult
     static func backup(
         _ database: TestDatabase, into repository: Repository, chunkSize: UInt32 = ArchiveFormat.defaultChunkSize,
-        tables: TableFilter = TableFilter(), key: ArchiveKey? = nil, progress: (OperationProgress) -> Void = { _ in }
+        tables: TableFilter = TableFilter(), key: ArchiveKey? = nil, progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
         var options = BackupOptions(source: database.connectionString, repository: repository)
         options.chunkSize = chunkSize

@@ -140,11 +140,9 @@ public struct BackupRunner: Sendable {
     /// any data is read), for callers that answer before the backup ends.
     public func run(
         now: @Sendable () -> Date = Date.init, started: (BackupID) -> Void = { _ in },
-        progress: (OperationProgress) -> Void = { _ in }
+        progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
-        try withoutActuallyEscaping(progress) { progress in
-            try run(now: now, started: started, reporter: ProgressReporter(.backup, report: progress))
-        }
+        try run(now: now, started: started, reporter: ProgressReporter(.backup, report: progress))
     }
 
     private func run(now: @Sendable () -> Date, started: (BackupID) -> Void, reporter: ProgressReporter) throws -> BackupResult {

@@ -29,39 +29,37 @@ public struct CloudSync: Sendable {
     }
 
     /// Archive by archive, the progress counts archives (as tables) and their bytes.
-    public func upload(progress: (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
-        try withoutActuallyEscaping(progress) { progress in
-            let reporter = ProgressReporter(.upload, report: progress)
-            let uploaded = Set(try cloud.backupIDs())
-            let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
-            reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
-            var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
-            for archive in missing {
-                let path = repository.archivePath(archive.id)
-                // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
-                guard let lock = try repository.lockForReading(path) else { continue }
-                defer { lock.release() }
-                reporter.phase("uploading \(archive.id)")
-                do {
-                    try cloud.upload(archiveAt: path, id: archive.id) { bytes in
-                        reporter.count(bytes: bytes)
-                        reporter.send()
-                    }
-                    result.copied.append(archive.id.rawValue)
-                    result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
-                } catch {
-                    result.failed[archive.id.rawValue] = "\(error)"
+    public func upload(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
+        let reporter = ProgressReporter(.upload, report: progress)
+        let uploaded = Set(try cloud.backupIDs())
+        let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
+        reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
+        var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
+        for archive in missing {
+            let path = repository.archivePath(archive.id)
+            // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
+            guard let lock = try repository.lockForReading(path) else { continue }
+            defer { lock.release() }
+            reporter.phase("uploading \(archive.id)")
+            do {
+                try cloud.upload(archiveAt: path, id: archive.id) { bytes in
+                    reporter.count(bytes: bytes)
+                    reporter.send()
                 }
-                reporter.count(bytes: 0, tableFinished: true)
-                reporter.send(final: true)
+                result.copied.append(archive.id.rawValue)
+                result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
+            } catch {
+                result.failed[archive.id.rawValue] = "\(error)"
             }
-            reporter.finish()
-            return result
+            reporter.count(bytes: 0, tableFinished: true)
+            reporter.send(final: true)
         }
+        reporter.finish()
+        return result
     }
 
-    public func download(progress: (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
-        try withoutActuallyEscaping(progress) { progress in try download(reporter: ProgressReporter(.download, report: progress)) }
+    public func download(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
+        try download(reporter: ProgressReporter(.download, report: progress))
     }
 
     private func download(reporter: ProgressReporter) throws -> SyncResult {

@@ -158,8 +158,8 @@ public struct RestoreRunner: Sendable {
 
     public init(options: RestoreOptions) { self.options = options }
 
-    public func run(progress: (OperationProgress) -> Void = { _ in }) throws -> RestoreResult {
-        try withoutActuallyEscaping(progress) { progress in try run(reporter: ProgressReporter(.restore, report: progress)) }
+    public func run(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> RestoreResult {
+        try run(reporter: ProgressReporter(.restore, report: progress))
     }
 
     private func run(reporter: ProgressReporter) throws -> RestoreResult {

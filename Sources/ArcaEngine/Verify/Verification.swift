@@ -47,8 +47,8 @@ public struct Verification: Sendable {
         self.init(archive: .file(path), repository: repository, key: key)
     }
 
-    public func run(progress: (OperationProgress) -> Void = { _ in }) throws -> VerifyResult {
-        try withoutActuallyEscaping(progress) { progress in try run(reporter: ProgressReporter(.verify, report: progress)) }
+    public func run(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> VerifyResult {
+        try run(reporter: ProgressReporter(.verify, report: progress))
     }
 
     private func run(reporter: ProgressReporter) throws -> VerifyResult {

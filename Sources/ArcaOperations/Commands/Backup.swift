@@ -26,7 +26,7 @@ extension Operations {
     /// `started` is called with the id once the archive is reserved.
     public func backup(
         _ request: BackupRequest = BackupRequest(), started: (BackupID) -> Void = { _ in },
-        progress: (OperationProgress) -> Void = { _ in }
+        progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
         try trail("backup").run(details: ["trigger": requester.trigger.rawValue], summary: { (result: BackupResult) in
             AuditSummary(

@@ -22,7 +22,7 @@ public struct RestoreRequest: Sendable {
 }
 
 extension Operations {
-    public func restore(_ request: RestoreRequest, progress: (OperationProgress) -> Void = { _ in }) throws -> RestoreResult {
+    public func restore(_ request: RestoreRequest, progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> RestoreResult {
         guard let target = request.target ?? configuration.database else {
             throw OperationError.invalidConfiguration("No target database: set DATABASE_URL or pass --target-url.")
         }

@@ -10,7 +10,7 @@ extension Operations {
 
     /// Copies between the repository and the bucket. A copy that fails is
     /// reported in the result (the others go on) and audited as a failure.
-    public func sync(_ direction: SyncDirection, allowUnencrypted: Bool = false, progress: (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
+    public func sync(_ direction: SyncDirection, allowUnencrypted: Bool = false, progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
         try trail("sync").run(details: ["direction": direction.rawValue], summary: { (result: SyncResult) in
             AuditSummary(
                 details: ["copied": String(result.copied.count), "location": result.location],

@@ -15,7 +15,7 @@ public struct VerifyRequest: Sendable {
 extension Operations {
     /// Reads the archive once and checks everything; a damaged archive is
     /// a result (`intact` false, audited as a failure), not an error.
-    public func verify(_ request: VerifyRequest, progress: (OperationProgress) -> Void = { _ in }) throws -> VerifyResult {
+    public func verify(_ request: VerifyRequest, progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> VerifyResult {
         try trail("verify").run(target: request.backup, summary: { (result: VerifyResult) in
             AuditSummary(
                 target: result.backupId, details: ["chunks": String(result.chunks), "sidecar": result.sidecar],
