@@ -47,6 +47,7 @@ struct BackupCommand: ParsableCommand {
 
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
+    @OptionGroup var verbosity: VerboseOption
 
     func validate() throws {
         if let level { guard (1...19).contains(level) else { throw ValidationError("--level must be between 1 and 19.") } }
@@ -76,7 +77,7 @@ struct BackupCommand: ParsableCommand {
         do {
             result = try operations.backup(request, progress: progress.display)
         } catch {
-            throw Output.fail(error)
+            throw Output.fail(error, verbose: verbosity)
         }
         Output.clearProgress()
         if output.json {

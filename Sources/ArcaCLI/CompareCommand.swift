@@ -15,6 +15,7 @@ struct CompareCommand: ParsableCommand {
     var second: String
 
     @OptionGroup var output: JSONOption
+    @OptionGroup var verbosity: VerboseOption
 
     func run() throws {
         let result: DatabaseComparisonResult
@@ -23,7 +24,7 @@ struct CompareCommand: ParsableCommand {
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            throw Output.fail(error)
+            throw Output.fail(error, verbose: verbosity)
         }
         if output.json {
             Output.json(result)

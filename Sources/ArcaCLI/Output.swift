@@ -11,6 +11,15 @@ struct RepositoryOption: ParsableArguments {
     var repository: Repository { Repository.resolve(repo) }
 }
 
+/// `--verbose`: PostgreSQL's full error report, row values and all, for the
+/// person at the terminal. Off by default everywhere; even on, the report
+/// goes only to a terminal, never to a pipe or file (which may be a log), and
+/// never into the audit trail, which records the redacted description.
+struct VerboseOption: ParsableArguments {
+    @Flag(name: .long, help: "On a terminal, also print PostgreSQL's full error report (DETAIL, HINT, CONTEXT), which can quote row values. Never logged or audited.")
+    var verbose = false
+}
+
 struct JSONOption: ParsableArguments {
     @Flag(name: .long, help: "Print one JSON object on stdout instead of text.")
     var json = false
@@ -32,11 +41,25 @@ enum Output {
     /// Prints `error` and exits with the status its kind gives (ErrorKind).
     /// Every failure ends here, so every failure prints one sentence about
     /// what happened and what to do.
-    static func fail(_ error: any Error) -> ExitCode {
+    static func fail(_ error: any Error, verbose: VerboseOption? = nil) -> ExitCode {
         // Already reported by a nested `fail`: keep its message and status.
         if let exit = error as? ExitCode { return exit }
         Output.error("\(error)")
+        if verbose?.verbose == true { showServerReports(in: error) }
         return ExitCode(ErrorKind.of(error).exitStatus)
+    }
+
+    /// PostgreSQL's unredacted reports inside `error`, on stderr when it is a terminal.
+    private static func showServerReports(in error: any Error) {
+        let reports = ServerError.all(in: error)
+        guard !reports.isEmpty else { return }
+        guard isTerminal else {
+            Output.error("--verbose: PostgreSQL's full report is shown on a terminal only (it can quote row values); stderr is not one.")
+            return
+        }
+        for report in reports {
+            FileHandle.standardError.write(Data("PostgreSQL's full report (it can quote row values; not recorded anywhere):\n\(report.unredactedReport)\n".utf8))
+        }
     }
 
     static let isTerminal = isatty(STDERR_FILENO) == 1
@@ -134,7 +157,7 @@ func connectionString(_ text: String, option: String) throws -> ConnectionString
     do {
         return try ConnectionString(text)
     } catch {
-        Output.error("\(option): \(error) Use postgresql://user@host:port/database or host=... dbname=... .")
+        Output.error("\(option): \(error)")
         throw ExitCode(ExitStatus.usage.rawValue)
     }
 }

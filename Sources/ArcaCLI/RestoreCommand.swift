@@ -53,6 +53,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
+    @OptionGroup var verbosity: VerboseOption
 
     func validate() throws {
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") }
@@ -87,7 +88,7 @@ struct RestoreCommand: ParsableCommand {
         do {
             result = try operations.restore(request, progress: progress.display)
         } catch {
-            throw Output.fail(error)
+            throw Output.fail(error, verbose: verbosity)
         }
         Output.clearProgress()
         if output.json {

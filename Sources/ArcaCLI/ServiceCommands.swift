@@ -56,6 +56,7 @@ struct StatusCommand: ParsableCommand {
 
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var output: JSONOption
+    @OptionGroup var verbosity: VerboseOption
 
     func run() throws {
         let operations = try commandLineOperations(repository)
@@ -63,7 +64,7 @@ struct StatusCommand: ParsableCommand {
         do {
             status = try operations.status()
         } catch {
-            throw Output.fail(error)
+            throw Output.fail(error, verbose: verbosity)
         }
         if output.json {
             Output.json(status)
@@ -167,6 +168,7 @@ struct DrillCommand: ParsableCommand {
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var output: JSONOption
+    @OptionGroup var verbosity: VerboseOption
 
     func run() throws {
         let operations = try commandLineOperations(repository)
@@ -175,9 +177,9 @@ struct DrillCommand: ParsableCommand {
             result = try operations.drill(backup: backup, allowUnencrypted: unencrypted.allowUnencrypted)
         } catch let failure as DrillFailure {
             if output.json { Output.json(failure.result) }
-            throw Output.fail(failure)
+            throw Output.fail(failure, verbose: verbosity)
         } catch {
-            throw Output.fail(error)
+            throw Output.fail(error, verbose: verbosity)
         }
         if output.json {
             Output.json(result)

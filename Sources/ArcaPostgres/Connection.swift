@@ -34,9 +34,13 @@ public final class PostgresConnection {
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
             let message = conn.map { String(cString: PQerrorMessage($0)).trimmingTrailingNewlines() } ?? "out of memory"
             PQfinish(conn)
-            throw PostgresError.connectionFailed(target: target, message: Self.oneLine(message))
+            throw PostgresError.connectionFailed(
+                target: target, message: Self.oneLine(message).withoutSecret(connection.value("password")))
         }
         handle = conn
+        // libpq's own texts (PQerrorMessage, used after a failed lo_* call or
+        // a lost connection) then carry no DETAIL or CONTEXT, which quote rows.
+        PQsetErrorVerbosity(conn, PQERRORS_TERSE)
         // NOTICEs (e.g. "truncate cascades") would go to stderr by default and
         // interleave with Arca's own output; nothing in them needs action.
         PQsetNoticeProcessor(conn, { _, _ in }, nil)
@@ -196,7 +200,7 @@ public final class PostgresConnection {
             let error = Self.serverError(of: result)
             // Class 57P: the server is shutting down or the backend was
             // terminated; the connection is gone even if libpq has not noticed.
-            if error.sqlState.hasPrefix("57P") { throw PostgresError.connectionLost(during: during, message: error.message) }
+            if error.sqlState.hasPrefix("57P") { throw PostgresError.connectionLost(during: during, message: error.safeMessage) }
             throw PostgresError.server(error, during: during)
         }
     }
@@ -219,7 +223,9 @@ public final class PostgresConnection {
             severity: field("V") ?? field("S") ?? "ERROR",
             sqlState: field("C") ?? "XX000",
             message: field("M") ?? oneLine(String(cString: PQresultErrorMessage(result))),
-            detail: field("D"), hint: field("H"))
+            detail: field("D"), hint: field("H"), context: field("W"),
+            schema: field("s"), table: field("t"), column: field("c"), dataType: field("d"), constraint: field("n"),
+            sourceFile: field("F"), sourceFunction: field("R"))
     }
 
     static func oneLine(_ text: String) -> String {

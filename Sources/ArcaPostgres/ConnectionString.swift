@@ -9,10 +9,13 @@ public struct ConnectionString: Sendable, Equatable {
     public let options: [(key: String, value: String)]
 
     public enum ParseError: Error, CustomStringConvertible {
+        /// libpq's message, with the parts it quotes from the string withheld.
         case invalid(String)
         public var description: String {
             switch self {
-            case .invalid(let message): "Invalid connection string: \(message)."
+            case .invalid(let message):
+                "Invalid connection string: \(message) (what libpq quotes from the string is shown as \"…\": it can be the password). "
+                    + "Use postgresql://user:password@host:port/database, with %25 for a % in the password, or host=… port=… dbname=… user=…."
             }
         }
     }
@@ -22,7 +25,7 @@ public struct ConnectionString: Sendable, Equatable {
         guard let parsed = PQconninfoParse(text, &error) else {
             let message = error.map { String(cString: $0).trimmingTrailingNewlines() } ?? "out of memory"
             if let error { PQfreemem(error) }
-            throw ParseError.invalid(message)
+            throw ParseError.invalid(Self.withholdingQuotedText(message))
         }
         defer { PQconninfoFree(parsed) }
         var options: [(String, String)] = []
@@ -65,12 +68,35 @@ public struct ConnectionString: Sendable, Equatable {
         return parts.isEmpty ? "(libpq defaults)" : parts.joined(separator: " ")
     }
 
+    /// libpq's parse errors quote the offending token, or the whole URI
+    /// (`invalid percent-encoded token: "50%off"`), which can be the
+    /// password: everything from the first quoted part that is not
+    /// punctuation libpq itself names (`missing "=" after …`) to the last
+    /// quote becomes "…" (a password may hold quotes itself).
+    static func withholdingQuotedText(_ message: String) -> String {
+        let kept: Set<Substring> = ["=", ":", "/", "]", "["]
+        let parts = message.split(separator: "\"", omittingEmptySubsequences: false)
+        // Odd-numbered parts are inside quotes.
+        guard let first = parts.indices.first(where: { $0 % 2 == 1 && !kept.contains(parts[$0]) }) else { return message }
+        let shown = parts[..<first].joined(separator: "\"")
+        let last = parts.count - 1
+        // An unpaired last quote leaves the tail inside the quoted text.
+        return last % 2 == 1 ? shown + "\"…" : shown + "\"…\"" + parts[last]
+    }
+
     public static func quoteValue(_ value: String) -> String {
         "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 }
 
 extension String {
+    /// This text with every occurrence of `secret` (a password libpq may have
+    /// echoed) replaced.
+    public func withoutSecret(_ secret: String?) -> String {
+        guard let secret, !secret.isEmpty else { return self }
+        return replacingOccurrences(of: secret, with: "<redacted>")
+    }
+
     func trimmingTrailingNewlines() -> String {
         var text = self
         while text.last?.isNewline == true { text.removeLast() }

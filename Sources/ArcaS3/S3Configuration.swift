@@ -132,7 +132,7 @@ public enum S3ConfigurationError: Error, Equatable, CustomStringConvertible {
             "AWS_S3_BUCKET is set to '\(bucket)' but \(missing.joined(separator: " and ")) \(missing.count == 1 ? "is" : "are") not set: "
                 + "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or unset AWS_S3_BUCKET to back up locally"
         case .malformedEndpoint(let text):
-            "AWS_ENDPOINT_URL '\(text)' is not a usable endpoint: give an http:// or https:// URL with a host "
+            "AWS_ENDPOINT_URL '\(Self.withoutCredentials(text))' is not a usable endpoint: give an http:// or https:// URL with a host "
                 + "and no query, e.g. http://127.0.0.1:9000"
         case .invalidBucketName(let name):
             "AWS_S3_BUCKET '\(name)' is not a valid bucket name: use 3 to 63 lowercase letters, digits, '.' or '-', "
@@ -140,5 +140,18 @@ public enum S3ConfigurationError: Error, Equatable, CustomStringConvertible {
         case .invalidAddressing(let value):
             "ARCA_S3_ADDRESSING '\(value)' is not understood: use 'path' or 'virtual'"
         }
+    }
+
+    /// The endpoint as it may be echoed: without `user:password@`. A URL too
+    /// broken to parse shows only what follows its last `@`.
+    static func withoutCredentials(_ text: String) -> String {
+        if var components = URLComponents(string: text) {
+            guard components.user != nil || components.password != nil else { return text }
+            components.user = nil
+            components.password = nil
+            return components.string ?? "(not shown)"
+        }
+        guard let at = text.lastIndex(of: "@") else { return text }
+        return "…@" + text[text.index(after: at)...]
     }
 }

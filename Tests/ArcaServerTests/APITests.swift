@@ -244,6 +244,46 @@ import Testing
         #expect(try copy.value(#"SELECT count(*) FROM "Patient""#) == "50")
     }
 
+    /// A restore rejected by a CHECK constraint: the rejected row's values
+    /// are in none of the error JSON, /api/status, /metrics or audit.log;
+    /// the constraint, the table and the SQLSTATE are in the error.
+    @Test func rejectedRowsStayOutOfResponsesMetricsAndAudit() async throws {
+        let f = try await fixture("api_redaction")
+        defer { f.database.drop() }
+        let secret = "PATIENT-7731-SECRET"
+        let admin = try await f.token(.admin)
+        try f.database.execute(#"INSERT INTO "Patient" (user_id, note) VALUES (1, '\#(secret)')"#)
+        let backup = try BackupRunner(options: BackupOptions(source: f.database.connectionString, repository: f.repository)).run()
+        try f.database.execute(#"""
+            DELETE FROM "Patient" WHERE note = '\#(secret)';
+            ALTER TABLE "Patient" ADD CONSTRAINT patient_note_check CHECK (note NOT LIKE 'PATIENT-%')
+            """#)
+        let haystacks: [String] = try await f.app().test(.router) { (client) async throws -> [String] in
+            var bodies = [try await client.execute(
+                uri: "/api/backup/restore", method: .post, headers: bearer(admin),
+                body: ByteBuffer(string: #"{"backupId":"\#(backup.backupId)","confirmRestore":true,"tables":["Patient"]}"#)
+            ) { (response) async throws -> String in
+                #expect(response.status == .internalServerError)
+                let error = try #require(try json(response.body)["error"] as? String)
+                #expect(error.contains(#""patient_note_check""#) && error.contains(#"table "public"."Patient""#), "\(error)")
+                #expect(error.contains("SQLSTATE 23514"), "\(error)")
+                return String(buffer: response.body)
+            }]
+            for uri in ["/api/status", "/metrics", "/api/backup"] {
+                bodies.append(try await client.execute(uri: uri, method: .get, headers: bearer(admin)) { (response) async throws -> String in
+                    #expect(response.status == .ok, "\(uri)")
+                    return String(buffer: response.body)
+                })
+            }
+            return bodies
+        }
+        let audit = try String(contentsOfFile: f.repository.root + "/audit.log", encoding: .utf8)
+        #expect(audit.contains("patient_note_check"), "\(audit)")
+        for haystack in haystacks + [audit] {
+            #expect(!haystack.contains(secret), "\(haystack)")
+        }
+    }
+
     @Test func badRequestsAndLimits() async throws {
         let f = try await fixture("api_limits", environment: ["ARCA_RATE_LIMIT": "5/60"])
         defer { f.database.drop() }

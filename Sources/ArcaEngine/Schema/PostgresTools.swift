@@ -102,12 +102,10 @@ public struct PostgresTools: Sendable {
         _ tool: String, _ arguments: [String], connection: ConnectionString? = nil,
         input: Input? = nil, output: (Data) throws -> Void
     ) throws {
-        var environment = ProcessInfo.processInfo.environment
         var arguments = arguments
-        if let connection {
-            arguments.append("--dbname=\(connection.removing("password").conninfo)")
-            if let password = connection.value("password") { environment["PGPASSWORD"] = password }
-        }
+        if let connection { arguments.append("--dbname=\(connection.removing("password").conninfo)") }
+        let password = connection?.value("password")
+        let environment = Self.childEnvironment(ProcessInfo.processInfo.environment, password: password)
         let process = Process()
         if let directory {
             process.executableURL = URL(fileURLWithPath: directory + "/" + tool)
@@ -155,8 +153,40 @@ public struct PostgresTools: Sendable {
         guard process.terminationStatus == 0 else {
             let message = String(decoding: errors.data, as: UTF8.self)
                 .split(whereSeparator: \.isNewline).prefix(5).joined(separator: " ")
-            throw SchemaError.toolFailed(tool, status: process.terminationStatus, message: message.isEmpty ? "no message" : message)
+            throw SchemaError.toolFailed(
+                tool, status: process.terminationStatus, message: message.isEmpty ? "no message" : message.withoutSecret(password))
         }
+    }
+
+    /// The variables libpq reads (https://www.postgresql.org/docs/current/libpq-envars.html),
+    /// named one by one: a `PG` prefix would also pass other tools' secrets
+    /// (`PGBACKREST_REPO1_CIPHER_PASS`).
+    static let libpqVariables: Set<String> = [
+        "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE",
+        "PGSYSCONFDIR", "PGOPTIONS", "PGAPPNAME", "PGSSLMODE", "PGREQUIRESSL", "PGSSLCOMPRESSION", "PGSSLCERT", "PGSSLKEY",
+        "PGSSLCERTMODE", "PGSSLROOTCERT", "PGSSLCRL", "PGSSLCRLDIR", "PGSSLSNI", "PGREQUIREPEER", "PGSSLMINPROTOCOLVERSION",
+        "PGSSLMAXPROTOCOLVERSION", "PGGSSENCMODE", "PGKRBSRVNAME", "PGGSSLIB", "PGGSSDELEGATION", "PGCONNECT_TIMEOUT",
+        "PGCLIENTENCODING", "PGTARGETSESSIONATTRS", "PGLOADBALANCEHOSTS", "PGREQUIREAUTH", "PGCHANNELBINDING",
+        "PGDATESTYLE", "PGTZ", "PGGEQO", "PGLOCALEDIR",
+    ]
+
+    /// What else pg_dump and pg_restore need: finding programs and shared
+    /// libraries, `~/.pgpass` and `~/.pg_service.conf` (HOME), messages and
+    /// encodings (locale), time zone, Kerberos tickets for GSSAPI logins.
+    static let systemVariables: Set<String> = [
+        "PATH", "HOME", "LD_LIBRARY_PATH", "TZ", "LANG", "LANGUAGE", "KRB5CCNAME", "KRB5_CONFIG",
+    ]
+
+    /// The environment of a child tool: only the variables above (and
+    /// `LC_*`), never Arca's own secrets (`JWT_SECRET`, `AWS_SECRET_ACCESS_KEY`,
+    /// `ARCA_ENCRYPTION_KEY`, `ARCA_PASSPHRASE`, …). A password from the
+    /// connection string goes in PGPASSWORD, never on the command line.
+    static func childEnvironment(_ parent: [String: String], password: String?) -> [String: String] {
+        var environment = parent.filter { name, _ in
+            libpqVariables.contains(name) || systemVariables.contains(name) || name.hasPrefix("LC_")
+        }
+        if let password { environment["PGPASSWORD"] = password }
+        return environment
     }
 
     /// Reads the tool's output to its end. When `output` throws, the tool is
