@@ -94,7 +94,8 @@ public struct ServiceConfiguration: Sendable {
     /// Where backups are kept: the repository, and the bucket when one is configured.
     public var stores: [any ArchiveStore] { [repository] + (cloud.map { [$0] } ?? []) }
 
-    static func integer(_ environment: [String: String], _ variable: String, in range: ClosedRange<Int>) throws -> Int? {
+    /// A whole-number setting within `range`, nil when unset; anything else names the variable.
+    public static func integer(_ environment: [String: String], _ variable: String, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = environment[variable], !text.isEmpty else { return nil }
         guard let value = Int(text), range.contains(value) else {
             throw OperationError.invalidConfiguration("\(variable) must be a whole number from \(range.lowerBound) to \(range.upperBound), not \"\(text.prefix(40))\".")

@@ -60,6 +60,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = ArcaRequestContext
     let authority: TokenAuthority
     let audit: AuditSink
+    let failures: AuthenticationFailureThrottle
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
@@ -82,7 +83,10 @@ struct AuthenticationMiddleware: RouterMiddleware {
     }
 
     private func refuse(_ message: String, _ context: Context) async -> Response {
-        await audit.record(action: "login_failed", actor: "anonymous", clientIP: context.clientIP, outcome: .refused, error: message)
+        if let suppressed = await failures.admit(context.clientIP) {
+            let note = suppressed > 0 ? " (\(suppressed) earlier failures from this address were not recorded)" : ""
+            await audit.record(action: "login_failed", actor: "anonymous", clientIP: context.clientIP, outcome: .refused, error: message + note)
+        }
         var error = APIError(.unauthorized, "unauthorized", message)
         error.headers[.wwwAuthenticate] = #"Bearer realm="arca""#
         return error.response()

@@ -13,6 +13,8 @@ struct BackupController: Sendable {
     let jobs: BackupJobs
     /// Set when the server shuts down: a backup it started stops cleanly.
     let cancellation: Cancellation
+    /// The threads blocking work runs on (bounded; full is 503).
+    let pool: BlockingPool
 
     /// The operations as this request's caller: audited with the token's
     /// subject and the client's address.
@@ -65,7 +67,7 @@ struct BackupController: Sendable {
         // The id is known once the archive is reserved; an early failure
         // (already running, unreachable database) is answered directly.
         let reserved = AsyncThrowingStream<String, any Error>.makeStream()
-        Thread {
+        try pool.submit {
             var id: String?
             let result = Result {
                 try operations.backup(started: { backupID in
@@ -81,7 +83,7 @@ struct BackupController: Sendable {
             case .success: reserved.continuation.finish()
             case .failure(let error): reserved.continuation.finish(throwing: error)
             }
-        }.start()
+        }
 
         var iterator = reserved.stream.makeAsyncIterator()
         guard let id = try await iterator.next() else {
@@ -116,7 +118,7 @@ struct BackupController: Sendable {
 
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.viewer), context)
-        let listings = try await onThread { try operations.list() }
+        let listings = try await pool.run { try operations.list() }
         struct Body: Encodable {
             var success = true
             var backups: [Listed]
@@ -146,7 +148,7 @@ struct BackupController: Sendable {
             return JSONBody.response(Running(
                 backupId: id.rawValue, status: job.status, startedAt: job.startedAt, progress: job.progress, error: job.error))
         }
-        let inspection = try await onThread { try operations.inspect(id.rawValue) }
+        let inspection = try await pool.run { try operations.inspect(id.rawValue) }
         let (manifest, size, integrity) = (inspection.manifest, inspection.bytes, inspection.integrity)
         struct Summary: Encodable {
             var success = true
@@ -175,7 +177,7 @@ struct BackupController: Sendable {
     @Sendable func verify(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.operator), context)
         let id = try backupID(context)
-        let result = try await onThread { try operations.verify(VerifyRequest(backup: id.rawValue)) }
+        let result = try await pool.run { try operations.verify(VerifyRequest(backup: id.rawValue)) }
         struct Body: Encodable {
             var success: Bool
             var backupId: String
@@ -192,14 +194,14 @@ struct BackupController: Sendable {
     @Sendable func delete(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.admin), context)
         let id = try backupID(context)
-        let freed = try await onThread { try operations.delete(id) }
+        let freed = try await pool.run { try operations.delete(id) }
         struct Body: Encodable { var success = true; var message: String; var freedBytes: UInt64 }
         return JSONBody.response(Body(message: "Backup \(id) removed", freedBytes: freed))
     }
 
     @Sendable func cleanup(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.admin), context)
-        let result = try await onThread { try operations.cleanup() }
+        let result = try await pool.run { try operations.cleanup() }
         struct Body: Encodable { var success = true; var deletedCount: Int; var message: String; var freedBytes: UInt64 }
         return JSONBody.response(Body(
             deletedCount: result.removedCount, message: "\(result.removedCount) old backups removed", freedBytes: result.freedBytes))
@@ -246,7 +248,7 @@ struct BackupController: Sendable {
         restore.tables = TableFilter(include: body.tables ?? [])
         let operations = operations(identity, context)
         let request = restore
-        let result = try await onThread { try operations.restore(request) }
+        let result = try await pool.run { try operations.restore(request) }
         struct Body: Encodable { var success = true; var message = "Backup restored successfully"; var restoredTables: [String]; var rows: UInt64 }
         return JSONBody.response(Body(
             restoredTables: result.restoredTables.map { $0.hasPrefix("public.") ? String($0.dropFirst(7)) : $0 }, rows: result.rows))
@@ -256,7 +258,7 @@ struct BackupController: Sendable {
 
     @Sendable func status(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.viewer), context)
-        let status = try await onThread { try operations.status() }
+        let status = try await pool.run { try operations.status() }
         struct Body: Encodable {
             var success = true
             var status: ServiceStatus

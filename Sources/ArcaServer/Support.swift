@@ -7,6 +7,7 @@ import Foundation
 struct AuditSink: Sendable {
     let repository: Repository
     let mirror: ConnectionString?
+    let pool: BlockingPool
 
     func trail(_ action: String, actor: String, clientIP: String) -> AuditTrail {
         AuditTrail(repository: repository, action: action, actor: actor, clientIP: clientIP, mirror: mirror)
@@ -14,7 +15,9 @@ struct AuditSink: Sendable {
 
     func record(action: String, actor: String, clientIP: String, target: String? = nil, outcome: AuditOutcome, error: String? = nil) async {
         let trail = trail(action, actor: actor, clientIP: clientIP)
-        _ = try? await onThread { try trail.record(outcome: outcome, target: target, error: error) }
+        // Best effort, as before: a full pool drops the line rather than
+        // start a thread per refused request.
+        _ = try? await pool.run { try trail.record(outcome: outcome, target: target, error: error) }
     }
 }
 
