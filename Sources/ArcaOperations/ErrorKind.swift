@@ -245,6 +245,11 @@ extension AuditRefusal: ClassifiedError {
     public var code: String { "audit_unavailable" }
 }
 
+extension BlockingPool.Full: ClassifiedError {
+    public var kind: ErrorKind { .unavailable }
+    public var code: String { "busy" }
+}
+
 extension CronError: ClassifiedError {
     public var kind: ErrorKind { .invalid }
 }

@@ -30,6 +30,10 @@ public struct APIError: Error, Sendable {
             return APIError(error.status, "http_error", error.body ?? error.status.reasonPhrase)
         case let error as any HTTPResponseError:
             return APIError(error.status, "http_error", error.status.reasonPhrase)
+        case let error as BlockingPool.Full:
+            var busy = APIError(.serviceUnavailable, ErrorKind.code(of: error), "\(error)")
+            busy.headers[.retryAfter] = String(BlockingPool.retryAfterSeconds)
+            return busy
         case let error as DecodingError:
             return APIError(.badRequest, "invalid_body", "The request body is not the expected JSON: \(Self.describe(error)).")
         default:
