@@ -62,26 +62,36 @@ func buildApplication(
     // On graceful shutdown, backups started through the API stop cleanly
     // (temp removed, lock released, failure audited) before the server ends.
     let cancellation = Cancellation()
+    let jobs = BackupJobs()
     return Application(
-        router: buildRouter(configuration, authority: authority, cancellation: cancellation),
+        router: buildRouter(configuration, authority: authority, cancellation: cancellation, jobs: jobs),
         server: HTTPServerBuilder { responder in
             LimitedHTTP1Channel(
                 responder: responder, limits: HTTPLimits(configuration),
                 connections: ConnectionCounter(limit: configuration.maxConnections))
         },
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "arca"),
-        services: services + [CancelOnShutdown(cancellation: cancellation)],
+        services: services + [CancelOnShutdown(cancellation: cancellation, jobs: jobs)],
         onServerRunning: onServerRunning,
         logger: logger)
 }
 
-/// Waits for the graceful shutdown, then cancels the work it watches.
+/// Waits for the graceful shutdown, cancels the backups the API started,
+/// and waits until they have stopped (temp file removed, lock released,
+/// failure audited): the process must not end under them.
 struct CancelOnShutdown: Service {
     let cancellation: Cancellation
+    let jobs: BackupJobs
+    /// A cancelled backup stops at its next chunk; this is far beyond that.
+    static let patience: Duration = .seconds(120)
 
     func run() async throws {
         try? await gracefulShutdown()
         cancellation.cancel()
+        let deadline = ContinuousClock.now + Self.patience
+        while !jobs.running.isEmpty, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
     }
 }
 

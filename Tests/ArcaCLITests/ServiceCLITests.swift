@@ -58,6 +58,37 @@ import Testing
         #expect(try arca(["backup", "--repo", repo, "--database-url", "dbname=\(database.name)"]).status == 0)
     }
 
+    /// A backup started through the API stops cleanly when the server is
+    /// told to stop: temp file removed, lock released, failure audited.
+    @Test func sigtermDuringAnAPIBackupStopsItCleanly() throws {
+        let database = try slowDatabase("api_sigterm")
+        defer { database.drop() }
+        let repo = TestPaths.temporaryDirectory("api-sigterm") + "/repo"
+        let port = try freeLocalPort()
+        let environment = [
+            "DATABASE_URL": "dbname=\(database.name)", "JWT_SECRET": String(repeating: "s", count: 40), "ARCA_JOBS": "1",
+        ]
+        let server = try Spawned(TestPaths.arca, ["serve", "--repo", repo, "--port", String(port)], environment: environment)
+        let healthz = "http://127.0.0.1:\(port)/healthz"
+        #expect(Spawned.waitFor(seconds: 30) { (try? Tool.capture("curl", ["-sf", healthz]).status) == 0 }, "the server did not answer")
+        let token = try arca(["token", "--subject", "shutdown-test", "--role", "operator"], environment: environment).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let accepted = try Tool.capture("curl", [
+            "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Authorization: Bearer \(token)",
+            "http://127.0.0.1:\(port)/api/backup?wait=false",
+        ])
+        #expect(accepted.stdout == "202", "\(accepted.stdout) \(accepted.stderr)")
+        #expect(Spawned.waitFor(seconds: 20) { !files(repo + "/temp").isEmpty })
+        server.signal(SIGTERM)
+        _ = server.wait()
+        #expect(files(repo + "/temp").isEmpty)
+        #expect(files(repo + "/local").filter { $0.hasSuffix(".arca") }.isEmpty)
+        let last = try #require(auditLines(repo).last { $0.contains(#""action":"backup""#) })
+        #expect(last.contains(#""outcome":"failure""#) && last.contains("cancelled") && last.contains("shutdown-test"), "\(last)")
+        // The lock was released: the next backup runs.
+        #expect(try arca(["backup", "--repo", repo, "--database-url", "dbname=\(database.name)"]).status == 0)
+    }
+
     @Test func sigkillLeavesAStaleTempFileTheNextRunRemoves() throws {
         let database = try slowDatabase("sigkill")
         defer { database.drop() }
