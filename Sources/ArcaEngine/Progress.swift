@@ -53,18 +53,18 @@ public struct OperationProgress: Sendable, Codable, Equatable {
 
 /// Calls `report` at most every `interval` (and always for a final report),
 /// so per-chunk updates cost a clock read, not a line on the screen.
-public final class ProgressThrottle: @unchecked Sendable {
+final class ProgressThrottle: @unchecked Sendable {
     private let interval: Duration
     private let lock = NSLock()
     private var last: ContinuousClock.Instant?
-    public let started = ContinuousClock.now
+    let started = ContinuousClock.now
 
-    public init(interval: Duration = .milliseconds(200)) { self.interval = interval }
+    init(interval: Duration = .milliseconds(200)) { self.interval = interval }
 
-    public var elapsedSeconds: Double { (ContinuousClock.now - started).seconds }
+    var elapsedSeconds: Double { (ContinuousClock.now - started).seconds }
 
     /// Whether a report is due now (and, when it is, marks it as made).
-    public func due(final: Bool = false) -> Bool {
+    func due(final: Bool = false) -> Bool {
         let now = ContinuousClock.now
         return lock.withLock {
             if !final, let last, now - last < interval { return false }

@@ -285,6 +285,24 @@ import Testing
         }
     }
 
+    /// An operation that cannot record its start is refused before it acts:
+    /// 503, and no archive.
+    @Test func operationsAreRefusedWhileTheAuditTrailCannotBeWritten() async throws {
+        let f = try await fixture("api_audit_closed")
+        defer { f.database.drop() }
+        let token = try await f.token(.operator)
+        try f.repository.prepare()
+        // A folder where the log should be: nothing can be appended (root ignores file modes).
+        try FileManager.default.createDirectory(atPath: f.repository.root + "/audit.log", withIntermediateDirectories: false)
+        try await f.app().test(.router) { client in
+            try await client.execute(uri: "/api/backup", method: .post, headers: bearer(token)) { (response) async throws in
+                #expect(response.status == .serviceUnavailable)
+                #expect(try json(response.body)["code"] as? String == "audit_unavailable")
+            }
+        }
+        #expect(try f.repository.backupIDs().isEmpty)
+    }
+
     @Test func badRequestsAndLimits() async throws {
         let f = try await fixture("api_limits", environment: ["ARCA_RATE_LIMIT": "5/60"])
         defer { f.database.drop() }

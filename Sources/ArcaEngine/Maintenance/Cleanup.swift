@@ -59,7 +59,7 @@ public struct Cleanup: Sendable {
             var cleaned = CleanupResult.StoreCleanup(
                 location: store.location, place: store.place, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep),
                 freedBytes: 0,
-                unfinishedWrites: try store.abortUnfinishedWrites(olderThanHours: staleWriteHours, now: now, dryRun: dryRun))
+                unfinishedWrites: try store.unfinishedWrites(olderThanHours: staleWriteHours, now: now, aborting: !dryRun))
             for decision in decisions where !decision.keep {
                 guard let id = BackupID(decision.id) else { continue }
                 if dryRun {

@@ -31,7 +31,7 @@ public struct CloudSync: Sendable {
     /// Archive by archive, the progress counts archives (as tables) and their bytes.
     public func upload(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
         let reporter = ProgressReporter(.upload, report: progress)
-        let uploaded = Set(try cloud.backupIDs())
+        let uploaded = Set(try cloud.archives().map(\.id))
         let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
         reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
         var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])

@@ -30,15 +30,16 @@ public protocol ArchiveStore: Sendable {
     /// store does not hold (ids taken in the same second get a suffix); it
     /// becomes visible only when published, complete.
     func beginWrite(startedAt date: Date) throws -> any ArchiveDestination
-    /// Aborts the writes left unfinished more than `hours` ago (0: all),
-    /// nil when the store has no such thing. The caller holds the
-    /// repository's write lock, so none belongs to a running backup of it.
-    func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites?
+    /// The writes left unfinished (interrupted uploads), nil when the store
+    /// keeps none. Those started more than `hours` ago (0: all) are stale;
+    /// `aborting` aborts them, for which the caller holds the repository's
+    /// write lock, so none belongs to a running backup of it.
+    func unfinishedWrites(olderThanHours hours: Int, now: Date, aborting: Bool) throws -> UnfinishedWrites?
 }
 
-/// What a cleanup did with a store's unfinished writes.
+/// A store's unfinished writes: what cleanup aborts and status counts.
 public struct UnfinishedWrites: Codable, Sendable, Equatable {
-    /// Aborted (in a dry run: to be aborted), by key.
+    /// The stale ones, by key: aborted, or (counting only, a dry run) to be aborted.
     public var aborted: [String]
     /// Unfinished writes left: younger ones.
     public var remaining: Int
@@ -88,8 +89,8 @@ extension Repository: ArchiveStore {
         LocalDestination(repository: self, reservation: try reserve(startedAt: date))
     }
 
-    /// The lock removes what a crashed writer left in temp/ when it is taken.
-    public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? { nil }
+    /// None to report: taking the lock removes what a crashed writer left in temp/.
+    public func unfinishedWrites(olderThanHours hours: Int, now: Date, aborting: Bool) throws -> UnfinishedWrites? { nil }
 
     /// The MD5 the sidecar of the archive at `path` records.
     static func recordedMD5(ofArchive path: String) throws -> String? {
@@ -107,10 +108,5 @@ extension CloudStore: ArchiveStore {
             if try stat(id) == nil { return CloudUpload(store: self, id: id) }
         }
         throw OperationError.noFreeID(place: place, date: date)
-    }
-
-    public func abortUnfinishedWrites(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> UnfinishedWrites? {
-        let uploads = try abortStaleUploads(olderThanHours: hours, now: now, dryRun: dryRun)
-        return UnfinishedWrites(aborted: uploads.aborted, remaining: uploads.remaining, olderThanHours: hours)
     }
 }

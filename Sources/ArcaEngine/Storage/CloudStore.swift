@@ -60,8 +60,6 @@ public final class CloudStore: @unchecked Sendable {
         key.hasSuffix(".arca") ? BackupID(String(key.dropLast(5))) : nil
     }
 
-    public func backupIDs() throws -> [BackupID] { try archives().map(\.id) }
-
     /// Multipart uploads under the prefix that were neither completed nor
     /// aborted: what an interrupted upload would leave behind.
     public func unfinishedUploads() throws -> [String] {
@@ -69,34 +67,25 @@ public final class CloudStore: @unchecked Sendable {
     }
 
     /// The unfinished multipart uploads of archives (keys this repository's
-    /// backups would have), oldest first.
-    public func unfinishedArchiveUploads() throws -> [S3MultipartUploadInfo] {
-        try runBlocking { try await self.client.listMultipartUploads() }
+    /// backups would have), which S3 would keep billing. One without a
+    /// start time is stale only at 0 hours.
+    public func unfinishedWrites(olderThanHours hours: Int, now: Date, aborting: Bool) throws -> UnfinishedWrites? {
+        let cutoff = now.addingTimeInterval(-Double(hours) * 3600)
+        var unfinished = UnfinishedWrites(aborted: [], remaining: 0, olderThanHours: hours)
+        let uploads = try runBlocking { try await self.client.listMultipartUploads() }
             .filter { Self.archiveID(key: $0.key) != nil }
             .sorted { ($0.initiated ?? .distantFuture) < ($1.initiated ?? .distantFuture) }
-    }
-
-    /// Aborts the unfinished archive uploads started more than `hours` ago
-    /// (0: all of them), which S3 would otherwise keep billing. The caller
-    /// holds the repository lock, so none of them belongs to a running
-    /// backup of this repository. An upload without a start time is only
-    /// aborted at 0 hours. Returns the aborted uploads' keys and how many
-    /// unfinished ones remain.
-    public func abortStaleUploads(olderThanHours hours: Int, now: Date, dryRun: Bool) throws -> (aborted: [String], remaining: Int) {
-        let cutoff = now.addingTimeInterval(-Double(hours) * 3600)
-        var aborted: [String] = []
-        var remaining = 0
-        for upload in try unfinishedArchiveUploads() {
+        for upload in uploads {
             guard hours == 0 || (upload.initiated.map { $0 <= cutoff } ?? false) else {
-                remaining += 1
+                unfinished.remaining += 1
                 continue
             }
-            if !dryRun {
+            if aborting {
                 try runBlocking { try await self.client.abortMultipartUpload(key: upload.key, uploadID: upload.uploadID) }
             }
-            aborted.append(upload.key)
+            unfinished.aborted.append(upload.key)
         }
-        return (aborted, remaining)
+        return unfinished
     }
 
     // MARK: Reading

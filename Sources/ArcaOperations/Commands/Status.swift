@@ -112,6 +112,10 @@ extension Operations {
             do {
                 let found = try store.listings(key: configuration.encryptionKey, records: repository, now: now)
                 listings += found
+                if let unfinished = try store.unfinishedWrites(olderThanHours: configuration.staleUploadHours, now: now, aborting: false) {
+                    status.unfinishedUploads = (status.unfinishedUploads ?? 0) + unfinished.aborted.count + unfinished.remaining
+                    status.staleUploadHours = configuration.staleUploadHours
+                }
                 status.storage.append(.init(
                     location: store.location, place: store.place, backups: found.count, bytes: found.lazy.map(\.bytes).checkedSum ?? .max,
                     freeBytes: store.location == .local ? Self.freeBytes(repository.root) : nil))
@@ -154,12 +158,6 @@ extension Operations {
             status.cloudMissing = missing
             if let newest, missing.contains(newest.id) {
                 status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.place). Run `arca sync` to upload it.")
-            }
-            do {
-                status.unfinishedUploads = try cloud.unfinishedArchiveUploads().count
-                status.staleUploadHours = configuration.staleUploadHours
-            } catch {
-                status.problems.append("The unfinished uploads in \(cloud.place) cannot be listed: \(error)")
             }
         }
         status.healthy = status.problems.isEmpty
