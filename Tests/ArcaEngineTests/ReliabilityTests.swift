@@ -110,6 +110,8 @@ import Testing
         options.confirmed = true
         options.create = true
         options.jobs = 2
+        // Only this restore's staging database: other suites restore in parallel.
+        let staging = "arca_restore_\(target.name.prefix(30))_"
         var killed = false
         #expect(throws: (any Error).self) {
             _ = try RestoreRunner(options: options).run { progress in
@@ -117,7 +119,7 @@ import Testing
                 killed = true
                 try? TestServer.execute("""
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                     WHERE application_name = 'arca restore' AND datname LIKE 'arca\\_restore\\_%'
+                     WHERE application_name = 'arca restore' AND starts_with(datname, '\(staging)')
                     """)
             }
         }
