@@ -20,16 +20,18 @@ extension S3Client {
     }
 
     /// Uploads a stream of whole parts (each at least `minimumPartSize` bytes but
-    /// the last) as one object, `concurrency` parts at a time; a single part becomes
-    /// a PutObject. `partUploaded` is told each part's size once it is stored, so the
-    /// producer can reuse that memory. Aborts like `upload(key:chunks:)`.
+    /// the last), each a range of a source read a piece at a time when it is sent,
+    /// as one object, `concurrency` parts at a time; a single part becomes a
+    /// PutObject. `partUploaded` is told each part's size once it is stored, in
+    /// the order the parts came when `concurrency` is 1, so the producer can
+    /// reuse what held it. Aborts like `upload(key:chunks:)`.
     @discardableResult
     public func upload<Parts: AsyncSequence>(
         key: String, parts: Parts, concurrency: Int = 1, partUploaded: @escaping @Sendable (Int) -> Void = { _ in }
-    ) async throws -> String where Parts.Element == ByteBuffer {
+    ) async throws -> String where Parts.Element == SourcePart {
         var iterator = parts.makeAsyncIterator()
         return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
-            try await iterator.next().map(S3Payload.bytes)
+            try await iterator.next().map { .source($0.source, $0.range) }
         }
     }
 

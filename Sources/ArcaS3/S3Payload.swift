@@ -30,6 +30,18 @@ enum S3Payload: Sendable {
     }
 }
 
+/// One part of an upload: a range of a source, read a piece at a time when
+/// it is sent (and again if it is retried).
+public struct SourcePart: Sendable {
+    public let source: any ByteSource & Sendable
+    public let range: Range<UInt64>
+
+    public init(source: any ByteSource & Sendable, range: Range<UInt64>) {
+        self.source = source
+        self.range = range
+    }
+}
+
 /// A range of a source as a request body stream, in pieces of 256 KiB.
 struct SourcePieces: AsyncSequence, Sendable {
     typealias Element = ByteBuffer

@@ -218,8 +218,9 @@ import Testing
         #expect(try repository.backupIDs().isEmpty)
     }
 
-    /// About 20 MB streamed: three parts, so the writer waits for part
-    /// memory while earlier parts upload.
+    /// About 20 MB streamed: three parts, so the writer waits for a staged
+    /// part to be free while earlier parts upload. The staged parts are
+    /// unlinked files: temp/ shows none of them, even while they are used.
     @Test func uploadOnlyThenDownloadBySync() async throws {
         let source = try Self.scans("cloud_only")
         let target = try TestDatabase("cloud_only_dst")
@@ -228,7 +229,13 @@ import Testing
         let cloud = try await Self.bucket("only")
         let repository = Steps.repository("cloud-only")
 
-        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true)
+        let seenInTemp = Flag()
+        let result = try await Self.backup(source, repository, cloud: cloud, uploadOnly: true) { _ in
+            if let names = try? FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory), !names.isEmpty {
+                _ = seenInTemp.set()
+            }
+        }
+        #expect(!seenInTemp.isSet, "a staged upload part was visible in temp/")
         let id = try #require(BackupID(result.backupId))
         #expect(result.bytes > 16 << 20, "the archive should need several upload parts")
         #expect(try repository.backupIDs().isEmpty, "--upload-only left a local copy")

@@ -39,8 +39,21 @@ public final class TestDatabase: Sendable {
         try TestServer.execute("CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
     }
 
+    /// DROP DATABASE waits until every backend of the cluster has absorbed
+    /// a signal barrier, and a backend sending COPY data to a client that
+    /// is not reading (another test's backup, waiting for its upload) does
+    /// so only once it can send again. Async tests call this from a
+    /// cooperative thread, which that upload may need: so a short wait,
+    /// then the drop finishes on a thread of its own.
     public func drop() {
-        try? TestServer.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
+        let sql = "DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)"
+        do {
+            let connection = try PostgresConnection(try TestServer.connectionString())
+            try connection.execute("SET statement_timeout = '2s'")
+            try connection.execute(sql)
+        } catch let error as PostgresError where error.sqlState == "57014" {
+            Thread { try? TestServer.execute(sql) }.start()
+        } catch {}
     }
 
     public func connect() throws -> PostgresConnection {

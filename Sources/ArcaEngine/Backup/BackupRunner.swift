@@ -380,11 +380,12 @@ public struct BackupRunner: Sendable {
     /// A temporary file in the repository, or with `uploadOnly` a streamed
     /// upload under an id the bucket does not hold yet.
     private func makeDestination(startedAt date: Date) throws -> any ArchiveDestination {
-        guard options.uploadOnly else { return try options.repository.beginWrite(startedAt: date) }
+        let staging = options.repository.temporaryDirectory
+        guard options.uploadOnly else { return try options.repository.beginWrite(startedAt: date, staging: staging) }
         guard let cloud = options.cloud else {
             throw OperationError.invalidConfiguration("--upload-only needs a bucket: set AWS_S3_BUCKET (and the AWS_* credentials).")
         }
-        return try cloud.beginWrite(startedAt: date)
+        return try cloud.beginWrite(startedAt: date, staging: staging)
     }
 
     /// Exact sizes, now that the tables are locked (the catalog's relpages

@@ -28,8 +28,10 @@ public protocol ArchiveStore: Sendable {
     func describe(_ id: BackupID) -> String
     /// A streamed write of a new archive under an id for `date` that the
     /// store does not hold (ids taken in the same second get a suffix); it
-    /// becomes visible only when published, complete.
-    func beginWrite(startedAt date: Date) throws -> any ArchiveDestination
+    /// becomes visible only when published, complete. `staging` is a local
+    /// folder (the repository's temp/) where a store that sends in parts
+    /// keeps the parts in flight, so that memory does not hold them.
+    func beginWrite(startedAt date: Date, staging: String) throws -> any ArchiveDestination
     /// The writes left unfinished (interrupted uploads), nil when the store
     /// keeps none. Those started more than `hours` ago (0: all) are stale;
     /// `aborting` aborts them, for which the caller holds the repository's
@@ -85,7 +87,8 @@ extension Repository: ArchiveStore {
 
     public func describe(_ id: BackupID) -> String { archivePath(id) }
 
-    public func beginWrite(startedAt date: Date) throws -> any ArchiveDestination {
+    /// The temporary file is in temp/ already: `staging` is not needed.
+    public func beginWrite(startedAt date: Date, staging: String) throws -> any ArchiveDestination {
         LocalDestination(repository: self, reservation: try reserve(startedAt: date))
     }
 
@@ -101,11 +104,11 @@ extension Repository: ArchiveStore {
 extension CloudStore: ArchiveStore {
     public var location: StorageLocation { .cloud }
 
-    public func beginWrite(startedAt date: Date) throws -> any ArchiveDestination {
+    public func beginWrite(startedAt date: Date, staging: String) throws -> any ArchiveDestination {
         // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
         for attempt in 0..<1000 {
             let id = BackupID(date: date, attempt: attempt)
-            if try stat(id) == nil { return CloudUpload(store: self, id: id) }
+            if try stat(id) == nil { return try CloudUpload(store: self, id: id, staging: staging) }
         }
         throw OperationError.noFreeID(place: place, date: date)
     }

@@ -143,9 +143,6 @@ public final class CloudStore: @unchecked Sendable {
         }
     }
 
-    /// Starts a streamed upload for `--upload-only`: the archive's bytes go
-    /// from the writer to the bucket as they are produced.
-
     /// Downloads an archive into the repository's `local/`, through a
     /// temporary file that is checked against the sidecar before it is
     /// published, so `local/` never holds a partial or damaged download.

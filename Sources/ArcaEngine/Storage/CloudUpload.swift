@@ -3,6 +3,10 @@ import ArcaS3
 import Foundation
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Where a backup is written while it runs, and how it becomes visible:
 /// an `ArchiveStore`'s streamed write. The local repository's reservation
 /// (a temporary file renamed into `local/`) and a streamed cloud upload
@@ -42,28 +46,29 @@ final class LocalDestination: ArchiveDestination {
 }
 
 /// An archive streamed into the bucket as it is written: the writer's
-/// threads copy bytes straight into upload parts, and a multipart upload
-/// sends each full one. The object appears only when the upload completes
-/// (S3 publishes a multipart upload atomically); on failure the upload is
-/// aborted.
+/// threads write bytes into upload parts staged on local disk, and a
+/// multipart upload sends each full one. The object appears only when the
+/// upload completes (S3 publishes a multipart upload atomically); on failure
+/// the upload is aborted.
 final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     let store: CloudStore
     let id: BackupID
-    private let channel = PartChannel()
+    private let channel: PartChannel
     private let finished = DispatchSemaphore(value: 0)
     /// The upload's own error, set before `finished` is signalled.
     private var uploadError: (any Error)?
 
     var sink: ByteSink { channel }
 
-    init(store: CloudStore, id: BackupID) {
+    init(store: CloudStore, id: BackupID, staging: String) throws {
         self.store = store
         self.id = id
-        let channel = channel
+        let channel = try PartChannel(staging: staging)
+        self.channel = channel
         Task.detached(executorPreference: StorageExecutor.shared) { [self] in
             do {
                 try await store.client.upload(
-                    key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { channel.release($0) })
+                    key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { _ in channel.release() })
             } catch is CancellationError {
                 // `discard` stopped it: the backup failed, not the upload.
             } catch {
@@ -108,30 +113,37 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
 }
 
 /// Bytes from synchronous writer threads to one asynchronous uploader, cut
-/// into parts as they are written: `write` copies into the part being
-/// filled (the only copy), a full part waits for the uploader, and the
-/// writer blocks while a new part would take the parts held (filling,
-/// waiting or uploading) past `budget`. Memory is bounded by the budget
-/// whatever the upload's speed or the archive's size.
+/// into parts as they are written. Each part is staged in a file of its own
+/// (two files: one being filled while the other uploads) and read back a
+/// piece at a time when it is sent, so memory holds none of it: a part is
+/// at least 5 MiB (S3's rule) and needs its Content-MD5 before its first
+/// byte goes, which in memory cost 16 MiB next to the backup's own buffers.
+/// The writer blocks while both files are taken. The files are unlinked as
+/// soon as they are opened: a crash leaves nothing behind.
 final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchecked Sendable {
-    typealias Element = ByteBuffer
+    typealias Element = SourcePart
 
-    /// Two 8 MiB parts (one uploading while the next fills) for the first
-    /// 5,000 parts, then 16 MiB parts one at a time: 120 GB in S3's 10,000
-    /// parts, in 16 MiB of memory.
-    static let budget = 16 << 20
-    static func partSize(number: Int) -> Int { number <= 5_000 ? 8 << 20 : 16 << 20 }
+    /// 8 MiB parts, twice as large after every 1,250 parts up to 1 GiB: a
+    /// 10 GB archive in 8 MiB parts, S3's 10,000 parts reach 2.5 TB, and the
+    /// staged bytes never exceed two parts.
+    static func partSize(number: Int) -> Int { (8 << 20) << Swift.min(7, (Swift.max(1, number) - 1) / 1_250) }
 
     private let condition = NSCondition()
-    private var held = 0
+    private var free: [StagedPart]
     private var partsStarted = 0
-    private var filling: ByteBuffer?
+    private var filling: StagedPart?
     private var fillingSize = 0
     /// A full part the uploader has not taken yet.
-    private var ready: ByteBuffer?
-    private var waiting: CheckedContinuation<ByteBuffer?, any Error>?
+    private var ready: StagedPart?
+    /// Parts given to the uploader, oldest first (one at a time uploads them in order).
+    private var sent: [StagedPart] = []
+    private var waiting: CheckedContinuation<SourcePart?, any Error>?
     private var ended = false
     private var failure: (any Error)?
+
+    init(staging: String) throws {
+        free = [try StagedPart(in: staging), try StagedPart(in: staging)]
+    }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         condition.lock()
@@ -140,18 +152,19 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
         while offset < bytes.count {
             if let failure { throw failure }
             if filling == nil {
-                let size = Self.partSize(number: partsStarted + 1)
-                while held + size > Self.budget, failure == nil { condition.wait() }
+                while free.isEmpty, failure == nil { condition.wait() }
                 if let failure { throw failure }
-                held += size
+                let part = free.removeLast()
+                try part.reset()
                 partsStarted += 1
-                filling = ByteBufferAllocator().buffer(capacity: size)
-                fillingSize = size
+                filling = part
+                fillingSize = Self.partSize(number: partsStarted)
             }
-            let count = Swift.min(bytes.count - offset, fillingSize - filling!.readableBytes)
-            filling!.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
+            let part = filling!
+            let count = Swift.min(bytes.count - offset, fillingSize - Int(part.size))
+            try part.append(UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count]))
             offset += count
-            if filling!.readableBytes == fillingSize { try deliverFilling() }
+            if Int(part.size) == fillingSize { try deliverFilling() }
         }
     }
 
@@ -175,19 +188,19 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
         if let failure { throw failure }
         guard let part = filling else { return }
         filling = nil
-        held -= fillingSize - part.readableBytes  // the last part may be short
         if let waiting {
             self.waiting = nil
-            waiting.resume(returning: part)
+            sent.append(part)
+            waiting.resume(returning: part.whole)
         } else {
             ready = part
         }
     }
 
-    /// A part of `bytes` is stored in the bucket: its memory may be reused.
-    func release(_ bytes: Int) {
+    /// The oldest part sent is stored in the bucket: its file may be reused.
+    func release() {
         condition.lock()
-        held -= bytes
+        if !sent.isEmpty { free.append(sent.removeFirst()) }
         condition.broadcast()
         condition.unlock()
     }
@@ -196,8 +209,6 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
     func close(_ error: any Error) {
         condition.lock()
         if failure == nil { failure = error }
-        filling = nil
-        ready = nil
         let waiting = self.waiting
         self.waiting = nil
         condition.broadcast()
@@ -205,7 +216,7 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
         waiting?.resume(throwing: error)
     }
 
-    func next() async throws -> ByteBuffer? {
+    func next() async throws -> SourcePart? {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             defer { condition.unlock() }
@@ -213,8 +224,9 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
                 continuation.resume(throwing: failure)
             } else if let part = ready {
                 ready = nil
+                sent.append(part)
                 condition.broadcast()
-                continuation.resume(returning: part)
+                continuation.resume(returning: part.whole)
             } else if ended {
                 continuation.resume(returning: nil)
             } else {
@@ -224,4 +236,61 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
     }
 
     func makeAsyncIterator() -> PartChannel { self }
+}
+
+/// One upload part staged in an unlinked file of the staging folder: written
+/// by appending, read by offset while it uploads, truncated for the next
+/// part (which also spares the disk the writes of pages nobody will read).
+final class StagedPart: ByteSource, @unchecked Sendable {
+    private let descriptor: Int32
+    private let folder: String
+    private(set) var size: UInt64 = 0
+
+    init(in folder: String) throws {
+        self.folder = folder
+        let path = "\(folder)/upload-part-\(UInt64.random(in: 0...UInt64.max)).staged"
+        descriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw RepositoryError.fromErrno("create", path) }
+        unlink(path)
+    }
+
+    deinit { close(descriptor) }
+
+    var whole: SourcePart { SourcePart(source: self, range: 0..<size) }
+
+    func reset() throws {
+        guard ftruncate(descriptor, 0) == 0 else { throw RepositoryError.fromErrno("truncate a staged upload part in", folder) }
+        size = 0
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let written = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(size) + off_t(done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw RepositoryError.fromErrno("write a staged upload part in", folder)
+            }
+            done += written
+        }
+        size += UInt64(bytes.count)
+    }
+
+    func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
+        guard offset <= size, UInt64(buffer.count) <= size - offset else {
+            throw ArchiveError.truncated(what: "a staged upload part", offset: offset, needed: UInt64(buffer.count), fileSize: size)
+        }
+        var done = 0
+        while done < buffer.count {
+            let count = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw RepositoryError.fromErrno("read a staged upload part in", folder)
+            }
+            if count == 0 {
+                throw ArchiveError.truncated(what: "a staged upload part", offset: offset, needed: UInt64(buffer.count), fileSize: size)
+            }
+            done += count
+        }
+    }
 }
