@@ -141,7 +141,7 @@ extension BackupError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .connect: .unavailable
-        case .unmatchedPatterns: .invalid
+        case .unmatchedPatterns, .rolePasswordsNeedEncryption, .rolePasswordsUnreadable: .invalid
         case .lockTimeout, .tableChanged: .conflict
         case .snapshot, .table, .schema, .largeObject: .failed
         }
