@@ -124,7 +124,7 @@ extension RestoreError: ClassifiedError {
         switch self {
         case .notConfirmed: .refused
         case .unmatchedPatterns, .invalidOptions, .subsetNeedsDataOnly, .largeObjectsNotRestored, .noSchema, .refersToUnrestored: .invalid
-        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole: .conflict
+        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks: .conflict
         case .requiresSuperuser, .truncateRefused, .table, .rowCountMismatch, .step: .failed
         }
     }
