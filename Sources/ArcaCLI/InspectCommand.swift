@@ -64,10 +64,15 @@ struct InspectCommand: ParsableCommand {
     }
 
     private func printDatabase(_ database: Manifest.Database) {
-        let locale = [database.collate == database.ctype ? database.collate : "\(database.collate) / \(database.ctype)"]
-            + (database.locale.map { ["\(database.localeProvider) \($0)"] } ?? [database.localeProvider])
+        // Encoding and locale names as they are when they look like names, else quoted and escaped.
+        func plain(_ name: String) -> String {
+            name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.@=".unicodeScalars.contains($0)) }
+                ? name : DisplayName.role(name)
+        }
+        let libc = database.collate == database.ctype ? plain(database.collate) : "\(plain(database.collate)) / \(plain(database.ctype))"
+        let provider = database.localeProvider + (database.locale.map { " " + plain($0) } ?? "")
         var lines = [
-            "Database   encoding \(database.encoding), locale \(locale.map(DisplayName.role).joined(separator: ", ")), owner \(DisplayName.role(database.owner))",
+            "Database   encoding \(plain(database.encoding)), locale \(libc) (\(provider)), owner \(DisplayName.role(database.owner))",
         ]
         var options: [String] = []
         if database.connectionLimit != -1 { options.append("connection limit \(database.connectionLimit)") }

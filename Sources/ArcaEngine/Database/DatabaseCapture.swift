@@ -76,14 +76,19 @@ enum DatabaseCapture {
         let during = "reading the roles the database refers to"
         // pg_shdepend does not record the bootstrap superuser (OID 10,
         // pinned): whether it owns user objects (OID 16384 and up) is asked
-        // of the catalogs that hold what pg_dump gives an owner.
+        // of the catalogs that hold what pg_dump gives an owner. Objects of
+        // extensions are left out: the schema creates them with the
+        // extension, under the restoring role.
         let ownedByBootstrap = [
             ("pg_class", "relowner"), ("pg_namespace", "nspowner"), ("pg_proc", "proowner"), ("pg_type", "typowner"),
             ("pg_collation", "collowner"), ("pg_conversion", "conowner"), ("pg_operator", "oprowner"),
             ("pg_opclass", "opcowner"), ("pg_opfamily", "opfowner"), ("pg_ts_dict", "dictowner"), ("pg_ts_config", "cfgowner"),
             ("pg_statistic_ext", "stxowner"), ("pg_foreign_data_wrapper", "fdwowner"), ("pg_foreign_server", "srvowner"),
             ("pg_event_trigger", "evtowner"), ("pg_publication", "pubowner"), ("pg_largeobject_metadata", "lomowner"),
-        ].map { "SELECT 1 FROM pg_catalog.\($0.0) WHERE \($0.1) = 10 AND oid >= 16384" }.joined(separator: " UNION ALL ")
+         ].map {
+            "SELECT 1 FROM pg_catalog.\($0.0) o WHERE o.\($0.1) = 10 AND o.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e "
+                + "WHERE e.classid = 'pg_catalog.\($0.0)'::pg_catalog.regclass AND e.objid = o.oid AND e.deptype = 'e')"
+        }.joined(separator: " UNION ALL ")
         let result = try connection.execute(
             """
             WITH RECURSIVE
@@ -96,6 +101,9 @@ enum DatabaseCapture {
                   FROM pg_catalog.pg_shdepend s, db
                  WHERE s.dbid = db.oid AND s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
                    AND s.deptype IN ('o', 'a', 'r')
+                   AND s.classid <> 'pg_catalog.pg_extension'::pg_catalog.regclass
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                                    WHERE e.classid = s.classid AND e.objid = s.objid AND e.deptype = 'e')
                 UNION SELECT datdba, 'databaseOwner' FROM db
                 UNION SELECT a.grantee, 'databaseGrantee' FROM db, pg_catalog.aclexplode(db.datacl) a WHERE a.grantee <> 0
                 UNION SELECT s.setrole, 'setting' FROM pg_catalog.pg_db_role_setting s, db
