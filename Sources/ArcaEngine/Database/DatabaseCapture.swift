@@ -77,17 +77,20 @@ enum DatabaseCapture {
         // pg_shdepend does not record the bootstrap superuser (OID 10,
         // pinned): whether it owns user objects (OID 16384 and up) is asked
         // of the catalogs that hold what pg_dump gives an owner. Objects of
-        // extensions are left out: the schema creates them with the
-        // extension, under the restoring role.
+        // extensions are left out (the schema creates them with the
+        // extension, under the restoring role), and so are the objects that
+        // come with another one (indexes, TOAST tables, row and array types).
         let ownedByBootstrap = [
-            ("pg_class", "relowner"), ("pg_namespace", "nspowner"), ("pg_proc", "proowner"), ("pg_type", "typowner"),
-            ("pg_collation", "collowner"), ("pg_conversion", "conowner"), ("pg_operator", "oprowner"),
-            ("pg_opclass", "opcowner"), ("pg_opfamily", "opfowner"), ("pg_ts_dict", "dictowner"), ("pg_ts_config", "cfgowner"),
-            ("pg_statistic_ext", "stxowner"), ("pg_foreign_data_wrapper", "fdwowner"), ("pg_foreign_server", "srvowner"),
-            ("pg_event_trigger", "evtowner"), ("pg_publication", "pubowner"), ("pg_largeobject_metadata", "lomowner"),
-         ].map {
-            "SELECT 1 FROM pg_catalog.\($0.0) o WHERE o.\($0.1) = 10 AND o.oid >= 16384 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e "
-                + "WHERE e.classid = 'pg_catalog.\($0.0)'::pg_catalog.regclass AND e.objid = o.oid AND e.deptype = 'e')"
+            ("pg_class", "relowner", "o.relkind NOT IN ('i', 'I', 't')"), ("pg_namespace", "nspowner", ""), ("pg_proc", "proowner", ""),
+            ("pg_type", "typowner", "o.typrelid = 0 AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_type a WHERE a.typarray = o.oid)"),
+            ("pg_collation", "collowner", ""), ("pg_conversion", "conowner", ""), ("pg_operator", "oprowner", ""),
+            ("pg_opclass", "opcowner", ""), ("pg_opfamily", "opfowner", ""), ("pg_ts_dict", "dictowner", ""), ("pg_ts_config", "cfgowner", ""),
+            ("pg_statistic_ext", "stxowner", ""), ("pg_foreign_data_wrapper", "fdwowner", ""), ("pg_foreign_server", "srvowner", ""),
+            ("pg_event_trigger", "evtowner", ""), ("pg_publication", "pubowner", ""), ("pg_largeobject_metadata", "lomowner", ""),
+        ].map { catalog, owner, condition in
+            "SELECT 1 FROM pg_catalog.\(catalog) o WHERE o.\(owner) = 10 AND o.oid >= 16384\(condition.isEmpty ? "" : " AND " + condition)"
+                + " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.\(catalog)'::pg_catalog.regclass"
+                + " AND e.objid = o.oid AND e.deptype = 'e')"
         }.joined(separator: " UNION ALL ")
         let result = try connection.execute(
             """
