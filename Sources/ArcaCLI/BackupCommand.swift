@@ -45,6 +45,9 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Stream the archive to the bucket (AWS_S3_BUCKET) with no local copy.")
     var uploadOnly = false
 
+    @Flag(name: .long, help: "Record the password hashes of the database's roles (encrypted archives only; needs a superuser).")
+    var withRolePasswords = false
+
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
     @OptionGroup var verbosity: VerboseOption
@@ -71,6 +74,7 @@ struct BackupCommand: ParsableCommand {
         request.splitThresholdBytes = splitThresholdMib << 20
         request.encrypt = !noEncrypt
         request.uploadOnly = uploadOnly
+        request.withRolePasswords = withRolePasswords
         // SIGINT and SIGTERM stop the backup cleanly: temp file removed, lock released, failure audited.
         Signals.cancel(operations.cancellation)
         let result: BackupResult

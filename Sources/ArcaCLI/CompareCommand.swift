@@ -5,7 +5,7 @@ import Foundation
 struct CompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "compare",
-        abstract: "Compare two databases: tables, columns, rows and sequence states.",
+        abstract: "Compare two databases: tables, columns, rows, sequences, owners, privileges and the databases' own properties.",
         discussion: "Exit status 0 when equal, 3 when they differ. Use it to prove a restore equals its source.")
 
     @Argument(help: "The first database (URL or key=value conninfo).")

@@ -47,6 +47,61 @@ struct InspectCommand: ParsableCommand {
             ]
         }
         printTable([header] + rows)
+        if let database = manifest.database {
+            print("")
+            printDatabase(database)
+        }
+        if let roles = manifest.roles, !roles.isEmpty {
+            print("")
+            printTable([["role", "attributes", "member of", "needed as"]] + roles.map { role in
+                [
+                    DisplayName.role(role.name), Self.attributes(of: role),
+                    role.memberOf.map { DisplayName.role($0.role) + ($0.admin ? " (admin)" : "") }.joined(separator: ", "),
+                    role.references.joined(separator: ", "),
+                ]
+            })
+        }
+    }
+
+    private func printDatabase(_ database: Manifest.Database) {
+        // Encoding and locale names as they are when they look like names, else quoted and escaped.
+        func plain(_ name: String) -> String {
+            name.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.@=".unicodeScalars.contains($0)) }
+                ? name : DisplayName.role(name)
+        }
+        let libc = database.collate == database.ctype ? plain(database.collate) : "\(plain(database.collate)) / \(plain(database.ctype))"
+        let provider = database.localeProvider + (database.locale.map { " " + plain($0) } ?? "")
+        var lines = [
+            "Database   encoding \(plain(database.encoding)), locale \(libc) (\(provider)), owner \(DisplayName.role(database.owner))",
+        ]
+        var options: [String] = []
+        if database.connectionLimit != -1 { options.append("connection limit \(database.connectionLimit)") }
+        if !database.allowConnections { options.append("no connections allowed") }
+        if database.isTemplate { options.append("template") }
+        if database.comment != nil { options.append("has a comment") }
+        if let privileges = database.privileges { options.append("\(privileges.count) privilege(s)") }
+        if !database.settings.isEmpty { options.append("\(database.settings.count) setting(s)") }
+        if !database.securityLabels.isEmpty { options.append("\(database.securityLabels.count) security label(s)") }
+        if !options.isEmpty { lines.append("           " + options.joined(separator: ", ")) }
+        if !database.extensions.isEmpty {
+            lines.append("Extensions \(database.extensions.map(DisplayName.role).joined(separator: ", "))")
+        }
+        print(lines.joined(separator: "\n"))
+    }
+
+    /// The role's attributes as CREATE ROLE spells them; never its password.
+    static func attributes(of role: Manifest.Role) -> String {
+        var attributes: [String] = []
+        if role.superuser { attributes.append("SUPERUSER") }
+        if role.login { attributes.append("LOGIN") }
+        if role.createDatabase { attributes.append("CREATEDB") }
+        if role.createRole { attributes.append("CREATEROLE") }
+        if !role.inherit { attributes.append("NOINHERIT") }
+        if role.replication { attributes.append("REPLICATION") }
+        if role.bypassRowSecurity { attributes.append("BYPASSRLS") }
+        if role.connectionLimit != -1 { attributes.append("CONNECTION LIMIT \(role.connectionLimit)") }
+        if let validUntil = role.validUntil { attributes.append("VALID UNTIL \(validUntil)") }
+        return attributes.joined(separator: " ")
     }
 }
 

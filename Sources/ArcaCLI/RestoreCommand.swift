@@ -44,6 +44,9 @@ struct RestoreCommand: ParsableCommand {
     @Flag(name: .long, help: "Do not restore large objects.")
     var noLargeObjects = false
 
+    @Flag(name: .long, help: "Create the roles the archive records that the server lacks (dropped again if the restore fails).")
+    var createRoles = false
+
     @Option(name: .long, help: "Parallel connections; with --create only (default 1).")
     var jobs: Int = 1
 
@@ -72,6 +75,7 @@ struct RestoreCommand: ParsableCommand {
         request.noOwner = noOwner
         request.noPrivileges = noPrivileges
         request.excludeLargeObjects = noLargeObjects
+        request.createRoles = createRoles
         request.jobs = jobs
         request.allowUnencrypted = unencrypted.allowUnencrypted
         // Said to a person; scripts (--json, --progress json) get only what they parse.
@@ -99,6 +103,13 @@ struct RestoreCommand: ParsableCommand {
                   tables  \(result.restoredTables.count), rows \(Format.count(result.rows)), large objects \(result.largeObjects)
                   data    \(Format.bytes(result.rawBytes)) in \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
                 """)
+            if let created = result.createdRoles {
+                print("  roles   \(created.count) created\(created.isEmpty ? "" : ": " + created.map(DisplayName.role).joined(separator: ", "))")
+            }
+            if let existing = result.existingRoles, !existing.isEmpty {
+                print("          \(existing.count) existed and were left as they are: " + existing.map(DisplayName.role).joined(separator: ", "))
+            }
+            for notice in result.roleNotices ?? [] { print("  note    \(notice)") }
         }
     }
 }

@@ -23,6 +23,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var tableFilter: TableFilterRecord?
     /// Optional, informational: what started the backup (`manual`, `scheduled`, `missed`, `api`).
     public var trigger: String?
+    /// The database's own properties (locale, owner, settings, privileges…);
+    /// absent in archives written before they were recorded.
+    public var database: Database?
+    /// The roles the database refers to; absent in older archives.
+    public var roles: [Role]?
     public var totals: Totals
 
     public struct TableFilterRecord: Codable, Sendable, Equatable {
@@ -421,6 +426,7 @@ public struct Manifest: Codable, Sendable, Equatable {
         for (previous, next) in zip(extents, extents.dropFirst()) where next.start < previous.end {
             throw fail("chunks at offsets \(previous.start) and \(next.start) overlap")
         }
+        try DatabaseRecordValidation.validate(database, roles)
     }
 
     /// The longest frame (header and stored payload) the manifest lists: what

@@ -124,7 +124,7 @@ extension RestoreError: ClassifiedError {
         switch self {
         case .notConfirmed: .refused
         case .unmatchedPatterns, .invalidOptions, .subsetNeedsDataOnly, .largeObjectsNotRestored, .noSchema, .refersToUnrestored: .invalid
-        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole: .conflict
+        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks: .conflict
         case .requiresSuperuser, .truncateRefused, .table, .rowCountMismatch, .step: .failed
         }
     }
@@ -141,7 +141,7 @@ extension BackupError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .connect: .unavailable
-        case .unmatchedPatterns: .invalid
+        case .unmatchedPatterns, .rolePasswordsNeedEncryption, .rolePasswordsUnreadable: .invalid
         case .lockTimeout, .tableChanged: .conflict
         case .snapshot, .table, .schema, .largeObject: .failed
         }

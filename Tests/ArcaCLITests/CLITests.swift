@@ -17,6 +17,46 @@ import Testing
         Run(output: try Tool.capture(TestPaths.arca, arguments, environment: environment))
     }
 
+    /// Roles through the CLI: the password flag refused without a key,
+    /// `inspect` listing the recorded roles (a newline in a name escaped),
+    /// `restore --create --create-roles` saying what it created.
+    @Test func rolesAreListedAndCreated() throws {
+        let role = "arca_cli_roles_\(getpid())\nowner"
+        let quoted = "\"" + role.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        let source = try TestDatabase("cli_roles_src")
+        let target = try TestDatabase("cli_roles_dst")
+        target.drop()
+        defer {
+            source.drop()
+            target.drop()
+            try? TestServer.execute("DROP ROLE IF EXISTS \(quoted)")
+        }
+        try TestServer.execute("CREATE ROLE \(quoted) LOGIN")
+        try source.execute("CREATE TABLE visit (id int); ALTER TABLE visit OWNER TO \(quoted); COMMENT ON DATABASE \(source.name) IS 'ward'")
+        let repo = TestPaths.temporaryDirectory("cli_roles") + "/repo"
+        let url = "dbname=\(source.name)"
+
+        let refused = try arca(["backup", "--database-url", url, "--repo", repo, "--with-role-passwords"])
+        #expect(refused.status == 2, "\(refused.all)")
+        #expect(refused.output.stderr.contains("only go into an encrypted archive"), "\(refused.all)")
+
+        let backup = try arca(["backup", "--database-url", url, "--repo", repo, "--json"])
+        let id = try #require(try backup.json()["backupId"] as? String)
+        let inspect = try arca(["inspect", id, "--repo", repo])
+        let shown = "\"arca_cli_roles_\(getpid())\\u{a}owner\""
+        #expect(inspect.output.stdout.contains(shown), "\(inspect.all)")
+        #expect(inspect.output.stdout.contains("Database   encoding UTF8"), "\(inspect.all)")
+        #expect(!inspect.output.stdout.contains(role))
+
+        source.drop()
+        try TestServer.execute("DROP ROLE \(quoted)")
+        let restore = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--create-roles", "--confirm"])
+        #expect(restore.status == 0, "\(restore.all)")
+        #expect(restore.output.stdout.contains("roles   1 created: \(shown)"), "\(restore.all)")
+        #expect(try target.value("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'visit'") == role)
+        #expect(try target.value("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()") == "ward")
+    }
+
     @Test func backupListVerifyInspectRestoreCompare() throws {
         let source = try TestDatabase("cli_src")
         let target = try TestDatabase("cli_dst")

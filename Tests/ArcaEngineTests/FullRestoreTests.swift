@@ -130,7 +130,13 @@ import Testing
             ALTER TABLE records OWNER TO \(role);
             GRANT SELECT ON records TO \(role);
             """)
-        let backup = try Steps.backup(source, into: Steps.repository("role"))
+        let repository = Steps.repository("role")
+        let backup = try Steps.backup(source, into: repository)
+        // As an archive written before roles were recorded: no pre-flight.
+        let older = try ForgedArchive.rewritten(backup.path, into: repository) {
+            $0.roles = nil
+            $0.database = nil
+        }
         try source.execute("REASSIGN OWNED BY \(role) TO postgres; DROP OWNED BY \(role)")
         try TestServer.execute("DROP ROLE \(role)")
 
@@ -138,6 +144,13 @@ import Testing
         defer { target.drop() }
         do {
             try Steps.restore(backup.path, into: target)
+            Issue.record("restore succeeded without the owning role")
+        } catch RestoreError.targetLacks(let missing) {
+            // The pre-flight names it before anything is created.
+            #expect(missing == ["role \"\(role)\""])
+        }
+        do {
+            try Steps.restore(older, into: target)
             Issue.record("restore succeeded without the owning role")
         } catch RestoreError.missingRole(let name) {
             #expect(name == role)

@@ -130,4 +130,51 @@ import Testing
         let reader = try Sample.read(bytes)
         #expect(Int(exactly: reader.manifest.tables.lazy.map(\.rows).checkedSum ?? .max) == Int.max)
     }
+
+    /// The `database` and `roles` sections: names and values a restore puts
+    /// into SQL are bounded and of the server's own shapes; hostile ones
+    /// (NUL, overlong, a setting name that is not a name, an unknown
+    /// provider or privilege, a membership of an unrecorded role) are
+    /// rejected before anything is restored. Quotes, semicolons and
+    /// newlines in names are valid, and read back intact.
+    @Test func databaseAndRolesSectionsAreChecked() throws {
+        let database = Manifest.Database(
+            encoding: "UTF8", collate: "C", ctype: "C", localeProvider: "libc", owner: "o\"; DROP TABLE x;\n--",
+            settings: [.init(role: "r", name: "app.tenant", value: "it's; \n")])
+        let roles = [
+            Manifest.Role(name: "o\"; DROP TABLE x;\n--", references: ["owner", "databaseOwner"]),
+            Manifest.Role(name: "r", references: ["setting"], memberOf: [.init(role: "o\"; DROP TABLE x;\n--", admin: true)]),
+        ]
+        let valid = try forged {
+            $0.database = database
+            $0.roles = roles
+        }
+        #expect(try Sample.read(valid).manifest.roles == roles)
+        #expect(try Sample.read(valid).manifest.database == database)
+
+        let cases: [(String, (inout Manifest) -> Void)] = [
+            ("database.owner", { $0.database?.owner = "a\u{0}b" }),
+            ("database.owner", { $0.database?.owner = String(repeating: "x", count: 64) }),
+            ("database.localeProvider", { $0.database?.localeProvider = "icu'; DROP" }),
+            ("database.locale is missing", { $0.database?.localeProvider = "icu" }),
+            ("malformed setting name", { $0.database?.settings[0].name = "work_mem TO 1; DROP TABLE x; SET a" }),
+            ("unknown privilege", { $0.database?.privileges = [.init(grantee: nil, privilege: "ALL; DROP", grantable: false)] }),
+            ("a role name", { $0.roles?[1].name = "" }),
+            ("appears twice", { manifest in
+                let first = manifest.roles?[0].name ?? ""
+                manifest.roles?[1].name = first
+            }),
+            ("memberOf", { $0.roles?[0].memberOf = [.init(role: "nobody", admin: false)] }),
+            ("references", { $0.roles?[0].references = ["superuser"] }),
+            ("connectionLimit", { $0.roles?[0].connectionLimit = -2 }),
+        ]
+        for (text, change) in cases {
+            let bytes = try forged {
+                $0.database = database
+                $0.roles = roles
+                change(&$0)
+            }
+            expectInvalidManifest(bytes, mentioning: text)
+        }
+    }
 }

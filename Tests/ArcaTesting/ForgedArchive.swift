@@ -34,4 +34,46 @@ public enum ForgedArchive {
         try reservation.sink.syncAndClose()
         return try repository.publish(reservation, fileMD5: summary.fileMD5)
     }
+
+    /// Copies the (unencrypted) archive at `path` into `repository`, every
+    /// stream re-written as read, with its manifest changed by `change`:
+    /// an archive whose manifest says what no real backup would (a locale
+    /// or extension the server lacks). Returns the new archive's path.
+    public static func rewritten(_ path: String, into repository: Repository, _ change: (inout Manifest) -> Void) throws -> String {
+        let reader = try ArchiveReader(source: try FileSource(path: path))
+        var manifest = reader.manifest
+        try repository.prepare()
+        let reservation = try repository.reserve(startedAt: Date())
+        let header = FileHeader(chunkSize: reader.header.chunkSize, compression: .zstd, compressionLevel: 1, archiveID: .random())
+        let writer = try ArchiveWriter(sink: reservation.sink, header: header)
+        func copy(_ descriptor: some StreamDescriptor) throws -> StreamSummary {
+            let stream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: 1), stream: descriptor.stream)
+            try reader.readStream(descriptor, named: "stream \(descriptor.stream)") { try stream.append($0) }
+            return try stream.finish()
+        }
+        let tables = try manifest.tables.map { table in
+            Manifest.Table(
+                schema: table.schema, name: table.name, kind: table.kind, parent: table.parent, columns: table.columns,
+                parts: try table.parts.map {
+                    Manifest.Part(stream: $0.stream, rows: $0.rows, firstPage: $0.firstPage, endPage: $0.endPage, summary: try copy($0))
+                },
+                objects: table.objects)
+        }
+        let schema = try manifest.schema.map { Manifest.Schema(pgDumpVersion: $0.pgDumpVersion, stream: $0.stream, summary: try copy($0)) }
+        let largeObjects = try manifest.largeObjects.map { Manifest.LargeObject(oid: $0.oid, stream: $0.stream, summary: try copy($0)) }
+        // A new manifest, so that sizes and totals are the copy's.
+        let original = manifest
+        manifest = Manifest(
+            archiveId: header.archiveID.description, backupId: reservation.id.rawValue, startedAt: original.startedAt,
+            completedAt: original.completedAt, tool: original.tool, source: original.source, compression: .init(level: 1),
+            chunkSize: header.chunkSize, tables: tables, sequences: original.sequences, schema: schema, largeObjects: largeObjects,
+            tableFilter: original.tableFilter)
+        manifest.trigger = original.trigger
+        manifest.database = original.database
+        manifest.roles = original.roles
+        change(&manifest)
+        let summary = try writer.finish(manifest: manifest)
+        try reservation.sink.syncAndClose()
+        return try repository.publish(reservation, fileMD5: summary.fileMD5)
+    }
 }

@@ -70,9 +70,10 @@ public final class TestDatabase: Sendable {
     }
 
     /// Copies this database's schema (no data) into `other`, the way a user
-    /// prepares a target for a data-only restore.
+    /// prepares a target for a data-only restore; with the owners, which
+    /// `arca compare` compares (the test cluster has every role).
     public func copySchema(to other: TestDatabase) throws {
-        let dump = try Tool.run("pg_dump", ["--schema-only", "--no-owner", "--dbname", name])
+        let dump = try Tool.run("pg_dump", ["--schema-only", "--dbname", name])
         // PostgreSQL 15.14+ wraps plain dumps in \restrict / \unrestrict psql
         // meta-commands, which the server itself does not understand.
         let sql = dump.stdout.split(separator: "\n", omittingEmptySubsequences: false)

@@ -36,6 +36,9 @@ public struct BackupOptions: Sendable {
     /// bucket as it is written, with no local copy.
     public var cloud: CloudStore?
     public var uploadOnly = false
+    /// Record the password hashes of the roles the database refers to.
+    /// Only into an encrypted archive; reading them needs a superuser.
+    public var withRolePasswords = false
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -79,6 +82,10 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
     case unmatchedPatterns([String])
     case schema(any Error)
     case largeObject(UInt32, any Error)
+    /// `--with-role-passwords` for an archive that would not be encrypted.
+    case rolePasswordsNeedEncryption
+    /// `--with-role-passwords` by a role that may not read `pg_authid`.
+    case rolePasswordsUnreadable(user: String)
 
     public var description: String {
         switch self {
@@ -98,6 +105,10 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
             "Cannot capture the schema: \(error) No archive was written."
         case .largeObject(let oid, let error):
             "Backup of large object \(oid) failed: \(error) No archive was written."
+        case .rolePasswordsNeedEncryption:
+            "--with-role-passwords records password hashes, which only go into an encrypted archive: configure a key (ARCA_KEY_FILE) or a repository passphrase, or leave the flag out. No archive was written."
+        case .rolePasswordsUnreadable(let user):
+            "Role \(user) may not read the roles' password hashes (pg_authid), which --with-role-passwords records: back up as a superuser, or leave the flag out. No archive was written."
         }
     }
 }
@@ -150,6 +161,9 @@ public struct BackupRunner: Sendable {
         // One writer per repository; also clears what a crashed run left in temp/.
         let repositoryLock = try options.repository.lockForWriting("backup")
         defer { repositoryLock.release() }
+        if options.withRolePasswords, options.encryptionKey == nil {
+            throw BackupError.rolePasswordsNeedEncryption
+        }
         reporter.phase("taking the snapshot")
         let source = try openSource()
         try options.repository.prepare()
@@ -195,6 +209,9 @@ public struct BackupRunner: Sendable {
         let objects: [UInt32: [UInt32]]
         let ancestors: [UInt32: [UInt32]]
         let largeObjects: [UInt32]
+        /// The database's own properties and the roles it refers to.
+        let database: Manifest.Database
+        let roles: [Manifest.Role]
 
         func endSnapshot() throws {
             do {
@@ -218,13 +235,22 @@ public struct BackupRunner: Sendable {
         try lock(tables, connection)
         try refuseRewrittenTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
+        let roles: [Manifest.Role]
+        do {
+            roles = try DatabaseCapture.roles(connection, withPasswords: options.withRolePasswords)
+        } catch let error as PostgresError where error.sqlState == "42501" {
+            throw BackupError.rolePasswordsUnreadable(user: connection.user)
+        } catch {
+            throw BackupError.schema(error)
+        }
         do {
             return Source(
                 connection: connection, snapshot: snapshot, tables: tables, sizes: try relationSizes(tables, connection),
                 sequences: sequences,
                 tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
                 objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
-                largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection))
+                largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection),
+                database: try DatabaseCapture.properties(connection), roles: roles)
         } catch let error as BackupError {
             throw error
         } catch {
@@ -346,6 +372,8 @@ public struct BackupRunner: Sendable {
             tableFilter: options.tables.include.isEmpty && options.tables.exclude.isEmpty
                 ? nil : .init(include: options.tables.include, exclude: options.tables.exclude))
         manifest.trigger = options.trigger.rawValue
+        manifest.database = source.database
+        manifest.roles = source.roles
         let summary = try writer.finish(manifest: manifest)
         let path = try destination.publish(fileMD5: summary.fileMD5)
         let rawBytes = (tables.map(\.rawBytes) + largeObjects.map(\.rawBytes)).checkedSum ?? .max

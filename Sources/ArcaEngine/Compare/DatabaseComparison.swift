@@ -12,7 +12,10 @@ public struct DatabaseComparisonResult: Codable, Sendable {
 /// Compares two databases the way a restore must be judged: the same tables
 /// and materialized views with the same columns and types, the same rows (as
 /// a multiset, so physical order does not matter), the same sequence states
-/// and the same large objects. Runs entirely in
+/// and the same large objects; the same owners and privileges of schemas,
+/// relations, columns, functions and default privileges; and the databases'
+/// own properties (encoding, locale, owner, comment, settings, privileges,
+/// options, security labels, extensions), not their names. Runs entirely in
 /// SQL with constant memory: each table's rows are reduced to a count and two
 /// 64-bit sums of per-row MD5s.
 public struct DatabaseComparison: Sendable {
@@ -27,6 +30,16 @@ public struct DatabaseComparison: Sendable {
     public func run() throws -> DatabaseComparisonResult {
         let a = try Self.fingerprint(first)
         let b = try Self.fingerprint(second)
+        let differences = Self.differences(a, b)
+        return DatabaseComparisonResult(
+            equal: differences.isEmpty,
+            tables: Set(a.keys).union(b.keys).filter { $0.hasPrefix("table ") }.count,
+            sequences: Set(a.keys).union(b.keys).filter { $0.hasPrefix("sequence ") }.count,
+            differences: differences)
+    }
+
+    /// One line per key whose value differs between two fingerprints.
+    static func differences(_ a: [String: String], _ b: [String: String]) -> [String] {
         var differences: [String] = []
         for key in Set(a.keys).union(b.keys).sorted() {
             switch (a[key], b[key]) {
@@ -36,11 +49,7 @@ public struct DatabaseComparison: Sendable {
             default: break
             }
         }
-        return DatabaseComparisonResult(
-            equal: differences.isEmpty,
-            tables: Set(a.keys).union(b.keys).filter { $0.hasPrefix("table ") }.count,
-            sequences: Set(a.keys).union(b.keys).filter { $0.hasPrefix("sequence ") }.count,
-            differences: differences)
+        return differences
     }
 
     /// `"table schema.name"` → columns, row count and row hash;
@@ -89,6 +98,8 @@ public struct DatabaseComparison: Sendable {
                 fingerprint["table \(name)"] = "(\(row[2] ?? "")) " + (try rowHash(name, connection))
             }
         }
+        fingerprint.merge(try Self.databaseProperties(connection)) { first, _ in first }
+        fingerprint.merge(try Self.ownersAndPrivileges(connection)) { first, _ in first }
         // Large objects: content digest and owner, one at a time.
         let objects = try connection.execute(
             "SELECT oid::text, pg_catalog.pg_get_userbyid(lomowner) FROM pg_catalog.pg_largeobject_metadata ORDER BY oid",
@@ -101,6 +112,85 @@ public struct DatabaseComparison: Sendable {
         }
         try connection.execute("COMMIT")
         return fingerprint
+    }
+
+    /// The database's own properties, one entry each (settings and security
+    /// labels one per setting and provider).
+    static func databaseProperties(_ connection: PostgresConnection) throws -> [String: String] {
+        let database = try DatabaseCapture.properties(connection)
+        var entries: [String: String] = [
+            "database encoding and locale": ["\(database.encoding)", "collate \(database.collate)", "ctype \(database.ctype)",
+                                             "provider \(database.localeProvider)"]
+                .joined(separator: ", ") + (database.locale.map { ", locale \($0)" } ?? "") + (database.icuRules.map { ", rules \($0)" } ?? ""),
+            "database owner": DisplayName.role(database.owner),
+            "database comment": database.comment.map(SQLIdentifier.literal) ?? "none",
+            "database options": "connection limit \(database.connectionLimit), allow connections \(database.allowConnections), template \(database.isTemplate)",
+            "database privileges": database.privileges.map { privileges in
+                privileges.map { "\($0.grantee.map(DisplayName.role) ?? "PUBLIC") \($0.privilege)\($0.grantable ? " with grant option" : "")" }
+                    .sorted().joined(separator: ", ")
+            } ?? "default",
+            "database extensions": database.extensions.joined(separator: ", "),
+        ]
+        for setting in database.settings {
+            entries["database setting \(setting.role.map { "of role \(DisplayName.role($0))" } ?? "for all roles") \(setting.name)"] = setting.value
+        }
+        for label in database.securityLabels {
+            entries["database security label \(DisplayName.role(label.provider))"] = SQLIdentifier.literal(label.label)
+        }
+        return entries
+    }
+
+    /// `"owner and privileges of <kind> <name>"` → the owner and the
+    /// privileges (grantee, privilege, grant option; not the grantor), for
+    /// every schema, relation, column with privileges, function and default
+    /// privilege entry that is not a system's or an extension's.
+    static func ownersAndPrivileges(_ connection: PostgresConnection) throws -> [String: String] {
+        let result = try connection.execute(
+            """
+            WITH objects(kind, name, owner, acl) AS (
+                SELECT 'schema', pg_catalog.quote_ident(n.nspname), n.nspowner, n.nspacl
+                  FROM pg_catalog.pg_namespace n
+                 WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+                UNION ALL
+                SELECT 'relation', c.oid::pg_catalog.regclass::text, c.relowner, c.relacl
+                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+                   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+                UNION ALL
+                SELECT 'column', c.oid::pg_catalog.regclass::text || '.' || pg_catalog.quote_ident(a.attname), NULL, a.attacl
+                  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE a.attacl IS NOT NULL AND NOT a.attisdropped
+                   AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+                UNION ALL
+                SELECT 'function', p.oid::pg_catalog.regprocedure::text, p.proowner, p.proacl
+                  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+                UNION ALL
+                SELECT 'default privileges', 'for ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(d.defaclrole))
+                       || COALESCE(' in schema ' || pg_catalog.quote_ident(n.nspname), '') || ' on ' || d.defaclobjtype::text,
+                       NULL, d.defaclacl
+                  FROM pg_catalog.pg_default_acl d LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.defaclnamespace)
+            SELECT o.kind || ' ' || o.name,
+                   COALESCE('owner ' || pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(o.owner)), ''),
+                   COALESCE((SELECT pg_catalog.string_agg(g.item, ', ' ORDER BY g.item)
+                               FROM (SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC'
+                                                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END
+                                            || ' ' || a.privilege_type || CASE WHEN a.is_grantable THEN ' with grant option' ELSE '' END
+                                       FROM pg_catalog.aclexplode(o.acl) a) AS g(item)), 'default')
+              FROM objects o
+            """, during: "listing owners and privileges")
+        var entries: [String: String] = [:]
+        for row in result.rows {
+            guard let name = row[0] else { continue }
+            entries["owner and privileges of \(name)"] = [row[1], "privileges " + (row[2] ?? "default")].compactMap { $0 }
+                .filter { !$0.isEmpty }.joined(separator: "; ")
+        }
+        return entries
     }
 
     /// A table's rows as a multiset: the count and two 64-bit sums of row MD5s.

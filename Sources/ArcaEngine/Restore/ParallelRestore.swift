@@ -33,7 +33,8 @@ extension RestoreRunner {
         try createDatabase(plan.databaseName, encoding: encoding, checkOnly: true)
         // Named after the target, so a person (or a test) can tell whose it is.
         let staging = "arca_restore_\(plan.databaseName.prefix(30))_" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        try createDatabase(staging, encoding: encoding)
+        let setup = DatabaseSetup(manifest: manifest, choices: options.choices)
+        try createDatabase(staging, encoding: encoding, setup: setup)
         let stagingTarget = options.target.replacing(database: staging)
         do {
             let main = try PostgresConnection(stagingTarget, applicationName: "arca restore")
@@ -72,7 +73,7 @@ extension RestoreRunner {
             try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
             main.close()
             reporter.phase("publishing the database")
-            try publish(staging, as: plan.databaseName)
+            try publish(staging, as: plan.databaseName, setup: setup)
             return loaded
         } catch {
             dropDatabase(staging)
@@ -156,7 +157,12 @@ extension RestoreRunner {
     /// Renames the finished staging database to the target's name. Nobody
     /// may be connected for a rename: connections are closed first, and
     /// stray ones (autovacuum) are turned away and ended.
-    private func publish(_ staging: String, as name: String) throws {
+    private func publish(_ staging: String, as name: String, setup: DatabaseSetup) throws {
+        // The database's own properties go on while it is still the
+        // staging database: a failure drops it, and the name never appears.
+        try DatabaseSetup.apply(
+            try setup.propertyStatements(for: staging), target: options.target,
+            during: "setting the database's owner, settings and privileges")
         let maintenance = try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore")
         let quotedStaging = SQLIdentifier.quote(staging)
         try step("publishing the restored database") {
@@ -175,6 +181,7 @@ extension RestoreRunner {
                 }
             }
             try maintenance.execute("ALTER DATABASE \(SQLIdentifier.quote(name)) WITH ALLOW_CONNECTIONS true", during: "opening the restored database")
+            for statement in setup.finalStatements(for: name) { try maintenance.execute(statement, during: "setting the database's options") }
         }
     }
 

@@ -18,6 +18,9 @@ public struct RestoreChoices: Sendable {
     public var noOwner = false
     /// Leave out GRANT/REVOKE statements.
     public var noPrivileges = false
+    /// Create the roles the archive records that the server does not have
+    /// (before the schema; dropped again if the restore fails).
+    public var createRoles = false
     /// Leave large objects out (they are otherwise never skipped).
     public var excludeLargeObjects = false
     /// Parallel connections. More than one needs `create`: the restore then
@@ -70,6 +73,12 @@ public struct RestoreResult: Codable, Sendable {
     public var rows: UInt64
     public var rawBytes: UInt64
     public var durationSeconds: Double
+    /// With `--create-roles`: the roles created, and those that existed
+    /// and were left as they are.
+    public var createdRoles: [String]?
+    public var existingRoles: [String]?
+    /// Roles created without (or with) SUPERUSER, REPLICATION or BYPASSRLS.
+    public var roleNotices: [String]?
 }
 
 public enum RestoreError: Error, Sendable, CustomStringConvertible {
@@ -90,6 +99,8 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case largeObjectsNotRestored(Int)
     case subsetNeedsDataOnly
     case refersToUnrestored(String)
+    /// The pre-flight: everything the target server lacks, at once.
+    case targetLacks([String])
 
     public var description: String {
         switch self {
@@ -128,6 +139,11 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "A restored table refers to a table that is not restored (\(message)): a foreign key or an inheritance needs it. Add that table with --table. The transaction was rolled back; the target is unchanged."
         case .subsetNeedsDataOnly:
             return "This archive does not record which schema objects belong to each table, so a subset of its tables cannot be restored with their schema. Create the schema first and restore with --data-only. Nothing was changed."
+        case .targetLacks(let missing):
+            let roles = missing.contains { $0.hasPrefix("role ") }
+            return "The target server lacks what this archive needs: \(missing.joined(separator: "; ")). "
+                + (roles ? "Create the roles, or restore with --create-roles (or --no-owner --no-privileges to give everything to the restoring role). " : "")
+                + "Nothing was changed."
         }
     }
 }
@@ -206,6 +222,54 @@ public struct RestoreRunner: Sendable {
         let scripts = options.dataOnly
             ? SchemaScripts()
             : try schemaScripts(reader, keeping: subset ? Set(tables.flatMap { $0.objects ?? [] }) : nil)
+        let setup = DatabaseSetup(manifest: manifest, choices: options.choices)
+        // Built before anything is created: a value that cannot be restored fails first.
+        let properties = options.create ? try setup.propertyStatements(for: databaseName) : []
+        reporter.phase("checking the target server")
+        try preflight(setup)
+        var roles: DatabaseSetup.RoleCreation?
+        if options.createRoles {
+            reporter.phase("creating roles")
+            roles = try setup.createRoles(
+                try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore"))
+        }
+        do {
+            var result = try restore(
+                reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, setup: setup,
+                properties: properties, databaseName: databaseName, clock: clock, reporter: reporter)
+            if let roles {
+                result.createdRoles = roles.created
+                result.existingRoles = roles.existing
+                result.roleNotices = roles.notices
+            }
+            return result
+        } catch {
+            DatabaseSetup.dropRoles(roles?.created ?? [], target: options.target)
+            throw error
+        }
+    }
+
+    /// Checks, before anything is created, that the target server has what
+    /// the archive needs (`DatabaseSetup.missing`), and reports all of it.
+    private func preflight(_ setup: DatabaseSetup) throws {
+        if options.createRoles, setup.manifest.roles == nil {
+            throw RestoreError.invalidOptions("This archive does not record its roles (it was written by an older Arca), so --create-roles cannot create them.")
+        }
+        if options.createRoles, options.dataOnly {
+            throw RestoreError.invalidOptions("--create-roles creates the roles the schema needs; --data-only restores no schema.")
+        }
+        guard setup.manifest.database != nil || setup.manifest.roles != nil else { return }
+        let connection = try PostgresConnection(
+            options.create ? options.target.replacing(database: "postgres") : options.target, applicationName: "arca restore")
+        let missing = try setup.missing(on: connection)
+        guard missing.isEmpty else { throw RestoreError.targetLacks(missing) }
+    }
+
+    private func restore(
+        reader: ArchiveReader, tables: [Manifest.Table], subset: Bool, largeObjects: [Manifest.LargeObject], scripts: SchemaScripts,
+        setup: DatabaseSetup, properties: [String], databaseName: String, clock: ContinuousClock.Instant, reporter: ProgressReporter
+    ) throws -> RestoreResult {
+        let manifest = reader.manifest
         if options.jobs > 1, options.create {
             let loaded = try runParallel(
                 Plan(reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
@@ -220,7 +284,7 @@ public struct RestoreRunner: Sendable {
         }
         var createdDatabase = false
         if options.create {
-            try createDatabase(databaseName, encoding: manifest.source.encoding)
+            try createDatabase(databaseName, encoding: manifest.source.encoding, setup: setup)
             createdDatabase = true
         }
         do {
@@ -254,6 +318,14 @@ public struct RestoreRunner: Sendable {
                 try restoreLargeObjects(largeObjects, from: reader, connection, reporter: reporter)
                 reporter.phase("committing")
                 try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
+                if createdDatabase {
+                    // After the data: settings such as default_transaction_read_only
+                    // must not act on the restore's own session.
+                    reporter.phase("setting the database's properties")
+                    try DatabaseSetup.apply(
+                        properties + setup.finalStatements(for: databaseName), target: options.target,
+                        during: "setting the database's owner, settings and privileges")
+                }
                 reporter.finish()
                 let duration = ContinuousClock.now - clock
                 return RestoreResult(
@@ -332,15 +404,17 @@ public struct RestoreRunner: Sendable {
         }
     }
 
-    func createDatabase(_ name: String, encoding: String, checkOnly: Bool = false) throws {
+    /// Creates database `name` with the archive's encoding and locale
+    /// (`setup`), or with `checkOnly` only checks that it does not exist.
+    func createDatabase(_ name: String, encoding: String, setup: DatabaseSetup? = nil, checkOnly: Bool = false) throws {
         let maintenance = try PostgresConnection(options.target.replacing(database: "postgres"), applicationName: "arca restore")
         let exists = try maintenance.query("SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1", [name], during: "looking up database \(name)")
         guard exists.rows.isEmpty else { throw RestoreError.databaseExists(name) }
         guard !checkOnly else { return }
+        let statement = DatabaseSetup.createStatement(
+            name, encoding: encoding, database: setup?.database, serverVersion: maintenance.serverVersionNumber)
         try step("creating database \(name)") {
-            try maintenance.execute(
-                "CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING \(SQLIdentifier.literal(encoding))",
-                during: "CREATE DATABASE")
+            try maintenance.execute(statement, during: "CREATE DATABASE")
         }
     }
 

@@ -16,6 +16,8 @@ public struct BackupRequest: Sendable {
     public var encrypt = true
     /// Stream to the bucket with no local copy.
     public var uploadOnly = false
+    /// Record the roles' password hashes (encrypted archives only).
+    public var withRolePasswords = false
 
     public init() {}
 }
@@ -55,6 +57,7 @@ extension Operations {
         options.encryptionKey = request.encrypt ? configuration.encryptionKey : nil
         options.cloud = configuration.cloud
         options.uploadOnly = request.uploadOnly
+        options.withRolePasswords = request.withRolePasswords
         options.postgresBinDirectory = configuration.postgresBinDirectory
         options.trigger = requester.trigger
         options.cancellation = cancellation

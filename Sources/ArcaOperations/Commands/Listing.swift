@@ -38,7 +38,8 @@ extension Operations {
         let reader = try ArchiveReader(source: source, key: configuration.encryptionKey)
         let integrity = BackupID(reader.manifest.backupId).flatMap(repository.verificationRecord)?.integrity ?? .unverified
         return Inspection(
-            manifest: reader.manifest, archive: archive.description, bytes: source.size, encrypted: reader.header.isEncrypted,
+            // Password hashes are restored, never shown.
+            manifest: reader.manifest.withoutPasswords, archive: archive.description, bytes: source.size, encrypted: reader.header.isEncrypted,
             integrity: integrity)
     }
 }
