@@ -278,6 +278,7 @@ public struct BackupRunner: Sendable {
             tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
             encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
             archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
+        if options.uploadOnly { copy.buffersPerWorker = 1 }
         let schemaStreamID = UInt32(tasks.count)
         let level = options.compressionLevel
         let snapshot = source.snapshot.source.snapshot

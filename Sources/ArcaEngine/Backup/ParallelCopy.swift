@@ -54,7 +54,11 @@ final class ParallelCopy: @unchecked Sendable {
     private(set) var tasksDone = 0
     private(set) var running: [String] = []
 
-    static let buffersPerWorker = 2
+    /// Two: the reader fills one while the encoder works on the other. One
+    /// when the destination is slower than either (a streamed upload):
+    /// overlapping them gains nothing there, and a chunk per worker is
+    /// memory the upload's own buffers need.
+    var buffersPerWorker = 2
 
     enum Item {
         case chunk(task: Int, ChunkBuffer)
@@ -84,8 +88,8 @@ final class ParallelCopy: @unchecked Sendable {
         let group = DispatchGroup()
         for _ in 0..<jobs {
             let queue = BoundedQueue<Item>(capacity: 1)
-            let pool = BoundedQueue<ChunkBuffer>(capacity: Self.buffersPerWorker)
-            for _ in 0..<Self.buffersPerWorker { try pool.push(ChunkBuffer(capacity: chunkSize)) }
+            let pool = BoundedQueue<ChunkBuffer>(capacity: buffersPerWorker)
+            for _ in 0..<buffersPerWorker { try pool.push(ChunkBuffer(capacity: chunkSize)) }
             // `abort` may come from another thread at any time: a queue
             // added after it is closed here, one added before it by `fail`.
             lock.lock()
