@@ -82,6 +82,8 @@ struct RestoreCommand: ParsableCommand {
         if !output.json, progress.progress != .json, confirm, let target = request.target ?? operations.configuration.database {
             let how = jobs > 1 && create
                 ? "with \(jobs) connections into a staging database, renamed to the target only when complete: on any failure the target is not created"
+                : create
+                ? "in one transaction (or, with more objects than one transaction can lock, in a staging database renamed to the target only when complete): on any failure the target is not created"
                 : "in one transaction: on any failure nothing changes"
             FileHandle.standardError.write(Data("Restoring into \(target.redacted) \(how).\n".utf8))
             if jobs > 1, !create {

@@ -124,8 +124,8 @@ extension RestoreError: ClassifiedError {
         switch self {
         case .notConfirmed: .refused
         case .unmatchedPatterns, .invalidOptions, .subsetNeedsDataOnly, .largeObjectsNotRestored, .noSchema, .refersToUnrestored: .invalid
-        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks: .conflict
-        case .requiresSuperuser, .truncateRefused, .table, .rowCountMismatch, .step: .failed
+        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks, .tooManyObjects: .conflict
+        case .requiresSuperuser, .truncateRefused, .table, .rowCountMismatch, .step, .lockTableFull: .failed
         }
     }
 

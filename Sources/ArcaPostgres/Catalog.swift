@@ -28,18 +28,22 @@ public struct TableDescriptor: Sendable, Equatable {
     public var copyColumnList: String { SQLIdentifier.columnList(columns) }
 }
 
-/// A sequence and its state.
-public struct SequenceState: Sendable, Equatable {
+/// A sequence and the column owning it.
+public struct SequenceDescriptor: Sendable, Equatable {
     public var schema: String
     public var name: String
-    public var lastValue: Int64
-    public var isCalled: Bool
     /// The table and column owning it (serial, identity, `OWNED BY`), if any.
     public var ownerSchema: String?
     public var ownerTable: String?
     public var ownerColumn: String?
 
     public var quotedName: String { SQLIdentifier.qualified(schema, name) }
+}
+
+/// A sequence's state: what `setval` gives back.
+public struct SequenceState: Sendable, Equatable {
+    public var lastValue: Int64
+    public var isCalled: Bool
 }
 
 /// The catalog queries the engine needs. All run in the caller's transaction,
@@ -95,10 +99,8 @@ public enum Catalog {
     }
 
     /// Every sequence outside the system schemas (and not an extension's),
-    /// with its current state and owning column. Sequence values are not
-    /// transactional: they are read as they are now, which inside a backup's
-    /// snapshot is at or past every value the snapshot's rows hold.
-    public static func sequences(_ connection: PostgresConnection) throws -> [SequenceState] {
+    /// with its owning column; `sequenceStates` reads their values.
+    public static func sequences(_ connection: PostgresConnection) throws -> [SequenceDescriptor] {
         let list = try connection.execute(
             """
             SELECT n.nspname, s.relname, tn.nspname, t.relname, a.attname
@@ -122,15 +124,32 @@ public enum Catalog {
             guard let schema = row[0], let name = row[1] else {
                 throw PostgresError.unexpectedResponse(during: "listing sequences", message: "a catalog row has no name")
             }
-            let quoted = SQLIdentifier.qualified(schema, name)
-            let state = try connection.execute(
-                "SELECT last_value::text, is_called FROM \(quoted)", during: "reading sequence \(schema).\(name)")
-            guard let value = state.rows.first?[0].flatMap({ Int64($0) }) else {
-                throw PostgresError.unexpectedResponse(during: "reading sequence \(schema).\(name)", message: "no value")
+            return SequenceDescriptor(schema: schema, name: name, ownerSchema: row[2], ownerTable: row[3], ownerColumn: row[4])
+        }
+    }
+
+    /// The state of each of `sequences`, in their order, in one query.
+    /// Sequence values are not transactional: they are read as they are
+    /// now, which inside a backup's snapshot is at or past every value the
+    /// snapshot's rows hold. Reading a sequence locks it until the
+    /// transaction (or subtransaction) ends.
+    public static func sequenceStates(_ sequences: some Collection<SequenceDescriptor>, _ connection: PostgresConnection) throws -> [SequenceState] {
+        guard !sequences.isEmpty else { return [] }
+        let query = sequences.enumerated().map { index, sequence in
+            "SELECT \(index), last_value::text, is_called FROM \(sequence.quotedName)"
+        }.joined(separator: " UNION ALL ")
+        let result = try connection.execute(query, during: "reading \(sequences.count) sequence(s)")
+        var states = [SequenceState?](repeating: nil, count: sequences.count)
+        for row in result.rows {
+            guard let index = row[0].flatMap({ Int($0) }), states.indices.contains(index),
+                  let value = row[1].flatMap({ Int64($0) }) else { continue }
+            states[index] = SequenceState(lastValue: value, isCalled: row[2] == "t")
+        }
+        return try zip(sequences, states).map { sequence, state in
+            guard let state else {
+                throw PostgresError.unexpectedResponse(during: "reading sequence \(sequence.schema).\(sequence.name)", message: "no value")
             }
-            return SequenceState(
-                schema: schema, name: name, lastValue: value, isCalled: state.rows.first?[1] == "t",
-                ownerSchema: row[2], ownerTable: row[3], ownerColumn: row[4])
+            return state
         }
     }
 
@@ -188,6 +207,35 @@ public enum Catalog {
         return Set(result.rows.compactMap { $0[0].flatMap { UInt32($0) } })
     }
 
+    /// What happened to a table since the transaction's snapshot.
+    public enum TableChangeSinceSnapshot: Sendable, Equatable {
+        /// Its name now names another table, or none: dropped or renamed.
+        case replaced
+        /// Its storage was replaced (see `rewrittenSinceSnapshot`).
+        case rewritten
+    }
+
+    /// A query that tells whether table `oid`, which the snapshot calls
+    /// `quotedName`, changed since the snapshot; `changeSinceSnapshot` reads
+    /// its result. A query, not a call, so the caller can send it in one
+    /// round trip with the lock it must hold first (see `rewrittenSinceSnapshot`).
+    public static func changeSinceSnapshotQuery(oid: UInt32, quotedName: String) -> String {
+        """
+        SELECT pg_catalog.to_regclass(\(SQLIdentifier.literal(quotedName))) IS DISTINCT FROM \(oid)::pg_catalog.oid,
+               c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
+          FROM pg_catalog.pg_class c WHERE c.oid = \(oid)::pg_catalog.oid
+        """
+    }
+
+    public static func changeSinceSnapshot(_ result: QueryResult) throws -> TableChangeSinceSnapshot? {
+        guard let row = result.rows.first, row.count == 2 else {
+            throw PostgresError.unexpectedResponse(during: "checking a table against the snapshot", message: "no catalog row")
+        }
+        if row[0] == "t" { return .replaced }
+        if row[1] == "t" { return .rewritten }
+        return nil
+    }
+
     /// OIDs of every large object, ascending.
     public static func largeObjects(_ connection: PostgresConnection) throws -> [UInt32] {
         try connection.execute("SELECT oid FROM pg_catalog.pg_largeobject_metadata ORDER BY oid", during: "listing large objects")
@@ -242,6 +290,26 @@ public enum Catalog {
             ancestors[child, default: []].append(parent)
         }
         return ancestors
+    }
+
+    /// The server's lock table: `max_locks_per_transaction`, and how many
+    /// objects all sessions together can hold locked, by PostgreSQL's
+    /// documented formula `max_locks_per_transaction × (max_connections +
+    /// max_prepared_transactions)`. One transaction may use all of it.
+    public static func lockTable(_ connection: PostgresConnection) throws -> (perTransaction: Int, capacity: Int) {
+        let row = try connection.execute(
+            """
+            SELECT pg_catalog.current_setting('max_locks_per_transaction'),
+                   pg_catalog.current_setting('max_connections'),
+                   pg_catalog.current_setting('max_prepared_transactions')
+            """, during: "reading the lock table's size").rows.first
+        guard let row, let perTransaction = row[0].flatMap({ Int($0) }), let connections = row[1].flatMap({ Int($0) }),
+              let prepared = row[2].flatMap({ Int($0) }) else {
+            throw PostgresError.unexpectedResponse(during: "reading the lock table's size", message: "no setting")
+        }
+        let (sessions, overflow1) = connections.addingReportingOverflow(prepared)
+        let (capacity, overflow2) = perTransaction.multipliedReportingOverflow(by: sessions)
+        return (perTransaction, overflow1 || overflow2 ? .max : capacity)
     }
 
     /// What a database holds besides what every new database has: a short

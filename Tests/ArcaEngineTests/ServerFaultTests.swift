@@ -165,6 +165,64 @@ struct ServerFaultTests {
         INSERT INTO orders SELECT g, 1 + g % 50, g * 3, 'note ' || g FROM generate_series(1, 2000) g;
         """
 
+    static let laterChanges = [
+        Change(statement: "TRUNCATE orders", refusal: .rewritten),
+        Change(statement: "ALTER TABLE orders ALTER COLUMN amount TYPE bigint", refusal: .rewritten),
+        Change(
+            statement: "ALTER TABLE orders RENAME TO orders_old; CREATE TABLE orders (id int PRIMARY KEY, customer int, amount int, note text)",
+            refusal: .droppedOrRenamed),
+        Change(statement: "ALTER TABLE orders DROP COLUMN note", refusal: .columnDroppedOrRenamed),
+    ]
+
+    /// The backup checks every table under its lock once, then lets the
+    /// locks go (a database of many tables would not fit in the server's
+    /// lock table); a change after that check and before the table's copy
+    /// must be refused all the same, by the worker that copies it.
+    @Test(arguments: laterChanges)
+    func aTableChangedAfterTheBackupCheckedIt(_ change: Change) throws {
+        let source = try TestDatabase("later_src")
+        defer { source.drop() }
+        try source.execute(Self.schema)
+        let changer = try source.connect()
+        defer { changer.close() }
+        // A backup that kept its locks would wait for nothing here, and
+        // this change would wait for it: bounded, so that fails, not hangs.
+        try changer.execute("SET lock_timeout = '5s'")
+
+        let folder = TestPaths.temporaryDirectory("later")
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        var options = BackupOptions(source: source.connectionString, repository: Repository(root: folder + "/repo"))
+        options.jobs = 1
+        final class ChangeMade: @unchecked Sendable {
+            var made = false
+            var error: (any Error)?
+        }
+        let made = ChangeMade()
+        // Reported before the workers start: the change lands after the
+        // backup's check and before any copy.
+        let outcome = Result {
+            try BackupRunner(options: options).run(progress: { progress in
+                guard progress.phase == "copying tables", !made.made else { return }
+                made.made = true
+                do { try changer.execute(change.statement) } catch { made.error = error }
+            })
+        }
+        #expect(made.made && made.error == nil, "the change could not be made during the backup: \(String(describing: made.error))")
+        switch outcome {
+        case .success(let result):
+            Issue.record("the backup succeeded (\(result.rows) rows) although the table \(String(describing: change.refusal))")
+        case .failure(let error):
+            if case BackupError.tableChanged(let table, let reported) = error {
+                #expect(table == "public.orders")
+                #expect(reported == change.refusal)
+            } else {
+                Issue.record("a misleading error: \(error)")
+            }
+        }
+        #expect(Steps.files(in: options.repository.localDirectory).isEmpty)
+        #expect(Steps.files(in: options.repository.temporaryDirectory).isEmpty)
+    }
+
     @Test(arguments: changes)
     func aTableChangedWhileTheBackupWaitsForItsLock(_ change: Change) throws {
         let source = try TestDatabase("change_src")

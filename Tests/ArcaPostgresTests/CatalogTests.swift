@@ -51,8 +51,10 @@ import Testing
         try connection.execute("SET search_path = ''")
         let sequences = try Catalog.sequences(connection)
         #expect(sequences.map(\.name) == ["standalone", "t_id_seq", "t_n_seq"])
-        #expect(sequences[0].lastValue == 10 && sequences[0].isCalled && sequences[0].ownerTable == nil)
-        #expect(sequences[1].lastValue == 2 && sequences[1].ownerColumn == "id")
-        #expect(sequences[2].isCalled == false && sequences[2].ownerColumn == "n")
+        #expect(sequences[0].ownerTable == nil && sequences[1].ownerColumn == "id" && sequences[2].ownerColumn == "n")
+        let states = try Catalog.sequenceStates(sequences, connection)
+        #expect(states[0].lastValue == 10 && states[0].isCalled)
+        #expect(states[1].lastValue == 2 && states[1].isCalled)
+        #expect(states[2].lastValue == 1 && !states[2].isCalled)
     }
 }

@@ -232,8 +232,7 @@ public struct BackupRunner: Sendable {
         }
         let snapshot = try openSnapshot(connection)
         let tables = try selectTables(connection)
-        try lock(tables, connection)
-        try refuseRewrittenTables(tables, connection)
+        let sizes = try checkTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
         let roles: [Manifest.Role]
         do {
@@ -245,7 +244,7 @@ public struct BackupRunner: Sendable {
         }
         do {
             return Source(
-                connection: connection, snapshot: snapshot, tables: tables, sizes: try relationSizes(tables, connection),
+                connection: connection, snapshot: snapshot, tables: tables, sizes: sizes,
                 sequences: sequences,
                 tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
                 objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
@@ -417,18 +416,6 @@ public struct BackupRunner: Sendable {
         return try cloud.beginWrite(startedAt: date, staging: staging)
     }
 
-    /// Exact sizes, now that the tables are locked (the catalog's relpages
-    /// may be stale): they order the work and decide which tables to split.
-    private func relationSizes(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws -> [UInt64] {
-        guard !tables.isEmpty else { return [] }
-        do {
-            let sizes = try Catalog.relationSizes(tables.map(\.oid), connection)
-            return tables.map { sizes[$0.oid] ?? $0.estimatedBytes }
-        } catch let error as PostgresError {
-            throw BackupError.snapshot(error)
-        }
-    }
-
     /// One task per table, except tables over the split threshold, which
     /// become one task per range of pages, in order: at least one per job,
     /// about one per threshold's worth of pages, at most 64. The last range
@@ -448,14 +435,14 @@ public struct BackupRunner: Sendable {
                     var condition = "ctid >= '(\(first),0)'::pg_catalog.tid"
                     if let end { condition += " AND ctid < '(\(end),0)'::pg_catalog.tid" }
                     tasks.append(CopyTask(
-                        table: index, stream: UInt32(tasks.count),
+                        table: index, oid: table.oid, quotedTable: table.quotedName, stream: UInt32(tasks.count),
                         sql: "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT",
                         name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
                         estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
                 }
             } else {
                 tasks.append(CopyTask(
-                    table: index, stream: UInt32(tasks.count),
+                    table: index, oid: table.oid, quotedTable: table.quotedName, stream: UInt32(tasks.count),
                     sql: "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", name: table.qualifiedName,
                     estimatedBytes: size))
             }
@@ -511,55 +498,111 @@ public struct BackupRunner: Sendable {
 
     /// Sequences owned by backed-up tables, and standalone sequences unless
     /// `--table` narrowed the backup.
+    /// Reading a sequence locks it: the values are read in batches whose
+    /// locks are released, as `checkTables` does for the tables.
     private func selectSequences(_ connection: PostgresConnection, tables: [TableDescriptor]) throws -> [Manifest.Sequence] {
         let selected = Set(tables.map(\.qualifiedName))
         do {
-            return try Catalog.sequences(connection).compactMap { sequence in
+            let sequences = try Catalog.sequences(connection).filter { sequence in
                 let owner = zip(sequence.ownerSchema, sequence.ownerTable, sequence.ownerColumn)
-                let keep = owner.map { selected.contains("\($0.0).\($0.1)") } ?? options.tables.include.isEmpty
-                guard keep else { return nil }
-                return Manifest.Sequence(
-                    schema: sequence.schema, name: sequence.name, lastValue: sequence.lastValue, isCalled: sequence.isCalled,
-                    ownedBy: owner.map { Manifest.Sequence.Owner(schema: $0.0, table: $0.1, column: $0.2) })
+                return owner.map { selected.contains("\($0.0).\($0.1)") } ?? options.tables.include.isEmpty
             }
+            var entries: [Manifest.Sequence] = []
+            entries.reserveCapacity(sequences.count)
+            for first in stride(from: 0, to: sequences.count, by: Self.lockBatch) {
+                let batch = sequences[first..<min(sequences.count, first + Self.lockBatch)]
+                let states = try releasingLocks(connection) { try Catalog.sequenceStates(batch, connection) }
+                for (sequence, state) in zip(batch, states) {
+                    let owner = zip(sequence.ownerSchema, sequence.ownerTable, sequence.ownerColumn)
+                    entries.append(Manifest.Sequence(
+                        schema: sequence.schema, name: sequence.name, lastValue: state.lastValue, isCalled: state.isCalled,
+                        ownedBy: owner.map { Manifest.Sequence.Owner(schema: $0.0, table: $0.1, column: $0.2) }))
+                }
+            }
+            return entries
         } catch let error as PostgresError {
             throw BackupError.snapshot(error)
         }
     }
 
-    /// Takes ACCESS SHARE locks on every table up front, as pg_dump does, so
-    /// a concurrent DROP or ALTER waits for the backup instead of breaking it.
-    private func lock(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws {
-        for table in tables {
-            do {
-                try connection.execute("LOCK TABLE ONLY \(table.quotedName) IN ACCESS SHARE MODE", during: "locking \(table.qualifiedName)")
-            } catch let error as PostgresError where error.sqlState == "55P03" {
-                throw BackupError.lockTimeout(table.qualifiedName, milliseconds: options.lockTimeoutMilliseconds)
-            } catch let error as PostgresError where error.sqlState == "42P01" {
-                // The lock waited for a DROP or RENAME to commit; the name
-                // is looked up again once the lock is granted, and is gone.
-                throw BackupError.tableChanged(table.qualifiedName, .droppedOrRenamed)
-            } catch {
-                throw BackupError.table(table.qualifiedName, error)
+    /// Tables locked, checked and measured at once by `checkTables`, and
+    /// sequences read at once: each batch's locks are released at its end.
+    static let lockBatch = 500
+
+    /// Waits for each table's ACCESS SHARE lock, as pg_dump does, so that
+    /// DDL under way when the snapshot was taken has committed; refuses a
+    /// table it dropped, renamed or rewrote; and measures the tables (the
+    /// catalog's relpages may be stale): the sizes order the work and decide
+    /// which tables to split.
+    ///
+    /// The locks are not kept: each batch runs in a subtransaction rolled
+    /// back at its end, which releases them. Holding one on every table
+    /// until the end, beside pg_dump's own on every table and the workers',
+    /// overflows the server's lock table on a database of many tables
+    /// (10,000 at the default max_locks_per_transaction). The copy workers
+    /// lock and check each table again in their short transactions, so a
+    /// change that comes later is refused all the same (`ParallelCopy`).
+    private func checkTables(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws -> [UInt64] {
+        var sizes: [UInt64] = []
+        sizes.reserveCapacity(tables.count)
+        for first in stride(from: 0, to: tables.count, by: Self.lockBatch) {
+            let batch = tables[first..<min(tables.count, first + Self.lockBatch)]
+            try releasingLocks(connection) {
+                for table in batch { try lock(table, connection) }
+                let oids = batch.map(\.oid)
+                let rewritten: Set<UInt32>
+                let measured: [UInt32: UInt64]
+                do {
+                    rewritten = try Catalog.rewrittenSinceSnapshot(oids, connection)
+                    measured = try Catalog.relationSizes(oids, connection)
+                } catch let error as PostgresError {
+                    throw BackupError.snapshot(error)
+                }
+                // A table truncated or rewritten after the snapshot and
+                // before its lock would be copied as empty, silently:
+                // refuse instead. (VACUUM FULL and CLUSTER keep the rows
+                // visible but cannot be told apart; a rare retry is the
+                // price of never losing a table's rows.)
+                if let table = batch.first(where: { rewritten.contains($0.oid) }) {
+                    throw BackupError.tableChanged(table.qualifiedName, .rewritten)
+                }
+                sizes += batch.map { measured[$0.oid] ?? $0.estimatedBytes }
             }
         }
+        return sizes
     }
 
-    /// A table truncated or rewritten after the snapshot and before its lock
-    /// would be copied as empty, silently: refuse instead. (VACUUM FULL and
-    /// CLUSTER keep the rows visible but cannot be told apart; a rare retry
-    /// is the price of never losing a table's rows.)
-    private func refuseRewrittenTables(_ tables: [TableDescriptor], _ connection: PostgresConnection) throws {
-        guard !tables.isEmpty else { return }
-        let rewritten: Set<UInt32>
+    /// Takes the ACCESS SHARE lock on one table (see `checkTables`).
+    private func lock(_ table: TableDescriptor, _ connection: PostgresConnection) throws {
         do {
-            rewritten = try Catalog.rewrittenSinceSnapshot(tables.map(\.oid), connection)
+            try connection.execute("LOCK TABLE ONLY \(table.quotedName) IN ACCESS SHARE MODE", during: "locking \(table.qualifiedName)")
+        } catch let error as PostgresError where error.sqlState == "55P03" {
+            throw BackupError.lockTimeout(table.qualifiedName, milliseconds: options.lockTimeoutMilliseconds)
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            // The lock waited for a DROP or RENAME to commit; the name
+            // is looked up again once the lock is granted, and is gone.
+            throw BackupError.tableChanged(table.qualifiedName, .droppedOrRenamed)
+        } catch {
+            throw BackupError.table(table.qualifiedName, error)
+        }
+    }
+
+    /// Runs `body` in a subtransaction rolled back at its end: what it read
+    /// stays read, and the locks it took are released, while the snapshot
+    /// transaction goes on.
+    private func releasingLocks<T>(_ connection: PostgresConnection, _ body: () throws -> T) throws -> T {
+        do {
+            try connection.execute("SAVEPOINT arca_locks", during: "starting a subtransaction")
         } catch let error as PostgresError {
             throw BackupError.snapshot(error)
         }
-        if let table = tables.first(where: { rewritten.contains($0.oid) }) {
-            throw BackupError.tableChanged(table.qualifiedName, .rewritten)
+        let value = try body()
+        do {
+            try connection.execute("ROLLBACK TO SAVEPOINT arca_locks; RELEASE SAVEPOINT arca_locks", during: "releasing locks")
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
         }
+        return value
     }
 }
 

@@ -5,6 +5,9 @@ import Foundation
 /// One unit of work: a table, or one ctid range of a big one.
 struct CopyTask: Sendable {
     var table: Int
+    /// The table's OID and quoted name, to lock and check it.
+    var oid: UInt32
+    var quotedTable: String
     var stream: UInt32
     var sql: String
     /// `public.x`, or `public.x part 2/4` for a range of a split table.
@@ -20,6 +23,12 @@ struct CopyResult: Sendable {
 }
 
 /// Streams many COPYs into one archive in parallel, inside one snapshot.
+///
+/// Each task runs in a short transaction of its own that imports the
+/// backup's exported snapshot, waits for the table's ACCESS SHARE lock and
+/// checks that the table is still the one the snapshot saw (not dropped,
+/// renamed or rewritten since): its lock is released at its commit, so the
+/// workers never hold more than one lock each, whatever the number of tables.
 ///
 /// Each of `jobs` workers is two threads joined by a bounded queue:
 ///
@@ -152,13 +161,6 @@ final class ParallelCopy: @unchecked Sendable {
         do {
             connection = try PostgresConnection(source, applicationName: "arca backup")
             try SessionSettings.apply(to: connection, encoding: encoding)
-            try connection.execute(
-                """
-                BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
-                SET TRANSACTION SNAPSHOT \(SQLIdentifier.literal(snapshot));
-                SET LOCAL row_security = off;
-                SET LOCAL lock_timeout = \(lockTimeoutMilliseconds)
-                """, during: "joining the backup's snapshot")
         } catch let error as PostgresError {
             fail(BackupError.snapshot(error))
             return
@@ -170,6 +172,12 @@ final class ParallelCopy: @unchecked Sendable {
             let index = order[position]
             let task = tasks[index]
             lock.lock(); running.append(task.name); lock.unlock()
+            do {
+                try begin(task, connection)
+            } catch {
+                fail(error)
+                return
+            }
             do {
                 guard var buffer = pool.pop() else { return }
                 let rows = try connection.copyOut(task.sql, during: "COPY of \(task.name)") { row in
@@ -191,6 +199,7 @@ final class ParallelCopy: @unchecked Sendable {
                 } else {
                     try pool.push(buffer)
                 }
+                try connection.execute("COMMIT", during: "ending the transaction of \(task.name)")
                 try queue.push(.end(task: index, rows: rows))
             } catch is BoundedQueue<Item>.Closed {
                 return
@@ -213,7 +222,41 @@ final class ParallelCopy: @unchecked Sendable {
             }
             lock.lock(); running.removeAll { $0 == task.name }; lock.unlock()
         }
-        _ = try? connection.execute("COMMIT")
+    }
+
+    /// Starts `task`'s transaction in the backup's snapshot, waits for the
+    /// table's lock and refuses a table changed since the snapshot, in one
+    /// round trip. The name is looked up in the current catalog once the
+    /// lock is granted; the snapshot's `relfilenode` against the current
+    /// file tells a rewrite (TRUNCATE, a rewriting ALTER TABLE), which an
+    /// older snapshot would read as an empty table.
+    private func begin(_ task: CopyTask, _ connection: PostgresConnection) throws {
+        let table = Self.tableName(task.name)
+        let check: QueryResult
+        do {
+            check = try connection.execute(
+                """
+                BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                SET TRANSACTION SNAPSHOT \(SQLIdentifier.literal(snapshot));
+                SET LOCAL row_security = off;
+                SET LOCAL lock_timeout = \(lockTimeoutMilliseconds);
+                LOCK TABLE ONLY \(task.quotedTable) IN ACCESS SHARE MODE;
+                \(Catalog.changeSinceSnapshotQuery(oid: task.oid, quotedName: task.quotedTable))
+                """, during: "locking \(table) in the backup's snapshot")
+        } catch let error where Self.isLockTimeout(error) {
+            throw BackupError.lockTimeout(table, milliseconds: lockTimeoutMilliseconds)
+        } catch let error as PostgresError where error.sqlState == "42P01" {
+            // The lock waited for a DROP or RENAME to commit; the name is
+            // looked up again once the lock is granted, and is gone.
+            throw BackupError.tableChanged(table, .droppedOrRenamed)
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+        switch try Catalog.changeSinceSnapshot(check) {
+        case nil: return
+        case .replaced: throw BackupError.tableChanged(table, .droppedOrRenamed)
+        case .rewritten: throw BackupError.tableChanged(table, .rewritten)
+        }
     }
 
     private func encoderLoop(queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) {

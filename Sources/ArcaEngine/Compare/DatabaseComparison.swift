@@ -78,7 +78,13 @@ public struct DatabaseComparison: Sendable {
                                   AND d.objid = c.oid AND d.deptype = 'e')
              ORDER BY 1
             """, during: "listing relations")
-        for row in relations.rows {
+        for (index, row) in relations.rows.enumerated() {
+            // Reading a relation locks it until the transaction ends: every
+            // 100 relations the locks are released (the snapshot stays), so
+            // a database of many tables does not fill the server's lock table.
+            if index % 100 == 0 {
+                try connection.execute(index == 0 ? "SAVEPOINT arca_compare" : "ROLLBACK TO SAVEPOINT arca_compare", during: "releasing locks")
+            }
             guard let name = row[0], let kind = row[1] else { continue }
             switch kind {
             case "S":

@@ -2,7 +2,9 @@ import ArcaFormat
 import ArcaPostgres
 import Foundation
 
-/// `restore --jobs N --create`: parallel, and still all or nothing.
+/// `restore --jobs N --create`, and `restore --create` of an archive with
+/// more objects than one transaction can lock: in many transactions, and
+/// still all or nothing.
 ///
 /// Parallel connections cannot share one transaction, so atomicity comes
 /// from the database name instead: everything is restored into a staging
@@ -10,12 +12,14 @@ import Foundation
 /// step succeeded is it renamed to the target's name. A failure drops the
 /// staging database; the target name never exists half-restored.
 ///
-/// Inside the staging database: the pre-data section in one transaction;
-/// then the tables, largest first, on `jobs` connections (a table of one
+/// Inside the staging database: the pre-data section in a series of short
+/// transactions (each holds few locks, however many objects the archive
+/// has); then the tables, largest first, on `jobs` connections (a table of one
 /// part with TRUNCATE and `COPY … FREEZE` in one transaction, so its rows are
 /// written frozen and need no later vacuum; the parts of a split table each
 /// on their own); then indexes and keys in parallel; then the rest of
-/// post-data, sequences and large objects in order.
+/// post-data and the sequences in short transactions, and the large
+/// objects' contents, in order.
 extension RestoreRunner {
     struct Plan: Sendable {
         var reader: ArchiveReader
@@ -39,10 +43,14 @@ extension RestoreRunner {
         do {
             let main = try PostgresConnection(stagingTarget, applicationName: "arca restore")
             try SessionSettings.apply(to: main, encoding: encoding)
+            try main.execute(SessionSettings.bulkLoad, during: "tuning the session for the schema")
+            // Half the locks the server reserves per transaction: a
+            // statement of the schema locks about one object that its
+            // transaction does not hold yet (a table, then its owner and
+            // privileges; an index; a large object's owner).
+            let statementsPerTransaction = max(1, try step("reading the server's lock table size") { try Catalog.lockTable(main) }.perTransaction / 2)
             reporter.phase("creating the schema")
-            try main.execute("BEGIN", during: "starting the schema transaction")
-            try runScript(plan.scripts.preData, "creating the schema (pre-data)", main)
-            try step("committing the schema") { try main.execute("COMMIT", during: "COMMIT") }
+            try runInTransactions(plan.scripts.preData, "creating the schema (pre-data)", main, size: statementsPerTransaction)
 
             reporter.phase("loading tables")
             let loaded = try loadInParallel(plan, into: stagingTarget, reporter: reporter)
@@ -65,10 +73,15 @@ extension RestoreRunner {
             try SessionSettings.apply(to: main, encoding: encoding)
             try main.execute(SessionSettings.bulkLoad, during: "tuning the session for index builds")
             reporter.phase("building foreign keys, triggers and the rest")
-            try main.execute("BEGIN", during: "starting the post-data transaction")
-            try runScript(postData.header + postData.serial, "building foreign keys, triggers and the rest of post-data", main)
+            let rest = "building foreign keys, triggers and the rest of post-data"
+            try runScript(postData.header, rest, main)
+            try runInTransactions(postData.serial, rest, main, size: statementsPerTransaction)
             try SessionSettings.apply(to: main, encoding: encoding)
-            try step("restoring sequence values") { try restoreSequences(of: plan.tables, manifest: manifest, subset: plan.subset, main) }
+            try step("restoring sequence values") {
+                try restoreSequences(of: plan.tables, manifest: manifest, subset: plan.subset, main, batch: statementsPerTransaction, committing: true)
+            }
+            // Writing a large object's contents locks no object.
+            try main.execute("BEGIN", during: "starting the large objects' transaction")
             try restoreLargeObjects(plan.largeObjects, from: plan.reader, main, reporter: reporter)
             try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
             main.close()

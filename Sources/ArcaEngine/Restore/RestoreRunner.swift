@@ -101,6 +101,11 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case refersToUnrestored(String)
     /// The pre-flight: everything the target server lacks, at once.
     case targetLacks([String])
+    /// The restore would lock more objects in its one transaction than the
+    /// server's lock table holds (checked before anything changes).
+    case tooManyObjects(objects: Int, capacity: Int, maxLocksPerTransaction: Int)
+    /// The server ran out of lock table space during the restore.
+    case lockTableFull(any Error)
 
     public var description: String {
         switch self {
@@ -137,6 +142,10 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "The archive holds \(count) large object(s), which a --table restore does not restore. Add --no-large-objects to restore the tables without them. Nothing was changed."
         case .refersToUnrestored(let message):
             return "A restored table refers to a table that is not restored (\(message)): a foreign key or an inheritance needs it. Add that table with --table. The transaction was rolled back; the target is unchanged."
+        case .tooManyObjects(let objects, let capacity, let perTransaction):
+            return "This restore runs in one transaction, which would lock at least \(objects) objects until it commits, but the server's lock table holds \(capacity) (max_locks_per_transaction \(perTransaction) × (max_connections + max_prepared_transactions)). Restore into a new database with --create, which builds it in a series of transactions and renames it when complete; or restore fewer tables at a time with --table; or raise max_locks_per_transaction on the target server (it takes a restart). Nothing was changed."
+        case .lockTableFull(let error):
+            return "The server ran out of room in its lock table during the restore's one transaction (\(error)). Restore into a new database with --create, which builds it in a series of transactions, or raise max_locks_per_transaction on the target server (it takes a restart). The transaction was rolled back; the target is unchanged."
         case .subsetNeedsDataOnly:
             return "This archive does not record which schema objects belong to each table, so a subset of its tables cannot be restored with their schema. Create the schema first and restore with --data-only. Nothing was changed."
         case .targetLacks(let missing):
@@ -270,7 +279,16 @@ public struct RestoreRunner: Sendable {
         setup: DatabaseSetup, properties: [String], databaseName: String, clock: ContinuousClock.Instant, reporter: ProgressReporter
     ) throws -> RestoreResult {
         let manifest = reader.manifest
-        if options.jobs > 1, options.create {
+        // A restore that fits in one transaction runs in one; with --create,
+        // one that does not is built in a staging database in a series of
+        // transactions and renamed when complete, as a parallel one is.
+        // Into an existing database it is refused before anything changes.
+        let lockedObjects = options.dataOnly ? tables.count : scripts.lockedObjects
+        var staged = options.create && options.jobs > 1
+        if options.create, !staged {
+            staged = try !fitsInOneTransaction(lockedObjects, server: options.target.replacing(database: "postgres"))
+        }
+        if staged {
             let loaded = try runParallel(
                 Plan(reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
                 reporter: reporter)
@@ -292,6 +310,13 @@ public struct RestoreRunner: Sendable {
             if !options.dataOnly, !options.clean {
                 let objects = try step("checking that the target is empty") { try Catalog.userObjects(connection) }
                 guard objects.isEmpty else { throw RestoreError.targetNotEmpty(database: connection.database, objects: objects) }
+            }
+            if !options.create {
+                let lockTable = try step("reading the server's lock table size") { try Catalog.lockTable(connection) }
+                guard lockedObjects <= lockTable.capacity else {
+                    throw RestoreError.tooManyObjects(
+                        objects: lockedObjects, capacity: lockTable.capacity, maxLocksPerTransaction: lockTable.perTransaction)
+                }
             }
             try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
             // One transaction: its commit is synchronous whatever the
@@ -336,11 +361,48 @@ public struct RestoreRunner: Sendable {
             } catch {
                 // A lost connection has rolled back on the server already.
                 if connection.isAlive { _ = try? connection.execute("ROLLBACK") }
+                if Self.isOutOfLockSpace(error) { throw RestoreError.lockTableFull(error) }
                 throw error
             }
         } catch {
             if createdDatabase { dropDatabase(databaseName) }
             throw error
+        }
+    }
+
+    /// Whether `objects` locked objects fit in the lock table of the
+    /// server (asked through `server`, a connection string to one of its
+    /// databases).
+    func fitsInOneTransaction(_ objects: Int, server: ConnectionString) throws -> Bool {
+        try step("reading the server's lock table size") {
+            objects <= (try Catalog.lockTable(try PostgresConnection(server, applicationName: "arca restore"))).capacity
+        }
+    }
+
+    /// "out of shared memory" (SQLSTATE 53200), with the hint to raise
+    /// max_locks_per_transaction: the lock table is full. It arrives
+    /// wrapped in the step or table that met it.
+    static func isOutOfLockSpace(_ error: any Error) -> Bool {
+        switch error {
+        case let error as PostgresError: error.sqlState == "53200"
+        case RestoreError.step(_, let inner), RestoreError.table(_, let inner): isOutOfLockSpace(inner)
+        default: false
+        }
+    }
+
+    /// Runs statements in a series of transactions of at most `size`
+    /// statements each, as pg_restore commits every object on its own: in
+    /// the staging database nobody sees the schema half-built, and no
+    /// transaction holds more locks than the server's lock table has room
+    /// for, however many objects the archive holds.
+    func runInTransactions(
+        _ statements: [SQLScript.Statement], _ what: String, _ connection: PostgresConnection, size: Int
+    ) throws {
+        let size = max(1, size)
+        for first in stride(from: 0, to: statements.count, by: size) {
+            try step(what) { try connection.execute("BEGIN", during: what) }
+            try runScript(statements[first..<min(statements.count, first + size)], what, connection)
+            try step(what) { try connection.execute("COMMIT", during: what) }
         }
     }
 
@@ -365,7 +427,7 @@ public struct RestoreRunner: Sendable {
 
     /// Runs statements as one script: the server parses them, so nothing
     /// of the text is cut or joined by guesswork.
-    func runScript(_ statements: [SQLScript.Statement], _ what: String, _ connection: PostgresConnection) throws {
+    func runScript(_ statements: some Sequence<SQLScript.Statement>, _ what: String, _ connection: PostgresConnection) throws {
         try runScript(SQLScript.joined(statements), what, connection)
     }
 
@@ -492,16 +554,24 @@ public struct RestoreRunner: Sendable {
     /// Gives the sequences their state from the snapshot: those owned by a
     /// restored column, and standalone ones when the whole archive is
     /// restored. The snapshot's value is at or past every restored value the
-    /// sequence generated.
-    func restoreSequences(of tables: [Manifest.Table], manifest: Manifest, subset: Bool, _ connection: PostgresConnection) throws {
+    /// sequence generated. `setval` calls go `batch` to a statement; with
+    /// `committing`, each statement is a transaction of its own (`setval`
+    /// locks its sequence).
+    func restoreSequences(
+        of tables: [Manifest.Table], manifest: Manifest, subset: Bool, _ connection: PostgresConnection,
+        batch: Int = 500, committing: Bool = false
+    ) throws {
         let restored = Set(tables.map(\.qualifiedName))
-        for sequence in manifest.sequences {
-            let keep = sequence.ownedBy.map { restored.contains("\($0.schema).\($0.table)") } ?? !subset
-            guard keep else { continue }
+        let calls = manifest.sequences.filter { sequence in
+            sequence.ownedBy.map { restored.contains("\($0.schema).\($0.table)") } ?? !subset
+        }.map { sequence in
             let name = SQLIdentifier.qualified(sequence.schema, sequence.name)
-            try connection.execute(
-                "SELECT pg_catalog.setval(\(SQLIdentifier.literal(name)), \(sequence.lastValue), \(sequence.isCalled))",
-                during: "setting sequence \(sequence.schema).\(sequence.name)")
+            return "pg_catalog.setval(\(SQLIdentifier.literal(name)), \(sequence.lastValue), \(sequence.isCalled))"
+        }
+        let batch = max(1, batch)
+        for first in stride(from: 0, to: calls.count, by: batch) {
+            let select = "SELECT " + calls[first..<min(calls.count, first + batch)].joined(separator: ", ")
+            try connection.execute(committing ? "BEGIN; \(select); COMMIT" : select, during: "setting sequence values")
         }
     }
 

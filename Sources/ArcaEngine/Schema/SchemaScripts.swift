@@ -60,6 +60,27 @@ struct SchemaScripts: Sendable {
         return scripts
     }
 
+    /// At least how many objects a restore of these scripts locks until its
+    /// transaction ends: the relations it creates (tables, sequences, views,
+    /// indexes and keys) and the large objects whose owner it sets. A lower
+    /// bound: a table's TOAST table and index are locked too, and a
+    /// statement locks the objects it refers to.
+    var lockedObjects: Int {
+        (preData + postData).reduce(0) { count, statement in
+            count + (Self.createsRelation(statement) || statement.starts(with: "alter", "large", "object") ? 1 : 0)
+        }
+    }
+
+    static func createsRelation(_ statement: SQLScript.Statement) -> Bool {
+        guard statement.starts(with: "create") else { return PostDataScript.buildsIndex(statement) }
+        var words = statement.leadingTokens.dropFirst()
+        if words.first == .word("unlogged") || words.first == .word("foreign") || words.first == .word("materialized")
+            || words.first == .word("unique") {
+            words = words.dropFirst()
+        }
+        return [.word("table"), .word("sequence"), .word("view"), .word("index")].contains(words.first)
+    }
+
     /// The statements `withClean` has between its common prefix and suffix with `plain`.
     static func insertedStatements<Element: Equatable>(plain: [Element], withClean: [Element]) -> ArraySlice<Element> {
         var prefix = 0
