@@ -537,6 +537,15 @@ public final class S3Client: Sendable {
         case .bytes(let body)?: request.body = .bytes(body)
         // Read afresh for every attempt, a piece at a time: never the whole part in memory.
         case .source(let source, let range)?: request.body = .stream(SourcePieces(source: source, range: range), length: .known(Int64(range.count)))
+        case .wholeSource(let source, let range)?:
+            var body = ByteBufferAllocator().buffer(capacity: Int(range.count))
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                var piece = try SourcePieces.read(source, at: offset, end: range.upperBound)
+                offset += UInt64(piece.readableBytes)
+                body.writeBuffer(&piece)
+            }
+            request.body = .bytes(body)
         case nil: break
         }
 

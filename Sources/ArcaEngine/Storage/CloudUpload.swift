@@ -114,19 +114,19 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
 
 /// Bytes from synchronous writer threads to one asynchronous uploader, cut
 /// into parts as they are written. Each part is staged in a file of its own
-/// (two files: one being filled while the other uploads) and read back a
-/// piece at a time when it is sent, so memory holds none of it: a part is
-/// at least 5 MiB (S3's rule) and needs its Content-MD5 before its first
-/// byte goes, which in memory cost 16 MiB next to the backup's own buffers.
+/// (two files: one being filled while the other uploads), so memory holds
+/// at most the part being sent, read back whole for each attempt (see
+/// `SourcePart.readWholeWhenSent` for why not streamed): a part is at least
+/// 5 MiB (S3's rule) and needs its Content-MD5 before its first byte goes,
+/// and two of them in memory cost 16 MiB next to the backup's buffers.
 /// The writer blocks while both files are taken. The files are unlinked as
 /// soon as they are opened: a crash leaves nothing behind.
 final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchecked Sendable {
     typealias Element = SourcePart
 
-    /// 8 MiB parts, twice as large after every 1,250 parts up to 1 GiB: a
-    /// 10 GB archive in 8 MiB parts, S3's 10,000 parts reach 2.5 TB, and the
-    /// staged bytes never exceed two parts.
-    static func partSize(number: Int) -> Int { (8 << 20) << Swift.min(7, (Swift.max(1, number) - 1) / 1_250) }
+    /// 8 MiB parts for the first 5,000, then 16 MiB: S3's 10,000 parts hold
+    /// 120 GB, and the part being sent is at most 16 MiB of memory.
+    static func partSize(number: Int) -> Int { number <= 5_000 ? 8 << 20 : 16 << 20 }
 
     private let condition = NSCondition()
     private var free: [StagedPart]
@@ -256,7 +256,7 @@ final class StagedPart: ByteSource, @unchecked Sendable {
 
     deinit { close(descriptor) }
 
-    var whole: SourcePart { SourcePart(source: self, range: 0..<size) }
+    var whole: SourcePart { SourcePart(source: self, range: 0..<size, readWholeWhenSent: true) }
 
     func reset() throws {
         guard ftruncate(descriptor, 0) == 0 else { throw RepositoryError.fromErrno("truncate a staged upload part in", folder) }
