@@ -277,7 +277,9 @@ public struct RestoreRunner: Sendable {
     func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
-        let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
+        let tools = try PostgresTools.locate(
+            "pg_restore", for: .reading(dumpVersion: schema.pgDumpVersion, serverMajor: serverMajor),
+            directory: options.postgresBinDirectory)
         // A private folder for pg_restore's object list (names only; the dump
         // itself goes to pg_restore through a pipe).
         let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
