@@ -169,6 +169,13 @@ find_root() {
   fi
 }
 
+# Is PATH (a /proc/PID/exe link) a postgres binary? The kernel appends
+# " (deleted)" when the binary was removed under the running server.
+is_postgres_binary() {
+  local name=${1##*/}
+  [[ "$name" == postgres || "$name" == "postgres (deleted)" ]]
+}
+
 # PIDs of postgres processes whose cwd is DATA: the postmaster and its children,
 # including orphans of a postmaster that was kill -9'd.
 cluster_pids() {
@@ -176,7 +183,7 @@ cluster_pids() {
   for p in /proc/[0-9]*; do
     [[ "$(readlink "$p/cwd" 2>/dev/null)" == "$data" ]] || continue
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    [[ "${exe##*/}" == postgres ]] || continue
+    is_postgres_binary "$exe" || continue
     printf '%s\n' "${p#/proc/}"
   done
 }
@@ -189,7 +196,7 @@ is_running() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$data" ]] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ "${exe##*/}" == postgres ]]
+  is_postgres_binary "$exe"
 }
 
 # Port of the running postmaster (line 4 of postmaster.pid).
@@ -234,11 +241,17 @@ wait_ready() {
 stop_cluster() {
   local root=$1 data=$1/data
   if is_running "$data"; then
-    use_programs "$root"
-    log "stopping cluster in $root"
-    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t "$START_TIMEOUT" -s stop >&2; then
-      log "fast shutdown failed; trying immediate shutdown"
-      as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 -s stop >&2 || true
+    # Programs deleted under a running cluster (a cleaned .cache) cannot
+    # stop it: cleanup_stale below kills its processes instead.
+    if ! (use_programs "$root") 2>/dev/null; then
+      log "the programs of the cluster in $root are gone; killing its processes"
+    else
+      use_programs "$root"
+      log "stopping cluster in $root"
+      if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t "$START_TIMEOUT" -s stop >&2; then
+        log "fast shutdown failed; trying immediate shutdown"
+        as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 -s stop >&2 || true
+      fi
     fi
   fi
   # Whether it was running or died earlier, leave no stragglers or stale files.
