@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# scripts/pg-cluster.sh — manage a throwaway PostgreSQL 15 cluster for tests.
+# scripts/pg-cluster.sh — manage a throwaway PostgreSQL cluster for tests.
 #
-# Usage:
+# Usage (PG_BIN=<folder of postgres, initdb, pg_ctl> chooses the server for
+# `start`; default Debian's PostgreSQL 15, /usr/lib/postgresql/15/bin):
 #   scripts/pg-cluster.sh start   DIR PORT   initdb (first time) + start; no-op if already running
 #   scripts/pg-cluster.sh stop    DIR [PORT] fast shutdown; success if not running
 #   scripts/pg-cluster.sh env     DIR PORT   print `export PGHOST=... PGPORT=... PGUSER=postgres`
@@ -49,6 +50,12 @@
 #   * A data directory left half-initialised (initdb killed) is re-created.
 #   * Concurrent invocations on the same DIR are serialised with flock.
 #
+# Server programs: PG_BIN, e.g. the PostgreSQL 18 programs of
+# scripts/postgresql-18.sh. The major version is read from its postgres. The
+# cluster remembers the folder in ROOT/bindir, so stop and destroy use the
+# programs it was made with whatever PG_BIN says. Programs outside Debian's
+# folders run with LD_LIBRARY_PATH=PG_BIN/../lib (the wheel's layout).
+#
 # Settings (DATA/arca.conf, rewritten on every start, included at the end of
 # postgresql.conf so ALTER SYSTEM / postgresql.auto.conf still wins):
 #   listen_addresses=127.0.0.1, port, unix_socket_directories, max_connections=100,
@@ -56,8 +63,9 @@
 #   the tests exercise fsync paths.
 set -euo pipefail
 
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PG_MAJOR=15
+DEFAULT_PG_BIN=/usr/lib/postgresql/15/bin
+PG_BIN=${PG_BIN:-}
+PG_MAJOR=                     # set by use_programs
 PG_OS_USER=postgres           # OS user that owns/runs the cluster when we are root
 FALLBACK_BASE=/tmp            # fallback ROOT is $FALLBACK_BASE/arca-pg-<PORT>
 START_TIMEOUT=${PG_START_TIMEOUT:-60}
@@ -69,6 +77,26 @@ die() { printf 'pg-cluster: error: %s\n' "$*" >&2; exit 1; }
 usage() {
   sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
+}
+
+# Choose the server programs for the cluster in ROOT (see header): PG_BIN,
+# else those the cluster was made with, else the default. Sets PG_BIN,
+# PG_MAJOR and, for programs outside Debian's folders, LD_LIBRARY_PATH.
+use_programs() {
+  local root=$1 version
+  if [[ -z "$PG_BIN" && -f "$root/bindir" ]]; then
+    PG_BIN=$(<"$root/bindir")
+  fi
+  PG_BIN=${PG_BIN:-$DEFAULT_PG_BIN}
+  [[ -x "$PG_BIN/postgres" && -x "$PG_BIN/initdb" && -x "$PG_BIN/pg_ctl" ]] ||
+    die "no PostgreSQL server programs in $PG_BIN (postgres, initdb, pg_ctl); run scripts/setup.sh"
+  version=$("$PG_BIN/postgres" --version 2>/dev/null) || die "$PG_BIN/postgres does not run"
+  # "postgres (PostgreSQL) 18.6" -> 18
+  [[ "$version" =~ \(PostgreSQL\)\ ([0-9]+) ]] || die "cannot read the version of $PG_BIN/postgres: $version"
+  PG_MAJOR=${BASH_REMATCH[1]}
+  if [[ "$PG_BIN" != /usr/lib/postgresql/* && -d "$PG_BIN/../lib" ]]; then
+    export LD_LIBRARY_PATH="$PG_BIN/../lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
 }
 
 # Run a PostgreSQL binary as the cluster owner. As root that is the postgres OS
@@ -141,6 +169,13 @@ find_root() {
   fi
 }
 
+# Is PATH (a /proc/PID/exe link) a postgres binary? The kernel appends
+# " (deleted)" when the binary was removed under the running server.
+is_postgres_binary() {
+  local name=${1##*/}
+  [[ "$name" == postgres || "$name" == "postgres (deleted)" ]]
+}
+
 # PIDs of postgres processes whose cwd is DATA: the postmaster and its children,
 # including orphans of a postmaster that was kill -9'd.
 cluster_pids() {
@@ -148,7 +183,7 @@ cluster_pids() {
   for p in /proc/[0-9]*; do
     [[ "$(readlink "$p/cwd" 2>/dev/null)" == "$data" ]] || continue
     exe=$(readlink "$p/exe" 2>/dev/null) || continue
-    [[ "${exe##*/}" == postgres ]] || continue
+    is_postgres_binary "$exe" || continue
     printf '%s\n' "${p#/proc/}"
   done
 }
@@ -161,7 +196,7 @@ is_running() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == "$data" ]] || return 1
   exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-  [[ "${exe##*/}" == postgres ]]
+  is_postgres_binary "$exe"
 }
 
 # Port of the running postmaster (line 4 of postmaster.pid).
@@ -206,10 +241,17 @@ wait_ready() {
 stop_cluster() {
   local root=$1 data=$1/data
   if is_running "$data"; then
-    log "stopping cluster in $root"
-    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t "$START_TIMEOUT" -s stop >&2; then
-      log "fast shutdown failed; trying immediate shutdown"
-      as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 -s stop >&2 || true
+    # Programs deleted under a running cluster (a cleaned .cache) cannot
+    # stop it: cleanup_stale below kills its processes instead.
+    if ! (use_programs "$root") 2>/dev/null; then
+      log "the programs of the cluster in $root are gone; killing its processes"
+    else
+      use_programs "$root"
+      log "stopping cluster in $root"
+      if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t "$START_TIMEOUT" -s stop >&2; then
+        log "fast shutdown failed; trying immediate shutdown"
+        as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 30 -s stop >&2 || true
+      fi
     fi
   fi
   # Whether it was running or died earlier, leave no stragglers or stale files.
@@ -265,9 +307,8 @@ cmd_start() {
   local dir=$1 port=$2 root data
   check_port "$port"
   if (( EUID == 0 )); then
-    id "$PG_OS_USER" >/dev/null 2>&1 || die "OS user '$PG_OS_USER' does not exist (is postgresql-$PG_MAJOR installed? run scripts/setup.sh)"
+    id "$PG_OS_USER" >/dev/null 2>&1 || die "OS user '$PG_OS_USER' does not exist (is postgresql-15 installed? run scripts/setup.sh)"
   fi
-  [[ -x "$PG_BIN/initdb" ]] || die "$PG_BIN/initdb not found; run scripts/setup.sh"
 
   root=$(choose_root "$dir" "$port")
   if [[ "$root" == "$dir" ]]; then
@@ -281,6 +322,10 @@ cmd_start() {
   root=$(cd "$root" && pwd -P)
   data=$root/data
   make_owned_dir "$root/socket" 0755
+  use_programs "$root"
+  if [[ -f "$data/PG_VERSION" && "$(<"$data/PG_VERSION")" != "$PG_MAJOR" ]]; then
+    die "$data holds a PostgreSQL $(<"$data/PG_VERSION") cluster, but $PG_BIN is PostgreSQL $PG_MAJOR; run: $0 destroy $dir $port"
+  fi
 
   if is_running "$data"; then
     if [[ "$(running_port "$data")" == "$port" ]]; then
@@ -304,6 +349,7 @@ cmd_start() {
 
   init_cluster "$root"
   write_config "$root" "$port"
+  printf '%s\n' "$PG_BIN" >"$root/bindir"
 
   log "starting PostgreSQL $PG_MAJOR in $root on 127.0.0.1:$port (log: $root/server.log)"
   if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$root/server.log" -w -t "$START_TIMEOUT" -s start >&2; then
@@ -355,7 +401,7 @@ cmd_destroy() {
     log "deleting cluster files in $dir"
     # Only remove what this script creates; DIR itself goes only if then empty.
     rm -rf "$dir/data" "$dir/socket" "$dir/server.log" "$dir/initdb.log" \
-           "$dir/cluster" "$dir/.pg-cluster.lock"
+           "$dir/bindir" "$dir/cluster" "$dir/.pg-cluster.lock"
     rmdir "$dir" 2>/dev/null || true
   fi
 }

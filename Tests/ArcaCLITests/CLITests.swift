@@ -96,6 +96,9 @@ import Testing
         let inspect = try arca(["inspect", id, "--repo", repo, "--json"])
         let tables = try #require(try inspect.json()["tables"] as? [[String: Any]])
         #expect(tables.first?["name"] as? String == "Patient")
+        // Which pg_dump wrote the schema: the test server's own major version.
+        let shown = try arca(["inspect", id, "--repo", repo])
+        #expect(shown.output.stdout.contains("Schema     written by pg_dump 15."), "\(shown.all)")
 
         let refused = try arca(["restore", id, "--repo", repo, "--target-url", "dbname=\(target.name)"])
         #expect(refused.status == 2)

@@ -116,27 +116,10 @@ import Testing
     /// The shared real-world sample databases, loaded as their README says.
     @Test(.enabled(if: TestPaths.shared != nil, Comment(rawValue: sharedAbsent)), arguments: ["pagila", "chinook", "northwind"])
     func sampleDatabase(_ name: String) throws {
-        let fixtures = TestPaths.shared! + "/fixtures"
         let source = try TestDatabase("\(name)_src")
         let target = try TestDatabase("\(name)_dst")
         defer { source.drop(); target.drop() }
-        let scratch = TestPaths.temporaryDirectory(name)
-        switch name {
-        case "pagila":
-            try source.load(file: fixtures + "/pagila-schema.sql")
-            try Tool.run("/bin/sh", ["-c", "gunzip -c '\(fixtures)/pagila-data.sql.gz' > '\(scratch)/data.sql'"])
-            try source.load(file: scratch + "/data.sql")
-        case "chinook":
-            // The script creates and connects to its own database; load it into ours instead.
-            let script = try String(contentsOfFile: fixtures + "/Chinook_PostgreSql.sql", encoding: .utf8)
-                .split(separator: "\n", omittingEmptySubsequences: false)
-                .filter { !$0.hasPrefix("DROP DATABASE") && !$0.hasPrefix("CREATE DATABASE") && !$0.hasPrefix("\\c ") }
-                .joined(separator: "\n")
-            try script.write(toFile: scratch + "/chinook.sql", atomically: true, encoding: .utf8)
-            try source.load(file: scratch + "/chinook.sql")
-        default:
-            try source.load(file: fixtures + "/northwind.sql")
-        }
+        try Steps.loadSample(name, into: source)
         let repository = Steps.repository(name)
         let backup = try Steps.backup(source, into: repository)
         #expect(backup.rows > 1000)

@@ -43,13 +43,28 @@ enum Steps {
     }
 
     static func expectEqual(_ first: TestDatabase, _ second: TestDatabase, sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let result = try DatabaseComparison(first.connectionString, second.connectionString).run()
-        #expect(result.equal, "databases differ:\n\(result.differences.joined(separator: "\n"))", sourceLocation: sourceLocation)
+        let found = try differences(first, second)
+        #expect(found.isEmpty, "databases differ:\n\(found.joined(separator: "\n"))", sourceLocation: sourceLocation)
+    }
+
+    /// How two databases differ: DatabaseComparison's differences, then
+    /// the shared, independent comparison's (compare.sh: schema dump, rows,
+    /// sequences, matviews) when it is there. Expects nothing itself, so
+    /// it also serves work running off the test's task (see PostgreSQL18Tests).
+    static func differences(_ first: TestDatabase, _ second: TestDatabase) throws -> [String] {
+        var found = try DatabaseComparison(first.connectionString, second.connectionString).run().differences
         if let shared = TestPaths.shared {
-            // The shared, independent comparison (schema dump, rows, sequences, matviews).
-            let output = try Tool.capture(shared + "/tools/compare.sh", [first.name, second.name])
-            #expect(output.status == 0, "compare.sh: \(output.stdout.prefix(3000))", sourceLocation: sourceLocation)
+            // Its pg_dump must be as new as both servers: the one of a
+            // server with its own bin folder (PostgreSQL 18) if any.
+            var environment: [String: String] = [:]
+            if let bin = first.server.binDirectory ?? second.server.binDirectory {
+                environment = ["PG_DUMP": bin + "/pg_dump", "PSQL": bin + "/psql"]
+            }
+            let output = try Tool.capture(
+                shared + "/tools/compare.sh", [first.connectionString.conninfo, second.connectionString.conninfo], environment: environment)
+            if output.status != 0 { found.append("compare.sh: \(output.stdout.prefix(3000))\(output.stderr.prefix(2000))") }
         }
+        return found
     }
 
     static func expectDifferent(_ first: TestDatabase, _ second: TestDatabase) throws {
@@ -57,10 +72,34 @@ enum Steps {
     }
 
     /// Loads the type-family fixture into a new database.
-    static func typeFamilies(_ label: String) throws -> TestDatabase {
-        let database = try TestDatabase(label)
+    static func typeFamilies(_ label: String, on server: TestCluster = .primary) throws -> TestDatabase {
+        let database = try TestDatabase(label, on: server)
         try database.load(file: TestPaths.fixtures + "/type_families.sql")
         return database
+    }
+
+    /// Loads one of the shared sample databases (pagila, chinook,
+    /// northwind from `../shared/fixtures`) as its README says.
+    static func loadSample(_ name: String, into database: TestDatabase) throws {
+        let fixtures = try #require(TestPaths.shared, Comment(rawValue: sharedAbsent)) + "/fixtures"
+        let scratch = TestPaths.temporaryDirectory(name)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        switch name {
+        case "pagila":
+            try database.load(file: fixtures + "/pagila-schema.sql")
+            try Tool.run("/bin/sh", ["-c", "gunzip -c '\(fixtures)/pagila-data.sql.gz' > '\(scratch)/data.sql'"])
+            try database.load(file: scratch + "/data.sql")
+        case "chinook":
+            // The script creates and connects to its own database; load it into ours instead.
+            let script = try String(contentsOfFile: fixtures + "/Chinook_PostgreSql.sql", encoding: .utf8)
+                .split(separator: "\n", omittingEmptySubsequences: false)
+                .filter { !$0.hasPrefix("DROP DATABASE") && !$0.hasPrefix("CREATE DATABASE") && !$0.hasPrefix("\\c ") }
+                .joined(separator: "\n")
+            try script.write(toFile: scratch + "/chinook.sql", atomically: true, encoding: .utf8)
+            try database.load(file: scratch + "/chinook.sql")
+        default:
+            try database.load(file: fixtures + "/northwind.sql")
+        }
     }
 
     static func files(in directory: String) -> [String] {

@@ -85,7 +85,9 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case notConfirmed(database: String, tables: [String])
     case unmatchedPatterns([String])
     case tableMissing(String, database: String)
-    case columnsDiffer(String, archive: [String], target: [String])
+    /// The target's table lacks columns the archive holds, or has columns
+    /// it holds no values for that need one.
+    case columnsDiffer(String, missing: [String], required: [String])
     case requiresSuperuser(user: String)
     case truncateRefused(any Error)
     case table(String, any Error)
@@ -116,8 +118,12 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "No table in the archive matches --table \(patterns.joined(separator: ", ")). `arca inspect` lists the archive's tables."
         case .tableMissing(let table, let database):
             return "Table \(table) does not exist in database \(database). Create the schema first (for example with pg_dump --schema-only from the source), then restore the data. Nothing was changed."
-        case .columnsDiffer(let table, let archive, let target):
-            return "Table \(table) has columns (\(target.joined(separator: ", "))) in the target, but the archive holds (\(archive.joined(separator: ", "))). Nothing was changed."
+        case .columnsDiffer(let table, let missing, let required):
+            let problems = [
+                missing.isEmpty ? nil : "it lacks column(s) (\(missing.joined(separator: ", "))) that the archive holds",
+                required.isEmpty ? nil : "its column(s) (\(required.joined(separator: ", "))) are NOT NULL without a default, and the archive holds no values for them",
+            ].compactMap { $0 }
+            return "Table \(table) in the target cannot take the archive's rows: \(problems.joined(separator: "; ")). Make its columns match the source's (their order does not matter). Nothing was changed."
         case .requiresSuperuser(let user):
             return "Role \(user) may not disable triggers and foreign-key checks (session_replication_role), which a consistent data restore needs. Restore as a superuser. Nothing was changed."
         case .truncateRefused(let error):
@@ -324,8 +330,9 @@ public struct RestoreRunner: Sendable {
             try connection.execute("SET maintenance_work_mem = '256MB'; SET synchronous_commit = on", during: "tuning the session")
             try connection.execute("BEGIN", during: "starting the restore transaction")
             do {
+                var restoreTriggerStates: [String] = []
                 if options.dataOnly {
-                    try prepareDataOnly(tables, connection)
+                    restoreTriggerStates = try prepareDataOnly(tables, connection)
                 } else {
                     reporter.phase("creating the schema")
                     try runCleanScript(scripts.clean, connection)
@@ -337,6 +344,9 @@ public struct RestoreRunner: Sendable {
                 if !options.dataOnly {
                     reporter.phase("building keys, indexes and triggers")
                     try runScript(scripts.postData, "building keys, indexes and triggers (post-data)", connection)
+                }
+                try step("re-enabling the triggers disabled for the load") {
+                    for statement in restoreTriggerStates { try connection.execute(statement) }
                 }
                 reporter.phase("restoring sequences and large objects")
                 try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, subset: subset, connection) }
@@ -411,7 +421,9 @@ public struct RestoreRunner: Sendable {
     func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
-        let tools = try PostgresTools.locate(serverMajor: serverMajor, directory: options.postgresBinDirectory)
+        let tools = try PostgresTools.locate(
+            "pg_restore", for: .reading(dumpVersion: schema.pgDumpVersion, serverMajor: serverMajor),
+            directory: options.postgresBinDirectory)
         // A private folder for pg_restore's object list (names only; the dump
         // itself goes to pg_restore through a pipe).
         let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
@@ -488,9 +500,16 @@ public struct RestoreRunner: Sendable {
 
     // MARK: Data
 
-    /// Data-only: the tables must exist with the archive's columns; they are
-    /// emptied, and triggers and foreign-key checks are off for the load.
-    func prepareDataOnly(_ tables: [Manifest.Table], _ connection: PostgresConnection) throws {
+    /// Data-only: the tables must exist with the archive's columns, in any
+    /// order (COPY names them: a dump and restore of an inheritance child
+    /// puts its own columns after the inherited ones); they are emptied, and
+    /// triggers and foreign-key checks are off for the load.
+    ///
+    /// session_replication_role = replica leaves out every trigger but
+    /// those set ENABLE ALWAYS or ENABLE REPLICA, so these are disabled in
+    /// the transaction too. Returns the statements that set them back as
+    /// they were, to run after the load, before the commit.
+    func prepareDataOnly(_ tables: [Manifest.Table], _ connection: PostgresConnection) throws -> [String] {
         do {
             try connection.execute("SET LOCAL session_replication_role = replica", during: "disabling triggers for the restore")
         } catch let error as PostgresError where error.sqlState == "42501" {
@@ -501,11 +520,26 @@ public struct RestoreRunner: Sendable {
                 try Catalog.columns(of: table.schema, table.name, connection)
             }
             guard let target else { throw RestoreError.tableMissing(table.qualifiedName, database: connection.database) }
-            guard target == table.columns else {
-                throw RestoreError.columnsDiffer(table.qualifiedName, archive: table.columns, target: target)
+            let archived = Set(table.columns), present = Set(target.names)
+            let missing = table.columns.filter { !present.contains($0) }
+            let required = target.required.filter { !archived.contains($0) }
+            guard missing.isEmpty, required.isEmpty else {
+                throw RestoreError.columnsDiffer(table.qualifiedName, missing: missing, required: required)
             }
         }
-        guard !tables.isEmpty else { return }
+        guard !tables.isEmpty else { return [] }
+        let firing = try step("listing the tables' triggers") {
+            try Catalog.triggersFiringInReplicaMode(on: tables.map { ($0.schema, $0.name) }, connection)
+        }
+        var restoreStates: [String] = []
+        for trigger in firing {
+            let table = "ALTER TABLE ONLY \(SQLIdentifier.qualified(trigger.schema, trigger.table))"
+            let name = SQLIdentifier.quote(trigger.name)
+            try step("disabling trigger \(trigger.name) of \(trigger.schema).\(trigger.table) for the load") {
+                try connection.execute("\(table) DISABLE TRIGGER \(name)")
+            }
+            restoreStates.append("\(table) \(trigger.enabled == "A" ? "ENABLE ALWAYS" : "ENABLE REPLICA") TRIGGER \(name)")
+        }
         do {
             // ONLY: an inheritance child that is not being restored keeps
             // its rows. Partitioned tables all of whose partitions are
@@ -517,6 +551,7 @@ public struct RestoreRunner: Sendable {
         } catch {
             throw RestoreError.truncateRefused(error)
         }
+        return restoreStates
     }
 
     func load(
