@@ -234,22 +234,27 @@ public struct BackupRunner: Sendable {
         let tables = try selectTables(connection)
         let sizes = try checkTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
-        let roles: [Manifest.Role]
-        do {
-            roles = try DatabaseCapture.roles(connection, withPasswords: options.withRolePasswords)
-        } catch let error as PostgresError where error.sqlState == "42501" {
-            throw BackupError.rolePasswordsUnreadable(user: connection.user)
-        } catch {
-            throw BackupError.schema(error)
+        // The catalog reads below lock some fifty catalogs and indexes;
+        // released at once, they leave the lock table to pg_dump.
+        let roles: [Manifest.Role] = try releasingLocks(connection) {
+            do {
+                return try DatabaseCapture.roles(connection, withPasswords: options.withRolePasswords)
+            } catch let error as PostgresError where error.sqlState == "42501" {
+                throw BackupError.rolePasswordsUnreadable(user: connection.user)
+            } catch {
+                throw BackupError.schema(error)
+            }
         }
         do {
-            return Source(
-                connection: connection, snapshot: snapshot, tables: tables, sizes: sizes,
-                sequences: sequences,
-                tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
-                objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
-                largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection),
-                database: try DatabaseCapture.properties(connection), roles: roles)
+            return try releasingLocks(connection) {
+                Source(
+                    connection: connection, snapshot: snapshot, tables: tables, sizes: sizes,
+                    sequences: sequences,
+                    tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
+                    objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
+                    largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection),
+                    database: try DatabaseCapture.properties(connection), roles: roles)
+            }
         } catch let error as BackupError {
             throw error
         } catch {
