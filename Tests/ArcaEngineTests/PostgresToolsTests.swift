@@ -1,6 +1,9 @@
 @testable import ArcaEngine
 import ArcaTesting
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 
 /// Which pg_dump and pg_restore Arca runs: the lowest major version that is
@@ -97,5 +100,30 @@ import Testing
         #expect(for18.directory == URL(fileURLWithPath: bin18).standardizedFileURL.path)
         #expect(for18.version.hasPrefix("18."))
         #expect(throws: SchemaError.self) { try PostgresTools.locate(serverMajor: 19, directory: nil, environment: environment) }
+    }
+}
+
+/// A tool's pipes go to the tool alone: a process that another thread
+/// starts meanwhile, with whatever it inherits (plain posix_spawn, which
+/// closes nothing; `sleep` stands for a long pg_restore or a server), must
+/// not keep them open, or the tool's output never ends.
+@Suite struct ChildPipeTests {
+    @Test func aProcessStartedMeanwhileDoesNotInheritThePipe() throws {
+        let pipe = try ChildPipe()
+        let inode = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(pipe.writing.fileDescriptor)")
+        var pid: pid_t = 0
+        let arguments: [UnsafeMutablePointer<CChar>?] = [strdup("/bin/sleep"), strdup("5"), nil]
+        defer { arguments.forEach { free($0) } }
+        #expect(posix_spawn(&pid, "/bin/sleep", nil, nil, arguments, environ) == 0)
+        defer {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        let folder = "/proc/\(pid)/fd"
+        let held = try FileManager.default.contentsOfDirectory(atPath: folder).compactMap {
+            try? FileManager.default.destinationOfSymbolicLink(atPath: "\(folder)/\($0)")
+        }
+        #expect(!held.contains(inode), "the sibling process holds the tool's pipe")
     }
 }

@@ -1,3 +1,4 @@
+import ArcaEngine
 import Foundation
 
 /// Runs a program and captures its output. Used to drive `arca` itself,
@@ -35,23 +36,25 @@ public enum Tool {
             process.arguments = [program] + arguments
         }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let stdout = Pipe(), stderr = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
+        let stdout = try ChildPipe(), stderr = try ChildPipe()
+        process.standardOutput = stdout.writing
+        process.standardError = stderr.writing
         process.standardInput = FileHandle.nullDevice
         // Process.waitUntilExit polls every 50 ms; the handler fires at once.
         let exited = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in exited.signal() }
         try process.run()
+        try? stdout.writing.close()
+        try? stderr.writing.close()
         // Read both pipes concurrently so a full pipe never blocks the child.
         let group = DispatchGroup()
         let errBox = Box()
         group.enter()
         DispatchQueue.global().async {
-            errBox.data = stderr.fileHandleForReading.readDataToEndOfFile()
+            errBox.data = stderr.reading.readDataToEndOfFile()
             group.leave()
         }
-        let out = stdout.fileHandleForReading.readDataToEndOfFile()
+        let out = stdout.reading.readDataToEndOfFile()
         group.wait()
         exited.wait()
         return Output(

@@ -218,11 +218,11 @@ public struct PostgresTools: Sendable {
         process.executableURL = URL(fileURLWithPath: directory + "/" + tool)
         process.arguments = arguments
         process.environment = environment
-        let stdout = Pipe(), stderr = Pipe()
-        let stdin = input == nil ? nil : Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = stdin ?? FileHandle.nullDevice
+        let stdout = try ChildPipe(), stderr = try ChildPipe()
+        let stdin = input == nil ? nil : try ChildPipe()
+        process.standardOutput = stdout.writing
+        process.standardError = stderr.writing
+        process.standardInput = stdin?.reading ?? FileHandle.nullDevice
         // A tool that exits before reading all its input must give the
         // writer EPIPE, not kill this process with SIGPIPE.
         if stdin != nil { signal(SIGPIPE, SIG_IGN) }
@@ -234,21 +234,26 @@ public struct PostgresTools: Sendable {
         } catch {
             throw SchemaError.toolMissing(tool, searched: [directory])
         }
+        // The child's ends are the child's: with this process's copies
+        // closed, the tool's exit ends its output.
+        try? stdout.writing.close()
+        try? stderr.writing.close()
+        try? stdin?.reading.close()
         // Drain stderr (and feed stdin) on other threads so no pipe can fill
         // and block the tool.
         let errors = ErrorCollector()
-        let reader = Thread { errors.data = stderr.fileHandleForReading.readDataToEndOfFile(); errors.done.signal() }
+        let reader = Thread { errors.data = stderr.reading.readDataToEndOfFile(); errors.done.signal() }
         reader.start()
         var inputError: (any Error)?
         if let input, let stdin {
-            let feeder = InputFeeder(handle: stdin.fileHandleForWriting, body: input)
+            let feeder = InputFeeder(handle: stdin.writing, body: input)
             Thread { feeder.run() }.start()
-            let drained = Result { try drain(stdout.fileHandleForReading, into: output, process: process, exited: exited) }
+            let drained = Result { try drain(stdout.reading, into: output, process: process, exited: exited) }
             feeder.done.wait()
             try drained.get()
             inputError = feeder.error
         } else {
-            try drain(stdout.fileHandleForReading, into: output, process: process, exited: exited)
+            try drain(stdout.reading, into: output, process: process, exited: exited)
         }
         errors.done.wait()
         exited.wait()

@@ -280,17 +280,8 @@ final class StagedPart: ByteSource, @unchecked Sendable {
         guard offset <= size, UInt64(buffer.count) <= size - offset else {
             throw ArchiveError.truncated(what: "a staged upload part", offset: offset, needed: UInt64(buffer.count), fileSize: size)
         }
-        var done = 0
-        while done < buffer.count {
-            let count = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw RepositoryError.fromErrno("read a staged upload part in", folder)
-            }
-            if count == 0 {
-                throw ArchiveError.truncated(what: "a staged upload part", offset: offset, needed: UInt64(buffer.count), fileSize: size)
-            }
-            done += count
-        }
+        try FileSystem.read(
+            descriptor, at: offset, into: buffer, size: size, what: "a staged upload part", operation: "read a staged upload part in",
+            path: folder)
     }
 }

@@ -103,23 +103,32 @@ public final class FileSource: ByteSource {
     deinit { Glibc.close(descriptor) }
 
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws {
-        var done = 0
-        while done < buffer.count {
-            let count = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw RepositoryError.fromErrno("read", path)
-            }
-            if count == 0 {
-                throw ArchiveError.truncated(what: "a read", offset: offset, needed: UInt64(buffer.count), fileSize: size)
-            }
-            done += count
-        }
+        try FileSystem.read(descriptor, at: offset, into: buffer, size: size, what: "a read", operation: "read", path: path)
     }
 }
 
 /// Small POSIX helpers with errors that name the path.
 enum FileSystem {
+    /// Fills `buffer` from `descriptor` at `offset` (pread, retried when
+    /// interrupted); a file of `size` bytes that ends first is `truncated`.
+    static func read(
+        _ descriptor: Int32, at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, size: UInt64,
+        what: String, operation: String, path: String
+    ) throws {
+        var done = 0
+        while done < buffer.count {
+            let count = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw RepositoryError.fromErrno(operation, path)
+            }
+            if count == 0 {
+                throw ArchiveError.truncated(what: what, offset: offset, needed: UInt64(buffer.count), fileSize: size)
+            }
+            done += count
+        }
+    }
+
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
     /// Creates `path` (and missing parents) with mode 0700: backups hold a
