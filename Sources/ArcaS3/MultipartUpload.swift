@@ -31,7 +31,7 @@ extension S3Client {
     ) async throws -> String where Parts.Element == SourcePart {
         var iterator = parts.makeAsyncIterator()
         return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
-            try await iterator.next().map { $0.readWholeWhenSent ? .wholeSource($0.source, $0.range) : .source($0.source, $0.range) }
+            try await iterator.next().map { $0.readOnEventLoop ? .sourceOnEventLoop($0.source, $0.range) : .source($0.source, $0.range) }
         }
     }
 
@@ -133,7 +133,7 @@ extension S3Payload {
     var count: Int {
         switch self {
         case .bytes(let buffer): buffer.readableBytes
-        case .source(_, let range), .wholeSource(_, let range): Int(range.count)
+        case .source(_, let range), .sourceOnEventLoop(_, let range): Int(range.count)
         }
     }
 }

@@ -1,3 +1,4 @@
+import ArcaFormat
 import AsyncHTTPClient
 import Foundation
 import Logging
@@ -537,15 +538,8 @@ public final class S3Client: Sendable {
         case .bytes(let body)?: request.body = .bytes(body)
         // Read afresh for every attempt, a piece at a time: never the whole part in memory.
         case .source(let source, let range)?: request.body = .stream(SourcePieces(source: source, range: range), length: .known(Int64(range.count)))
-        case .wholeSource(let source, let range)?:
-            var body = ByteBufferAllocator().buffer(capacity: Int(range.count))
-            var offset = range.lowerBound
-            while offset < range.upperBound {
-                var piece = try SourcePieces.read(source, at: offset, end: range.upperBound)
-                offset += UInt64(piece.readableBytes)
-                body.writeBuffer(&piece)
-            }
-            request.body = .bytes(body)
+        case .sourceOnEventLoop(let source, let range)?:
+            return try await exchangeOnEventLoop(operation, url: target.url, headers: request.headers, source: source, range: range)
         case nil: break
         }
 
@@ -564,6 +558,42 @@ public final class S3Client: Sendable {
             body = try await Self.collectPrefix(of: response.body, maxBytes: Self.errorBodyLimit)
         }
         return S3Response(status: status, headers: response.headers, body: body)
+    }
+
+    /// The same exchange for a body read from `source` on the HTTP client's
+    /// event loop, a piece at a time as the connection takes it (a read of
+    /// 256 KiB from the page cache, where the part was just written): no
+    /// task of Swift's cooperative pool is involved (see
+    /// `SourcePart.readOnEventLoop`). The answer to an upload is small and
+    /// read whole, up to the error-document bound.
+    private func exchangeOnEventLoop(
+        _ operation: S3Operation, url: String, headers: HTTPHeaders, source: any ByteSource & Sendable, range: Range<UInt64>
+    ) async throws -> S3Response {
+        let body = HTTPClient.Body.stream(contentLength: Int64(range.count)) { writer in
+            @Sendable func write(from offset: UInt64) -> EventLoopFuture<Void> {
+                let piece: ByteBuffer
+                do {
+                    piece = offset < range.upperBound ? try SourcePieces.read(source, at: offset, end: range.upperBound) : ByteBuffer()
+                } catch {
+                    // An empty write gives a future on the request's event loop to fail.
+                    return writer.write(.byteBuffer(ByteBuffer())).flatMapThrowing { throw error }
+                }
+                let next = offset + UInt64(piece.readableBytes)
+                let written = writer.write(.byteBuffer(piece))
+                return next < range.upperBound ? written.flatMap { write(from: next) } : written
+            }
+            return write(from: range.lowerBound)
+        }
+        let request = try HTTPClient.Request(url: url, method: operation.method, headers: headers, body: body)
+        let accumulator = ResponseAccumulator(request: request, maxBodySize: Self.errorBodyLimit)
+        let task = httpClient.execute(
+            request: request, delegate: accumulator, deadline: NIODeadline.now() + requestTimeout.timeAmount, logger: logger)
+        let response = try await withTaskCancellationHandler {
+            try await task.futureResult.get()
+        } onCancel: {
+            task.cancel()
+        }
+        return S3Response(status: Int(response.status.code), headers: response.headers, body: response.body ?? ByteBuffer())
     }
 
     /// An error document is small; anything else in an unexpected answer (say a whole

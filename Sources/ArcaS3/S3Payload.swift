@@ -8,16 +8,16 @@ import NIOCore
 enum S3Payload: Sendable {
     case bytes(ByteBuffer)
     case source(any ByteSource & Sendable, Range<UInt64>)
-    /// A range of a source read whole into memory for each attempt (see
-    /// `SourcePart.readWholeWhenSent`).
-    case wholeSource(any ByteSource & Sendable, Range<UInt64>)
+    /// A range of a source read a piece at a time on the HTTP client's
+    /// event loop (see `SourcePart.readOnEventLoop`).
+    case sourceOnEventLoop(any ByteSource & Sendable, Range<UInt64>)
 
     /// MD5 (for Content-MD5) and SHA-256 (for the signature) of the payload.
     func digests() throws -> (md5: [UInt8], sha256: [UInt8]) {
         switch self {
         case .bytes(let buffer):
             return (Hashes.md5(buffer), Hashes.sha256(buffer))
-        case .source(let source, let range), .wholeSource(let source, let range):
+        case .source(let source, let range), .sourceOnEventLoop(let source, let range):
             let md5 = Digest(.md5), sha256 = Digest(.sha256)
             var offset = range.lowerBound
             while offset < range.upperBound {
@@ -38,18 +38,19 @@ enum S3Payload: Sendable {
 public struct SourcePart: Sendable {
     public let source: any ByteSource & Sendable
     public let range: Range<UInt64>
-    /// Read whole into memory when sent, instead of streamed: AsyncHTTPClient
-    /// streams a body from a task of its own on Swift's shared cooperative
-    /// pool, which synchronous callers can hold entirely. A part whose
-    /// upload a running `COPY … TO STDOUT` waits for must not depend on
-    /// that pool: a stalled COPY backend also stalls every DROP DATABASE
-    /// of its cluster, which may be what holds the pool's threads.
-    public let readWholeWhenSent: Bool
+    /// Read on the HTTP client's event loop as the connection takes it,
+    /// not streamed from a task: AsyncHTTPClient streams an async body from
+    /// a task of its own on Swift's shared cooperative pool, which
+    /// synchronous callers can hold entirely. A part whose upload a running
+    /// `COPY … TO STDOUT` waits for must not depend on that pool: a stalled
+    /// COPY backend also stalls every DROP DATABASE of its cluster, which
+    /// may be what holds the pool's threads.
+    public let readOnEventLoop: Bool
 
-    public init(source: any ByteSource & Sendable, range: Range<UInt64>, readWholeWhenSent: Bool = false) {
+    public init(source: any ByteSource & Sendable, range: Range<UInt64>, readOnEventLoop: Bool = false) {
         self.source = source
         self.range = range
-        self.readWholeWhenSent = readWholeWhenSent
+        self.readOnEventLoop = readOnEventLoop
     }
 }
 

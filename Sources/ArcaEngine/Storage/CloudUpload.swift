@@ -114,11 +114,11 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
 
 /// Bytes from synchronous writer threads to one asynchronous uploader, cut
 /// into parts as they are written. Each part is staged in a file of its own
-/// (two files: one being filled while the other uploads), so memory holds
-/// at most the part being sent, read back whole for each attempt (see
-/// `SourcePart.readWholeWhenSent` for why not streamed): a part is at least
-/// 5 MiB (S3's rule) and needs its Content-MD5 before its first byte goes,
-/// and two of them in memory cost 16 MiB next to the backup's buffers.
+/// (two files: one being filled while the other uploads) and read back a
+/// piece at a time when it is sent (see `SourcePart.readOnEventLoop`), so
+/// memory holds none of it: a part is at least 5 MiB (S3's rule) and needs
+/// its Content-MD5 before its first byte goes, and two of them in memory
+/// cost 16 MiB next to the backup's buffers.
 /// The writer blocks while both files are taken. The files are unlinked as
 /// soon as they are opened: a crash leaves nothing behind.
 final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchecked Sendable {
@@ -256,7 +256,7 @@ final class StagedPart: ByteSource, @unchecked Sendable {
 
     deinit { close(descriptor) }
 
-    var whole: SourcePart { SourcePart(source: self, range: 0..<size, readWholeWhenSent: true) }
+    var whole: SourcePart { SourcePart(source: self, range: 0..<size, readOnEventLoop: true) }
 
     func reset() throws {
         guard ftruncate(descriptor, 0) == 0 else { throw RepositoryError.fromErrno("truncate a staged upload part in", folder) }
