@@ -53,7 +53,9 @@ struct ServerFaultTests {
         #expect(failure.outcome == .failure)
         #expect(failure.details?["trigger"] == "scheduled")
         let message = failure.error ?? ""
-        #expect(message.contains("public.big_table"), "the error does not name the table: \(message)")
+        // Each table is copied in a transaction of its own: the worker that
+        // meets the stop first may be starting small_table.
+        #expect(message.contains("public.big_table") || message.contains("public.small_table"), "the error does not name the table: \(message)")
         #expect(message.contains("run the backup again"), "the error does not say what to do: \(message)")
         #expect(message.contains("Check that the server is running"), "\(message)")
         #expect(try repository.listings().isEmpty)

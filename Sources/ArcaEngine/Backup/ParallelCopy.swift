@@ -250,6 +250,9 @@ final class ParallelCopy: @unchecked Sendable {
             // looked up again once the lock is granted, and is gone.
             throw BackupError.tableChanged(table, .droppedOrRenamed)
         } catch let error as PostgresError {
+            // A lost connection is this table's copy failing, as in COPY;
+            // anything else is the snapshot that could not be imported.
+            if case .connectionLost = error { throw BackupError.table(table, error) }
             throw BackupError.snapshot(error)
         }
         switch try Catalog.changeSinceSnapshot(check) {
