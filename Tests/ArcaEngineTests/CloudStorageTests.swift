@@ -119,6 +119,32 @@ import Testing
         #expect(try Verification(path: result.path, repository: repository).run().intact)
     }
 
+    /// The same failing part in a streamed upload (`--upload-only`): each
+    /// attempt reads the staged part again on the event loop, the upload is
+    /// aborted after the retries, and nothing is left anywhere: no object,
+    /// no unfinished upload, no local copy, nothing in temp/.
+    @Test func failedStreamedUploadLeavesNothing() async throws {
+        let source = try Self.scans("cloud_sfault")
+        defer { source.drop() }
+        let cloud = try await Self.bucket("sfault")
+        let proxy = try S3FaultProxy(upstream: cloud.configuration.endpoint!, failPart: 2)
+        defer { proxy.stop() }
+        let repository = Steps.repository("cloud-sfault")
+
+        var failure: CloudError?
+        do {
+            _ = try await Self.backup(source, repository, cloud: Self.sameBucket(cloud, through: proxy.endpoint), uploadOnly: true)
+        } catch let error as CloudError {
+            failure = error
+        }
+        let error = try #require(failure, "the streamed upload through the failing proxy succeeded")
+        #expect("\(error)".contains("InternalError") && "\(error)".contains("No backup was kept"), "\(error)")
+        #expect(try cloud.archives().isEmpty)
+        #expect(try cloud.unfinishedUploads().isEmpty, "an orphaned multipart upload was left behind")
+        #expect(try repository.backupIDs().isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: repository.temporaryDirectory).isEmpty)
+    }
+
     /// A part that keeps failing with 500: the upload is retried, then
     /// aborted (no orphaned multipart upload), the local copy stays, and
     /// status reports the missing cloud copy until `sync` uploads it.

@@ -84,10 +84,10 @@ public final class TestDatabase: Sendable {
 
     /// DROP DATABASE waits until every backend of the cluster has absorbed
     /// a signal barrier, and a backend sending COPY data to a client that
-    /// is not reading (another test's backup, waiting for its upload) does
-    /// so only once it can send again. Async tests call this from a
-    /// cooperative thread, which that upload may need: so a short wait,
-    /// then the drop finishes on a thread of its own.
+    /// is not reading (another test's backup, stopped on purpose or slowed
+    /// by its destination) does so only once it can send again. Tests call
+    /// this from the cooperative pool's few threads: so a short wait, then
+    /// the drop finishes on a thread of its own.
     public func drop() {
         let sql = "DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)"
         let server = server
