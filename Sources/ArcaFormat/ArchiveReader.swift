@@ -204,7 +204,7 @@ public final class ArchiveReader: @unchecked Sendable {
             let payload = UnsafeRawBufferPointer(rebasing: bytes[ArchiveFormat.frameHeaderLength...])
             let decoder = ChunkDecoder(maximumRawLength: Int(frameHeader.rawLength), archive: header, dataKey: dataKey)
             let json = try decoder.unpack(payload, frame: frameHeader, location: .manifest)
-            return try Manifest.decode(Array(json), header: header, manifestOffset: offset)
+            return try Manifest.decode(json, header: header, manifestOffset: offset)
         }
     }
 

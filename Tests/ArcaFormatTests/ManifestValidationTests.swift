@@ -1,4 +1,5 @@
 @testable import ArcaFormat
+import Foundation
 import Testing
 
 /// Manifests that are well-formed JSON with valid checksums but numbers no
@@ -122,6 +123,59 @@ import Testing
         let reader = try Sample.read(sink.bytes)
         #expect(reader.manifest == manifest)
         #expect(reader.trailer.manifestLength == UInt64(32 + manifest.encoded().count), "the manifest was not stored uncompressed")
+    }
+
+    /// The manifest is written field by field and entry by entry, to bound
+    /// memory; the bytes are those `JSONEncoder` writes for the whole
+    /// manifest, with every optional field present and with none.
+    @Test func manifestIsWrittenAsJSONEncoderWritesIt() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var full = archive.manifest
+        let summary = StreamSummary(
+            rawBytes: 3, storedBytes: 3, md5: String(repeating: "a", count: 32), sha256: String(repeating: "b", count: 64),
+            chunks: [.init(offset: 64, rawLength: 3, storedLength: 3, crc32c: 7)])
+        full.schema = Manifest.Schema(pgDumpVersion: "15.18", stream: 90, summary: summary)
+        full.largeObjects = [Manifest.LargeObject(oid: 16_400, stream: 91, summary: summary), Manifest.LargeObject(oid: 16_401, stream: 92, summary: summary)]
+        full.tableFilter = .init(include: ["public.*"], exclude: ["public.a/b"])
+        full.trigger = "scheduled"
+        full.database = Manifest.Database(encoding: "UTF8", collate: "C", ctype: "C", localeProvider: "libc", owner: "o\"wner")
+        full.roles = [Manifest.Role(name: "o\"wner", references: ["owner"])]
+        full.sequences = [.init(schema: "public", name: "s", lastValue: -5, isCalled: true, ownedBy: nil)]
+        var bare = archive.manifest
+        (bare.schema, bare.tableFilter, bare.trigger, bare.database, bare.roles) = (nil, nil, nil, nil, nil)
+        bare.tables = []
+        for manifest in [full, bare] {
+            #expect(manifest.encoded() == Array(try encoder.encode(manifest)))
+        }
+    }
+
+    /// The long arrays are split out of the document before anything is
+    /// decoded: a broken structure anywhere, a key spelled with an escape or
+    /// a long array given twice is refused, and an element's error names
+    /// its place in the whole manifest.
+    @Test func manifestsThatDoNotSplit() throws {
+        let json = String(decoding: archive.manifest.encoded(), as: UTF8.self)
+        let cases: [(String, String)] = [
+            ("[1]", "it is not valid JSON"),
+            (String(json.dropLast()), "it is not valid JSON"),
+            (json + " x", "it is not valid JSON"),
+            (json.replacingOccurrences(of: "\"tables\":[", with: "\"tables\":[{\"a\":[1}],"), "it is not valid JSON"),
+            (json.replacingOccurrences(of: "\"tables\":[", with: "\"tables\":[1 2,"), "it is not valid JSON"),
+            (json.replacingOccurrences(of: "\"tables\":", with: "\"t\\u0061bles\":[],\"tables\":"), "it is not valid JSON"),
+            (json.replacingOccurrences(of: "\"tables\":", with: "\"tables\":[],\"tables\":"), "field tables appears twice"),
+            (json.replacingOccurrences(of: "\"tables\":[", with: "\"tables\":{\"x\":[").replacingOccurrences(of: "],\"tool\"", with: "]},\"tool\""), "tables has the wrong type"),
+            (json.replacingOccurrences(of: "\"md5\":", with: "\"md4\":"), "field md5 is missing at tables[0]"),
+        ]
+        for (text, expected) in cases {
+            let bytes = try Sample.rewriteManifest(archive.bytes) { $0 = Array(text.utf8) }
+            expectInvalidManifest(bytes, mentioning: expected)
+        }
+        // Whitespace between the tokens is JSON too. (It also lands inside
+        // the timestamps, which are not compared.)
+        let spaced = json.replacingOccurrences(of: ",", with: " ,\n ").replacingOccurrences(of: ":", with: " : ")
+            .replacingOccurrences(of: "[", with: "[ ").replacingOccurrences(of: "{", with: " { ")
+        #expect(try Sample.read(try Sample.rewriteManifest(archive.bytes) { $0 = Array(spaced.utf8) }).manifest.tables == archive.manifest.tables)
     }
 
     /// Whatever a valid manifest holds, the sums consumers make fit.
