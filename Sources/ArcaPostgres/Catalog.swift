@@ -262,25 +262,39 @@ public enum Catalog {
         case rewritten
     }
 
-    /// A query that tells whether table `oid`, which the snapshot calls
-    /// `quotedName`, changed since the snapshot; `changeSinceSnapshot` reads
-    /// its result. A query, not a call, so the caller can send it in one
-    /// round trip with the lock it must hold first (see `rewrittenSinceSnapshot`).
-    public static func changeSinceSnapshotQuery(oid: UInt32, quotedName: String) -> String {
-        """
-        SELECT pg_catalog.to_regclass(\(SQLIdentifier.literal(quotedName))) IS DISTINCT FROM \(oid)::pg_catalog.oid,
-               c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
-          FROM pg_catalog.pg_class c WHERE c.oid = \(oid)::pg_catalog.oid
-        """
+    /// A query that tells, for each table (its OID, and the name the
+    /// snapshot calls it), whether it changed since the snapshot;
+    /// `changesSinceSnapshot` reads its result. A query, not a call, so the
+    /// caller can send it in one round trip with the locks it must hold
+    /// first (see `rewrittenSinceSnapshot`).
+    public static func changesSinceSnapshotQuery(_ tables: [(oid: UInt32, quotedName: String)]) -> String {
+        let values = tables.map { "(\($0.oid)::pg_catalog.oid, \(SQLIdentifier.literal($0.quotedName))::pg_catalog.text)" }
+        return """
+            SELECT t.oid, pg_catalog.to_regclass(t.name) IS DISTINCT FROM t.oid,
+                   c.relfilenode IS DISTINCT FROM pg_catalog.pg_relation_filenode(c.oid)
+              FROM (VALUES \(values.joined(separator: ", "))) AS t (oid, name)
+              JOIN pg_catalog.pg_class c ON c.oid = t.oid
+            """
     }
 
-    public static func changeSinceSnapshot(_ result: QueryResult) throws -> TableChangeSinceSnapshot? {
-        guard let row = result.rows.first, row.count == 2 else {
-            throw PostgresError.unexpectedResponse(during: "checking a table against the snapshot", message: "no catalog row")
+    /// The tables of `changesSinceSnapshotQuery` that changed, by OID;
+    /// `expected` is how many tables it asked about.
+    public static func changesSinceSnapshot(_ result: QueryResult, expected: Int) throws -> [UInt32: TableChangeSinceSnapshot] {
+        guard result.rows.count == expected else {
+            throw PostgresError.unexpectedResponse(during: "checking tables against the snapshot", message: "\(result.rows.count) catalog rows for \(expected) tables")
         }
-        if row[0] == "t" { return .replaced }
-        if row[1] == "t" { return .rewritten }
-        return nil
+        var changes: [UInt32: TableChangeSinceSnapshot] = [:]
+        for row in result.rows {
+            guard row.count == 3, let oid = row[0].flatMap({ UInt32($0) }) else {
+                throw PostgresError.unexpectedResponse(during: "checking tables against the snapshot", message: "a malformed catalog row")
+            }
+            if row[1] == "t" {
+                changes[oid] = .replaced
+            } else if row[2] == "t" {
+                changes[oid] = .rewritten
+            }
+        }
+        return changes
     }
 
     /// OIDs of every large object, ascending.

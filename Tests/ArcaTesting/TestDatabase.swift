@@ -86,14 +86,16 @@ public final class TestDatabase: Sendable {
     /// a signal barrier, and a backend sending COPY data to a client that
     /// is not reading (another test's backup, stopped on purpose or slowed
     /// by its destination) does so only once it can send again. Tests call
-    /// this from the cooperative pool's few threads: so a short wait, then
-    /// the drop finishes on a thread of its own.
+    /// this from the cooperative pool's few threads: so a bounded wait,
+    /// then the drop finishes on a thread of its own. The bound is generous:
+    /// a drop also waits for a checkpoint, which on a loaded machine takes
+    /// seconds, and most callers drop a database to create it again.
     public func drop() {
         let sql = "DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)"
         let server = server
         do {
             let connection = try PostgresConnection(try server.connectionString())
-            try connection.execute("SET statement_timeout = '2s'")
+            try connection.execute("SET statement_timeout = '30s'")
             try connection.execute(sql)
         } catch let error as PostgresError where error.sqlState == "57014" {
             Thread { try? server.execute(sql) }.start()

@@ -24,11 +24,14 @@ struct CopyResult: Sendable {
 
 /// Streams many COPYs into one archive in parallel, inside one snapshot.
 ///
-/// Each task runs in a short transaction of its own that imports the
-/// backup's exported snapshot, waits for the table's ACCESS SHARE lock and
-/// checks that the table is still the one the snapshot saw (not dropped,
-/// renamed or rewritten since): its lock is released at its commit, so the
-/// workers never hold more than one lock each, whatever the number of tables.
+/// Each task runs in a short transaction that imports the backup's exported
+/// snapshot, waits for the table's ACCESS SHARE lock and checks that the
+/// table is still the one the snapshot saw (not dropped, renamed or
+/// rewritten since): its lock is released at the commit, so a worker never
+/// holds more than `tablesPerTransaction` locks, whatever the number of
+/// tables. Small tables share a transaction, up to that many: a
+/// transaction per table costs three round trips and a snapshot import,
+/// which for 10,000 small tables is most of the backup's time.
 ///
 /// Each of `jobs` workers is two threads joined by a bounded queue:
 ///
@@ -68,6 +71,13 @@ final class ParallelCopy: @unchecked Sendable {
     /// overlapping them gains nothing there, and a chunk per worker is
     /// memory the upload's own buffers need.
     var buffersPerWorker = 2
+
+    /// Tables estimated below `smallTableBytes` share transactions, up to
+    /// `tablesPerTransaction` each: few enough locks for the default
+    /// `max_locks_per_transaction` (64), many enough that the per-transaction
+    /// round trips stop mattering.
+    static let tablesPerTransaction = 16
+    static let smallTableBytes: UInt64 = 1 << 20
 
     enum Item {
         case chunk(task: Int, ChunkBuffer)
@@ -134,12 +144,20 @@ final class ParallelCopy: @unchecked Sendable {
         return tasks.indices.map { results[$0]! }
     }
 
-    private func take() -> Int? {
+    /// The next positions in `order` to copy in one transaction: one task,
+    /// or up to `tablesPerTransaction` small ones.
+    private func takeBatch(_ order: [Int]) -> [Int]? {
         lock.lock()
         defer { lock.unlock() }
         guard failure == nil, next < tasks.count else { return nil }
+        var batch = [order[next]]
         next += 1
-        return next - 1
+        while batch.count < Self.tablesPerTransaction, next < tasks.count,
+              tasks[batch[0]].estimatedBytes < Self.smallTableBytes, tasks[order[next]].estimatedBytes < Self.smallTableBytes {
+            batch.append(order[next])
+            next += 1
+        }
+        return batch
     }
 
     /// Stops every worker; `run` throws `error` (unless it failed first).
@@ -168,70 +186,102 @@ final class ParallelCopy: @unchecked Sendable {
             fail(error)
             return
         }
-        while let position = take() {
-            let index = order[position]
-            let task = tasks[index]
-            lock.lock(); running.append(task.name); lock.unlock()
+        while let batch = takeBatch(order) {
             do {
-                try begin(task, connection)
-            } catch {
-                fail(error)
-                return
-            }
-            do {
-                guard var buffer = pool.pop() else { return }
-                let rows = try connection.copyOut(task.sql, during: "COPY of \(task.name)") { row in
-                    var remaining = row
-                    while !remaining.isEmpty {
-                        let taken = buffer.fill(from: remaining)
-                        remaining = UnsafeRawBufferPointer(rebasing: remaining[taken...])
-                        if buffer.isFull {
-                            count(rawBytes: UInt64(buffer.count))
-                            try queue.push(.chunk(task: index, buffer))
-                            guard let fresh = pool.pop() else { throw BoundedQueue<Item>.Closed() }
-                            buffer = fresh
-                        }
-                    }
-                }
-                count(rawBytes: UInt64(buffer.count))
-                if buffer.count > 0 {
-                    try queue.push(.chunk(task: index, buffer))
-                } else {
-                    try pool.push(buffer)
-                }
-                try connection.execute("COMMIT", during: "ending the transaction of \(task.name)")
-                try queue.push(.end(task: index, rows: rows))
+                try copy(batch, connection, queue: queue, pool: pool)
             } catch is BoundedQueue<Item>.Closed {
-                return
+                return  // another worker failed first
             } catch is BoundedQueue<ChunkBuffer>.Closed {
                 return
-            } catch let error as RepositoryError {
+            } catch {
                 fail(error)
                 return
-            } catch let error where Self.isLockTimeout(error) {
-                fail(BackupError.lockTimeout(Self.tableName(task.name), milliseconds: lockTimeoutMilliseconds))
-                return
-            } catch let error as PostgresError where error.sqlState == "42703" {
-                // The column list comes from the snapshot's catalog; COPY
-                // resolves it in the current one, where a column is gone.
-                fail(BackupError.tableChanged(Self.tableName(task.name), .columnDroppedOrRenamed))
-                return
-            } catch {
-                fail(BackupError.table(Self.tableName(task.name), error))
-                return
             }
-            lock.lock(); running.removeAll { $0 == task.name }; lock.unlock()
         }
     }
 
-    /// Starts `task`'s transaction in the backup's snapshot, waits for the
-    /// table's lock and refuses a table changed since the snapshot, in one
-    /// round trip. The name is looked up in the current catalog once the
-    /// lock is granted; the snapshot's `relfilenode` against the current
-    /// file tells a rewrite (TRUNCATE, a rewriting ALTER TABLE), which an
-    /// older snapshot would read as an empty table.
-    private func begin(_ task: CopyTask, _ connection: PostgresConnection) throws {
-        let table = Self.tableName(task.name)
+    /// Copies the tasks `batch` (indices into `tasks`) in one transaction.
+    private func copy(_ batch: [Int], _ connection: PostgresConnection, queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) throws {
+        do {
+            try begin(batch.map { tasks[$0] }, connection)
+        } catch is OneOfManyLocks {
+            // One LOCK of many tables does not say which one it waited for
+            // or found gone: taken one at a time, the failure names it (and
+            // a lock freed meanwhile lets the backup go on).
+            do {
+                try connection.execute("ROLLBACK", during: "ending the transaction of \(batch.count) tables")
+            } catch {
+                throw BackupError.table(Self.tableName(tasks[batch[0]].name), error)
+            }
+            for index in batch { try copy([index], connection, queue: queue, pool: pool) }
+            return
+        }
+        for index in batch {
+            try copyTable(index, connection, queue: queue, pool: pool)
+        }
+        let subject = batch.count == 1 ? tasks[batch[0]].name : "\(batch.count) tables"
+        do {
+            try connection.execute("COMMIT", during: "ending the transaction of \(subject)")
+        } catch {
+            throw BackupError.table(Self.tableName(tasks[batch[batch.count - 1]].name), error)
+        }
+    }
+
+    /// One task's COPY through the chunk buffers into the encoder's queue.
+    private func copyTable(_ index: Int, _ connection: PostgresConnection, queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) throws {
+        let task = tasks[index]
+        lock.lock(); running.append(task.name); lock.unlock()
+        defer { lock.lock(); running.removeAll { $0 == task.name }; lock.unlock() }
+        do {
+            guard var buffer = pool.pop() else { throw BoundedQueue<ChunkBuffer>.Closed() }
+            let rows = try connection.copyOut(task.sql, during: "COPY of \(task.name)") { row in
+                var remaining = row
+                while !remaining.isEmpty {
+                    let taken = buffer.fill(from: remaining)
+                    remaining = UnsafeRawBufferPointer(rebasing: remaining[taken...])
+                    if buffer.isFull {
+                        count(rawBytes: UInt64(buffer.count))
+                        try queue.push(.chunk(task: index, buffer))
+                        guard let fresh = pool.pop() else { throw BoundedQueue<Item>.Closed() }
+                        buffer = fresh
+                    }
+                }
+            }
+            count(rawBytes: UInt64(buffer.count))
+            if buffer.count > 0 {
+                try queue.push(.chunk(task: index, buffer))
+            } else {
+                try pool.push(buffer)
+            }
+            try queue.push(.end(task: index, rows: rows))
+        } catch let error as BoundedQueue<Item>.Closed {
+            throw error
+        } catch let error as BoundedQueue<ChunkBuffer>.Closed {
+            throw error
+        } catch let error as RepositoryError {
+            throw error
+        } catch let error where Self.isLockTimeout(error) {
+            throw BackupError.lockTimeout(Self.tableName(task.name), milliseconds: lockTimeoutMilliseconds)
+        } catch let error as PostgresError where error.sqlState == "42703" {
+            // The column list comes from the snapshot's catalog; COPY
+            // resolves it in the current one, where a column is gone.
+            throw BackupError.tableChanged(Self.tableName(task.name), .columnDroppedOrRenamed)
+        } catch {
+            throw BackupError.table(Self.tableName(task.name), error)
+        }
+    }
+
+    /// A lock of several tables timed out, or found one gone.
+    private struct OneOfManyLocks: Error {}
+
+    /// Starts a transaction in the backup's snapshot, waits for the locks
+    /// of `batch`'s tables and refuses a table changed since the snapshot,
+    /// in one round trip. Names are looked up in the current catalog once
+    /// the locks are granted; the snapshot's `relfilenode` against the
+    /// current file tells a rewrite (TRUNCATE, a rewriting ALTER TABLE),
+    /// which an older snapshot would read as an empty table.
+    private func begin(_ batch: [CopyTask], _ connection: PostgresConnection) throws {
+        let subject = batch.count == 1 ? Self.tableName(batch[0].name) : "\(batch.count) tables"
         let check: QueryResult
         do {
             check = try connection.execute(
@@ -240,25 +290,30 @@ final class ParallelCopy: @unchecked Sendable {
                 SET TRANSACTION SNAPSHOT \(SQLIdentifier.literal(snapshot));
                 SET LOCAL row_security = off;
                 SET LOCAL lock_timeout = \(lockTimeoutMilliseconds);
-                LOCK TABLE ONLY \(task.quotedTable) IN ACCESS SHARE MODE;
-                \(Catalog.changeSinceSnapshotQuery(oid: task.oid, quotedName: task.quotedTable))
-                """, during: "locking \(table) in the backup's snapshot")
+                LOCK TABLE ONLY \(batch.map(\.quotedTable).joined(separator: ", ")) IN ACCESS SHARE MODE;
+                \(Catalog.changesSinceSnapshotQuery(batch.map { ($0.oid, $0.quotedTable) }))
+                """, during: "locking \(subject) in the backup's snapshot")
         } catch let error where Self.isLockTimeout(error) {
-            throw BackupError.lockTimeout(table, milliseconds: lockTimeoutMilliseconds)
+            if batch.count > 1 { throw OneOfManyLocks() }
+            throw BackupError.lockTimeout(subject, milliseconds: lockTimeoutMilliseconds)
         } catch let error as PostgresError where error.sqlState == "42P01" {
             // The lock waited for a DROP or RENAME to commit; the name is
             // looked up again once the lock is granted, and is gone.
-            throw BackupError.tableChanged(table, .droppedOrRenamed)
+            if batch.count > 1 { throw OneOfManyLocks() }
+            throw BackupError.tableChanged(subject, .droppedOrRenamed)
         } catch let error as PostgresError {
             // A lost connection is this table's copy failing, as in COPY;
             // anything else is the snapshot that could not be imported.
-            if case .connectionLost = error { throw BackupError.table(table, error) }
+            if case .connectionLost = error { throw BackupError.table(subject, error) }
             throw BackupError.snapshot(error)
         }
-        switch try Catalog.changeSinceSnapshot(check) {
-        case nil: return
-        case .replaced: throw BackupError.tableChanged(table, .droppedOrRenamed)
-        case .rewritten: throw BackupError.tableChanged(table, .rewritten)
+        let changes = try Catalog.changesSinceSnapshot(check, expected: batch.count)
+        for task in batch {
+            switch changes[task.oid] {
+            case nil: continue
+            case .replaced: throw BackupError.tableChanged(Self.tableName(task.name), .droppedOrRenamed)
+            case .rewritten: throw BackupError.tableChanged(Self.tableName(task.name), .rewritten)
+            }
         }
     }
 
