@@ -16,12 +16,88 @@ struct SQLScript: Sendable {
     struct Statement: Sendable, Equatable {
         /// From the statement's first token to its `;`, comments inside included.
         var text: String
-        /// The statement's first tokens: enough to tell what kind of statement it is.
-        var leadingTokens: [Token]
+        /// What a restore needs to know of it, told by its first tokens,
+        /// which are not kept: a schema of 10,000 tables has some 40,000
+        /// statements, and their tokens were 10 MiB.
+        var kind: Kind
+    }
 
-        /// Whether the statement starts with these unquoted words (lowercase).
-        func starts(with words: String...) -> Bool {
-            leadingTokens.count >= words.count && zip(leadingTokens, words).allSatisfy { $0 == .word($1) }
+    enum Kind: Sendable, Equatable {
+        /// `SET name …` or `SELECT pg_catalog.set_config('name', …)`, which
+        /// pg_restore writes to prepare the session; the setting's identity
+        /// (the name, or the whole statement for `set_config`).
+        case setting(String)
+        /// `CREATE [UNIQUE] INDEX …`, and `ALTER TABLE [ONLY] name ADD
+        /// CONSTRAINT name PRIMARY KEY|UNIQUE|EXCLUDE …`: the slow builds
+        /// that depend on nothing else of post-data.
+        case indexBuild
+        /// `CREATE [UNLOGGED|FOREIGN|MATERIALIZED] TABLE|SEQUENCE|VIEW …`.
+        case relation
+        /// `ALTER LARGE OBJECT …` (its owner).
+        case largeObjectChange
+        case other
+
+        /// Whether the statement's transaction keeps a lock on the object
+        /// it makes or changes until it ends.
+        var locksItsObject: Bool { self == .relation || self == .indexBuild || self == .largeObjectChange }
+
+        init(_ tokens: [Token], text: String) {
+            func starts(with words: String...) -> Bool {
+                tokens.count >= words.count && zip(tokens, words).allSatisfy { $0 == .word($1) }
+            }
+            if starts(with: "set"), tokens.count > 1, case .word(let name) = tokens[1] {
+                self = .setting(name)
+            } else if starts(with: "select", "pg_catalog"), tokens.count > 3, tokens[2] == .symbol(UInt8(ascii: ".")), tokens[3] == .word("set_config") {
+                self = .setting(text)
+            } else if Self.buildsIndex(tokens) {
+                self = .indexBuild
+            } else if starts(with: "create") {
+                var words = tokens.dropFirst()
+                if [.word("unlogged"), .word("foreign"), .word("materialized")].contains(words.first) { words = words.dropFirst() }
+                self = [.word("table"), .word("sequence"), .word("view")].contains(words.first) ? .relation : .other
+            } else if starts(with: "alter", "large", "object") {
+                self = .largeObjectChange
+            } else {
+                self = .other
+            }
+        }
+
+        private static func buildsIndex(_ tokens: [Token]) -> Bool {
+            var rest = tokens[...]
+            func take(_ word: String) -> Bool {
+                guard rest.first == .word(word) else { return false }
+                rest = rest.dropFirst()
+                return true
+            }
+            guard take("create") || take("alter") else { return false }
+            if tokens.first == .word("create") {
+                _ = take("unique")
+                return take("index")
+            }
+            guard take("table") else { return false }
+            _ = take("only")
+            guard skipName(&rest), take("add"), take("constraint"), let name = rest.first, isName(name) else { return false }
+            rest = rest.dropFirst()
+            return [.word("primary"), .word("unique"), .word("exclude")].contains(rest.first)
+        }
+
+        /// Skips `name [. name …]`.
+        private static func skipName(_ tokens: inout ArraySlice<Token>) -> Bool {
+            guard let first = tokens.first, isName(first) else { return false }
+            tokens = tokens.dropFirst()
+            while tokens.first == .symbol(UInt8(ascii: ".")) {
+                tokens = tokens.dropFirst()
+                guard let next = tokens.first, isName(next) else { return false }
+                tokens = tokens.dropFirst()
+            }
+            return true
+        }
+
+        private static func isName(_ token: Token) -> Bool {
+            switch token {
+            case .word, .quotedIdentifier: true
+            default: false
+            }
         }
     }
 
@@ -51,7 +127,7 @@ struct SQLScript: Sendable {
 
     var statements: [Statement] = []
 
-    /// How many tokens `Statement.leadingTokens` keeps.
+    /// How many of a statement's first tokens tell its kind.
     static let leadingWordLimit = 12
 
     /// Cuts `text` into statements. The psql meta-commands `\restrict` and
@@ -122,7 +198,7 @@ extension SQLScript {
             if let start {
                 // A last statement without `;` (pg_restore always writes one).
                 let text = String(decoding: bytes[start..<position], as: UTF8.self)
-                if !text.allSatisfy(\.isWhitespace) { statements.append(Statement(text: text, leadingTokens: tokens)) }
+                if !text.allSatisfy(\.isWhitespace) { statements.append(Statement(text: text, kind: Kind(tokens, text: text))) }
             }
             return statements
         }
@@ -142,9 +218,10 @@ extension SQLScript {
         }
 
         mutating func finish() -> Statement {
-            let statement = Statement(text: String(decoding: bytes[start!..<position], as: UTF8.self), leadingTokens: tokens)
+            let text = String(decoding: bytes[start!..<position], as: UTF8.self)
+            let statement = Statement(text: text, kind: Kind(tokens, text: text))
             start = nil
-            if statement.starts(with: "set", "standard_conforming_strings") {
+            if statement.kind == .setting("standard_conforming_strings") {
                 let value = statement.text.lowercased()
                 if value.contains("off") { standardConformingStrings = false } else if value.contains("on") { standardConformingStrings = true }
             }

@@ -66,19 +66,7 @@ struct SchemaScripts: Sendable {
     /// bound: a table's TOAST table and index are locked too, and a
     /// statement locks the objects it refers to.
     var lockedObjects: Int {
-        (preData + postData).reduce(0) { count, statement in
-            count + (Self.createsRelation(statement) || statement.starts(with: "alter", "large", "object") ? 1 : 0)
-        }
-    }
-
-    static func createsRelation(_ statement: SQLScript.Statement) -> Bool {
-        guard statement.starts(with: "create") else { return PostDataScript.buildsIndex(statement) }
-        var words = statement.leadingTokens.dropFirst()
-        if words.first == .word("unlogged") || words.first == .word("foreign") || words.first == .word("materialized")
-            || words.first == .word("unique") {
-            words = words.dropFirst()
-        }
-        return [.word("table"), .word("sequence"), .word("view"), .word("index")].contains(words.first)
+        (preData + postData).reduce(0) { count, statement in count + (statement.kind.locksItsObject ? 1 : 0) }
     }
 
     /// The statements `withClean` has between its common prefix and suffix with `plain`.
@@ -113,7 +101,7 @@ struct PostDataScript: Sendable {
         var settings: [(key: String, statement: SQLScript.Statement)] = []
         var inHeader = true
         for statement in statements {
-            if let key = Self.settingKey(statement) {
+            if case .setting(let key) = statement.kind {
                 if inHeader {
                     header.append(statement)
                 } else {
@@ -124,60 +112,11 @@ struct PostDataScript: Sendable {
                 continue
             }
             inHeader = false
-            if Self.buildsIndex(statement) {
+            if statement.kind == .indexBuild {
                 parallel.append(SQLScript.joined(settings.map(\.statement) + [statement]))
             } else {
                 serial.append(statement)
             }
-        }
-    }
-
-    /// `SET name …` and `SELECT pg_catalog.set_config('name', …)`, which
-    /// pg_restore writes to prepare the session: the setting's identity.
-    static func settingKey(_ statement: SQLScript.Statement) -> String? {
-        let tokens = statement.leadingTokens
-        if statement.starts(with: "set"), tokens.count > 1, case .word(let name) = tokens[1] { return name }
-        if statement.starts(with: "select", "pg_catalog"), tokens.count > 3, tokens[2] == .symbol(UInt8(ascii: ".")),
-           tokens[3] == .word("set_config") {
-            return statement.text
-        }
-        return nil
-    }
-
-    /// `CREATE [UNIQUE] INDEX …`, and `ALTER TABLE [ONLY] name ADD
-    /// CONSTRAINT name PRIMARY KEY|UNIQUE|EXCLUDE …`: the slow builds that
-    /// depend on nothing else of post-data. Foreign keys, which need them,
-    /// and everything else run after them, in order.
-    static func buildsIndex(_ statement: SQLScript.Statement) -> Bool {
-        if statement.starts(with: "create", "index") || statement.starts(with: "create", "unique", "index") { return true }
-        guard statement.starts(with: "alter", "table") else { return false }
-        var tokens = statement.leadingTokens.dropFirst(2)
-        if tokens.first == .word("only") { tokens = tokens.dropFirst() }
-        guard skipName(&tokens), tokens.first == .word("add") else { return false }
-        tokens = tokens.dropFirst()
-        guard tokens.first == .word("constraint") else { return false }
-        tokens = tokens.dropFirst()
-        guard let name = tokens.first, Self.isName(name) else { return false }
-        tokens = tokens.dropFirst()
-        return [.word("primary"), .word("unique"), .word("exclude")].contains(tokens.first)
-    }
-
-    /// Skips `name [. name …]`.
-    private static func skipName(_ tokens: inout ArraySlice<SQLScript.Token>) -> Bool {
-        guard let first = tokens.first, isName(first) else { return false }
-        tokens = tokens.dropFirst()
-        while tokens.first == .symbol(UInt8(ascii: ".")) {
-            tokens = tokens.dropFirst()
-            guard let next = tokens.first, isName(next) else { return false }
-            tokens = tokens.dropFirst()
-        }
-        return true
-    }
-
-    private static func isName(_ token: SQLScript.Token) -> Bool {
-        switch token {
-        case .word, .quotedIdentifier: true
-        default: false
         }
     }
 }
