@@ -37,6 +37,7 @@ struct InspectCommand: ParsableCommand {
             Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))\(encrypted ? ", encrypted (AES-256-GCM)" : "")
             Schema     \(manifest.schema.map { "written by pg_dump \(PostgresTools.shownVersion($0.pgDumpVersion)), \(Format.bytes($0.rawBytes))" } ?? "none (table data only)")
             Data       \(manifest.tables.count) tables, \(Format.count(totals.rows)) rows, \(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
+            Large obj. \(largeObjects(manifest))
             """)
         print("")
         let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"]
@@ -62,6 +63,18 @@ struct InspectCommand: ParsableCommand {
                 ]
             })
         }
+    }
+
+    /// How many, and how they are stored: one stream of records (format 4)
+    /// or a stream each (older archives).
+    private func largeObjects(_ manifest: Manifest) -> String {
+        if let data = manifest.largeObjectData {
+            return "\(Format.count(data.count)) in one stream, \(Format.bytes(data.rawBytes)) raw, \(Format.bytes(data.storedBytes)) stored"
+        }
+        let objects = manifest.largeObjects ?? []
+        guard !objects.isEmpty else { return "none" }
+        let raw = objects.lazy.map(\.rawBytes).checkedSum ?? .max, stored = objects.lazy.map(\.storedBytes).checkedSum ?? .max
+        return "\(Format.count(UInt64(objects.count))) in a stream each, \(Format.bytes(raw)) raw, \(Format.bytes(stored)) stored"
     }
 
     private func printDatabase(_ database: Manifest.Database) {

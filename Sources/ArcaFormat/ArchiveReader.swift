@@ -237,6 +237,29 @@ public final class ArchiveReader: @unchecked Sendable {
         }
     }
 
+    /// Streams every large object to `handle`, in the archive's order
+    /// (ascending OIDs), from either layout: a stream per object (versions
+    /// 1 to 3) or the records of the large-object stream (version 4), whose
+    /// framing is checked as it is read.
+    public func readLargeObjects(
+        decoder: ChunkDecoder? = nil, checking: StreamCheck = .streamDigests, _ handle: (LargeObjectEvent) throws -> Void
+    ) throws {
+        let decoder = decoder ?? makeDecoder()
+        if let data = manifest.largeObjectData {
+            var records = LargeObjectRecords(data, chunkSize: header.chunkSize)
+            try readStream(data, named: LargeObjectRecords.streamName, decoder: decoder, checking: checking) { raw in
+                try records.feed(raw, handle)
+            }
+            try records.finish()
+            return
+        }
+        for object in manifest.largeObjects ?? [] {
+            try handle(.begin(object.oid))
+            try readStream(object, named: "large object \(object.oid)", decoder: decoder, checking: checking) { try handle(.bytes($0)) }
+            try handle(.end(object.oid))
+        }
+    }
+
     /// Streams one stream's raw bytes (a table's COPY text, the schema dump, a
     /// large object) to `body`, chunk by chunk, reading only its chunks.
     /// Everything `checking` asks for is checked before this returns (the

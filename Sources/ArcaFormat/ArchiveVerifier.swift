@@ -57,6 +57,10 @@ public struct ArchiveVerifier {
 
         let digests = streams.map { _ in StreamDigests() }
         var damagedTables = Set<Int>()
+        // The large-object stream's records are read as its chunks come
+        // (a stream's chunks lie in sequence order): what a restore needs of it.
+        let recordsIndex = manifest.largeObjectData == nil ? nil : streams.count - 1
+        var records = manifest.largeObjectData.map { LargeObjectRecords($0, chunkSize: header.chunkSize) }
         let decoder = reader.makeDecoder()
         // Sized by the frames the (validated) manifest lists, which lie in
         // the file, not by the chunk size the header declares.
@@ -95,6 +99,14 @@ public struct ArchiveVerifier {
                         sequence: UInt64(slot.sequence), location: location)
                     digests[slot.table].update(raw)
                     report.rawBytes += UInt64(raw.count)
+                    if slot.table == recordsIndex, !damagedTables.contains(slot.table) {
+                        do {
+                            try records?.feed(raw) { _ in }
+                        } catch let error as ArchiveError {
+                            report.problems.append(error)
+                            records = nil
+                        }
+                    }
                 } catch let error as ArchiveError {
                     report.problems.append(error)
                     damagedTables.insert(slot.table)
@@ -117,6 +129,9 @@ public struct ArchiveVerifier {
             } else if sha256 != stream.sha256 {
                 report.problems.append(.digestMismatch(.stream(named.name), algorithm: "sha256", expected: stream.sha256, actual: sha256))
             }
+        }
+        if let recordsIndex, !damagedTables.contains(recordsIndex), let records {
+            do { try records.finish() } catch let error as ArchiveError { report.problems.append(error) }
         }
         report.tablesChecked = manifest.tables.count
 

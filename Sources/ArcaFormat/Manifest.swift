@@ -17,7 +17,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// The database's schema as a pg_dump custom-format archive (pre-data
     /// and post-data sections). Absent in a data-only archive.
     public var schema: Schema?
-    public var largeObjects: [LargeObject]
+    /// Versions 1 to 3: one stream per large object. Absent from version 4 on.
+    public var largeObjects: [LargeObject]?
+    /// Version 4: every large object's contents in one stream of records;
+    /// absent when the archive holds no large objects.
+    public var largeObjectData: LargeObjectData?
     /// The `--table` / `--exclude-table` patterns the backup was made with;
     /// absent when it holds every table.
     public var tableFilter: TableFilterRecord?
@@ -113,6 +117,32 @@ public struct Manifest: Codable, Sendable, Equatable {
             chunks = summary.chunks
         }
 
+    }
+
+    /// The large-object stream of version 4: `count` records, one per large
+    /// object in ascending OID order, each its OID and its bytes
+    /// (`LargeObjectRecords` reads them; FORMAT.md, "Large objects").
+    public struct LargeObjectData: Codable, Sendable, Equatable, StreamDescriptor {
+        public var count: UInt64
+        public var stream: UInt32
+        public var rawBytes: UInt64
+        public var storedBytes: UInt64
+        public var md5: String
+        public var sha256: String
+        public var chunks: [Chunk]
+
+        public init(count: UInt64, stream: UInt32, summary: StreamSummary) {
+            self.count = count
+            self.stream = stream
+            rawBytes = summary.rawBytes
+            storedBytes = summary.storedBytes
+            md5 = summary.md5
+            sha256 = summary.sha256
+            chunks = summary.chunks
+        }
+
+        /// The shortest record: an OID and the empty segment that ends it.
+        public static let minimumRecordLength: UInt64 = 8
     }
 
     /// A sequence's state in the snapshot, and the column that owns it.
@@ -285,11 +315,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     public init(
         archiveId: String, backupId: String, startedAt: String, completedAt: String, tool: Tool, source: Source,
         compression: Compression, chunkSize: UInt32, tables: [Table], sequences: [Sequence],
-        schema: Schema? = nil, largeObjects: [LargeObject] = [], tableFilter: TableFilterRecord? = nil
+        schema: Schema? = nil, largeObjects: LargeObjectData? = nil, tableFilter: TableFilterRecord? = nil
     ) {
         self.sequences = sequences
         self.schema = schema
-        self.largeObjects = largeObjects
+        largeObjectData = largeObjects
         self.tableFilter = tableFilter
         formatVersion = Int(ArchiveFormat.version)
         self.archiveId = archiveId
@@ -310,7 +340,19 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var streams: [NamedStream] {
         tables.flatMap { table in table.parts.indices.map { NamedStream(name: table.displayName(part: $0), descriptor: table.parts[$0]) } }
             + (schema.map { [NamedStream(name: "the schema dump", descriptor: $0)] } ?? [])
-            + largeObjects.map { NamedStream(name: "large object \($0.oid)", descriptor: $0) }
+            + (largeObjects ?? []).map { NamedStream(name: "large object \($0.oid)", descriptor: $0) }
+            + (largeObjectData.map { [NamedStream(name: LargeObjectRecords.streamName, descriptor: $0)] } ?? [])
+    }
+
+    /// How many large objects the archive holds, in either layout.
+    public var largeObjectCount: UInt64 {
+        largeObjectData?.count ?? UInt64((largeObjects ?? []).count)
+    }
+
+    /// The raw bytes of the large objects' streams (in version 4 with
+    /// their framing): what reading them all reads.
+    public var largeObjectRawBytes: UInt64 {
+        largeObjectData?.rawBytes ?? (largeObjects ?? []).lazy.map(\.rawBytes).checkedSum ?? .max
     }
 
     public struct NamedStream: Sendable {
@@ -335,7 +377,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case formatVersion, archiveId, backupId, startedAt, completedAt, tool, source, compression, chunkSize, tables
-        case sequences, schema, largeObjects, tableFilter, trigger, database, roles, totals
+        case sequences, schema, largeObjects, largeObjectData, tableFilter, trigger, database, roles, totals
     }
 
     /// The JSON of FORMAT.md, byte for byte what `JSONEncoder` with sorted
@@ -363,6 +405,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             // Absent optionals are left out, as the synthesized encoder does.
             let present: Bool = switch key {
             case .schema: schema != nil
+            case .largeObjects: largeObjects != nil
+            case .largeObjectData: largeObjectData != nil
             case .tableFilter: tableFilter != nil
             case .trigger: trigger != nil
             case .database: database != nil
@@ -387,7 +431,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             case .tables: append(each: tables)
             case .sequences: append(each: sequences)
             case .schema: append(schema)
-            case .largeObjects: append(each: largeObjects)
+            case .largeObjects: append(each: largeObjects ?? [])
+            case .largeObjectData: append(largeObjectData)
             case .tableFilter: append(tableFilter)
             case .trigger: append(trigger)
             case .database: append(database)
@@ -452,8 +497,10 @@ public struct Manifest: Codable, Sendable, Equatable {
         manifest.tables = try (elements[.tables] ?? []).enumerated().map { index, range in
             try decode(Table.self, json[range], at: "tables[\(index)]")
         }
-        manifest.largeObjects = try (elements[.largeObjects] ?? []).enumerated().map { index, range in
-            try decode(LargeObject.self, json[range], at: "largeObjects[\(index)]")
+        if let ranges = elements[.largeObjects] {
+            manifest.largeObjects = try ranges.enumerated().map { index, range in
+                try decode(LargeObject.self, json[range], at: "largeObjects[\(index)]")
+            }
         }
         return manifest
     }
@@ -468,6 +515,19 @@ public struct Manifest: Codable, Sendable, Equatable {
         guard archiveId == header.archiveID.description else { throw fail("archiveId \(archiveId) differs from the header's \(header.archiveID)") }
         guard chunkSize == header.chunkSize else { throw fail("chunkSize \(chunkSize) differs from the header's \(header.chunkSize)") }
         guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
+        if formatVersion >= 4 {
+            guard largeObjects == nil else { throw fail("largeObjects is a field of versions 1 to 3; version \(formatVersion) has largeObjectData") }
+        } else {
+            guard largeObjects != nil else { throw fail("field largeObjects is missing at the top level") }
+            guard largeObjectData == nil else { throw fail("largeObjectData is a field of version 4 on, not of version \(formatVersion)") }
+        }
+        if let data = largeObjectData {
+            // Each record takes at least 8 bytes: a count the stream cannot
+            // hold is refused before anything is read.
+            guard data.count >= 1, data.count <= data.rawBytes / LargeObjectData.minimumRecordLength else {
+                throw fail("largeObjectData.count is \(data.count), but its stream of \(data.rawBytes) bytes holds 1 to \(data.rawBytes / LargeObjectData.minimumRecordLength) records")
+            }
+        }
 
         var streamIDs = Set<UInt32>()
         var names = Set<String>()

@@ -1,9 +1,10 @@
 /// Constants of the format (FORMAT.md). Version 2 added encryption (a
 /// version 1 archive is a version 2 archive without it); version 3 put a
-/// content checksum in every zstd payload. All three are read.
+/// content checksum in every zstd payload; version 4 put all large objects
+/// in one stream. All four are read.
 public enum ArchiveFormat {
-    public static let version: UInt16 = 3
-    public static let readableVersions: ClosedRange<UInt16> = 1...3
+    public static let version: UInt16 = 4
+    public static let readableVersions: ClosedRange<UInt16> = 1...4
     public static let magic: [UInt8] = [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A]
     public static let endMagic: [UInt8] = Array("ARCAEND".utf8) + [0x1A]
     public static let headerLength = 64
@@ -68,8 +69,9 @@ public struct FileHeader: Sendable, Equatable {
     public var compressionLevel: Int8
     public var archiveID: ArchiveID
     public var isEncrypted: Bool
-    /// The version read from the file; a writer always writes the current one.
-    public private(set) var version: UInt16 = ArchiveFormat.version
+    /// The version read from the file; a writer always writes the current one
+    /// (tests set an older one to write the archives older writers made).
+    public internal(set) var version: UInt16 = ArchiveFormat.version
 
     public init(chunkSize: UInt32, compression: Codec, compressionLevel: Int8, archiveID: ArchiveID, isEncrypted: Bool = false) {
         self.chunkSize = chunkSize
@@ -95,7 +97,7 @@ public struct FileHeader: Sendable, Equatable {
     public func encoded() -> [UInt8] {
         var writer = LittleEndianWriter(capacity: ArchiveFormat.headerLength)
         writer.raw(ArchiveFormat.magic)
-        writer.u16(ArchiveFormat.version)
+        writer.u16(version)
         writer.u16(UInt16(ArchiveFormat.headerLength))
         writer.u32(isEncrypted ? ArchiveFormat.encryptedFlag : 0)
         writer.u32(chunkSize)

@@ -24,25 +24,54 @@ extension PostgresConnection {
         }
     }
 
-    /// Replaces the contents of large object `oid`, creating it first when
-    /// `create` is true. `body` receives a function that appends bytes.
-    public func writeLargeObject(_ oid: UInt32, create: Bool, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
+    /// Opens large object `oid` for writing, emptied, creating it first
+    /// when `create` is true. Close the writer before the next one.
+    public func openLargeObjectForWriting(_ oid: UInt32, create: Bool) throws -> LargeObjectWriter {
         let during = "writing large object \(oid)"
         if create {
             guard lo_create(connectionHandle, oid) == oid else { throw lostOrFailed(during: during) }
         }
         let descriptor = lo_open(connectionHandle, oid, Self.writeMode)
         guard descriptor >= 0 else { throw lostOrFailed(during: during) }
-        defer { _ = lo_close(connectionHandle, descriptor) }
-        guard lo_truncate64(connectionHandle, descriptor, 0) == 0 else { throw lostOrFailed(during: during) }
-        try body { bytes in
-            var remaining = bytes
-            while !remaining.isEmpty {
-                let count = min(remaining.count, 1 << 20)
-                let written = lo_write(connectionHandle, descriptor, remaining.baseAddress!.assumingMemoryBound(to: CChar.self), count)
-                guard written == count else { throw lostOrFailed(during: during) }
-                remaining = UnsafeRawBufferPointer(rebasing: remaining[count...])
-            }
+        let writer = LargeObjectWriter(connection: self, descriptor: descriptor, during: during)
+        guard lo_truncate64(connectionHandle, descriptor, 0) == 0 else {
+            let error = lostOrFailed(during: during)
+            writer.close()
+            throw error
+        }
+        return writer
+    }
+}
+
+/// One large object open for writing (`openLargeObjectForWriting`).
+public final class LargeObjectWriter {
+    private let connection: PostgresConnection
+    private let descriptor: Int32
+    private let during: String
+    private var isOpen = true
+
+    init(connection: PostgresConnection, descriptor: Int32, during: String) {
+        self.connection = connection
+        self.descriptor = descriptor
+        self.during = during
+    }
+
+    /// Appends `bytes`, in writes of at most 1 MiB.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var remaining = bytes
+        while !remaining.isEmpty {
+            let count = min(remaining.count, 1 << 20)
+            let written = lo_write(connection.connectionHandle, descriptor, remaining.baseAddress!.assumingMemoryBound(to: CChar.self), count)
+            guard written == count else { throw connection.lostOrFailed(during: during) }
+            remaining = UnsafeRawBufferPointer(rebasing: remaining[count...])
         }
     }
+
+    public func close() {
+        guard isOpen else { return }
+        isOpen = false
+        _ = lo_close(connection.connectionHandle, descriptor)
+    }
+
+    deinit { close() }
 }

@@ -65,6 +65,40 @@ import Testing
         #expect(throws: SQLScript.LexError.unterminated("a comment", line: 1)) { try SQLScript("/* /* */ SELECT 1;") }
     }
 
+    /// The streamed lexer, fed a script cut at every byte (in two pieces, and
+    /// in pieces of one byte), finds exactly the statements of the whole,
+    /// and the same errors with the same line numbers.
+    @Test func streamedScriptsCutAnywhereLexTheSame() throws {
+        let scripts = [
+            "\\restrict abc123\nSET standard_conforming_strings = off;\nSELECT 'a\\';b';\n-- a comment; with\nSELECT $f$ x; $f$;\n"
+                + "/* c; /* d; */ */ CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\n"
+                + "SELECT E'\\';', U&\"d;\", \"q\"\"\";\nSELECT 2\n\\unrestrict abc123\n",
+            "SELECT 1;\nSELECT 'abc;\n",
+            "SELECT 1;\n-- the last one has no semicolon\nSELECT 2\n",
+            "SELECT 1;\n\\! rm -rf /\n",
+        ]
+        for script in scripts {
+            let whole = Result { try SQLScript(script).statements }
+            let bytes = Array(script.utf8)
+            var cuts = (0...bytes.count).map { [bytes[..<$0], bytes[$0...]] }
+            cuts.append(bytes.map { [$0][...] })
+            for pieces in cuts {
+                var stream = SQLScript.Stream()
+                var statements: [SQLScript.Statement] = []
+                let streamed = Result {
+                    for piece in pieces { try stream.feed(piece) { statements.append($0) } }
+                    try stream.finish { statements.append($0) }
+                    return statements
+                }
+                switch (whole, streamed) {
+                case (.success(let expected), .success(let found)): #expect(found == expected, "\(pieces.map(\.count))")
+                case (.failure(let expected), .failure(let found)): #expect("\(found)" == "\(expected)", "\(pieces.map(\.count))")
+                default: Issue.record("\(script): \(whole) but streamed \(streamed) with pieces \(pieces.map(\.count))")
+                }
+            }
+        }
+    }
+
     @Test func postDataIsSplitByStatementKind() throws {
         let script = try SQLScript("""
             SET statement_timeout = 0;

@@ -28,8 +28,11 @@ struct ArchiveMutator<Source: RandomNumberGenerator> {
             Sample.Stream(schema: "clinic", name: "b", bytes: Sample.noise(3000)),
             Sample.Stream(name: "empty", bytes: []),
         ]
+        // Large objects: an empty one, and records that straddle chunks.
+        let largeObjects = Sample.largeObjectRecords([(7, []), (9, Sample.noise(5000)), (12, Array("x-ray".utf8))], segment: 700)
         return [
             Seed(bytes: try! Sample.archive(streams).bytes, key: nil),
+            Seed(bytes: try! Sample.archive(streams, largeObjects: largeObjects).bytes, key: nil),
             Seed(bytes: try! Sample.archive(streams, level: nil).bytes, key: nil),
             Seed(bytes: try! Sample.archive(streams, key: key).bytes, key: key),
             Seed(bytes: try! Sample.archive(Array(streams.prefix(1)), key: passphrase).bytes, key: passphrase),
@@ -384,6 +387,9 @@ struct ArchiveMutator<Source: RandomNumberGenerator> {
                     try reader.readStream(named.descriptor, named: named.name, decoder: decoder, checking: .streamDigests) { _ in }
                 } catch is ArchiveError {}
             }
+            do {
+                try reader.readLargeObjects(decoder: decoder) { _ in }
+            } catch is ArchiveError {}
             return .read
         } catch let error as ArchiveError {
             return .rejected(error)

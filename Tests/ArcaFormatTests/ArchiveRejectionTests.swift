@@ -35,8 +35,8 @@ import Testing
 
     @Test func unknownVersion() throws {
         var (bytes, _) = try archive()
-        bytes[8] = 4
-        #expect(openError(bytes) == .unsupportedVersion(4))
+        bytes[8] = 5
+        #expect(openError(bytes) == .unsupportedVersion(5))
     }
 
     @Test func headerChecksum() throws {

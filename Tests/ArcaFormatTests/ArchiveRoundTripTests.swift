@@ -58,10 +58,11 @@ import Testing
 
 /// The smallest valid archive, byte by byte (FORMAT.md, "Example").
 @Suite struct GoldenArchiveTests {
-    /// Version 1 (before encryption) and version 2 (before required content
-    /// checksums) are still read; an unencrypted version-3 archive is a valid
-    /// archive of either.
-    @Test(arguments: [UInt16(1), 2])
+    /// Version 1 (before encryption), version 2 (before required content
+    /// checksums) and version 3 (a stream per large object) are still read;
+    /// an unencrypted version-4 archive without large objects is a valid
+    /// archive of each, once its manifest has their `largeObjects` array.
+    @Test(arguments: [UInt16(1), 2, 3])
     func olderVersionsAreStillRead(version: UInt16) throws {
         let rows = Sample.copyText(rows: 100)
         let (current, _) = try Sample.archive([Sample.Stream(name: "t", bytes: rows)])
@@ -73,7 +74,7 @@ import Testing
     @Test func smallestArchiveLayout() throws {
         let (bytes, manifest) = try Sample.archive([])
         #expect(Array(bytes[0..<8]) == [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A])
-        #expect(Array(bytes[8..<10]) == [3, 0])                // version
+        #expect(Array(bytes[8..<10]) == [4, 0])                // version
         #expect(Array(bytes[10..<12]) == [64, 0])              // header length
         #expect(Array(bytes[12..<16]) == [0, 0, 0, 0])         // flags
         #expect(Array(bytes[16..<20]) == [0x00, 0x10, 0, 0])   // chunk size 4096
@@ -106,7 +107,7 @@ import Testing
         let (_, manifest) = try Sample.archive([])
         let json = String(decoding: manifest.encoded(), as: UTF8.self)
         #expect(json.hasPrefix(#"{"archiveId":"101112131415161718191a1b1c1d1e1f","backupId":"backup_20241201_140530","chunkSize":4096,"#))
-        #expect(json.contains(#""formatVersion":3"#))
+        #expect(json.contains(#""formatVersion":4"#) && !json.contains("largeObjects"))
     }
 
     private func le32(_ value: UInt32) -> [UInt8] {

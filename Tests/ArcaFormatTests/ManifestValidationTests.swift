@@ -137,6 +137,7 @@ import Testing
             chunks: [.init(offset: 64, rawLength: 3, storedLength: 3, crc32c: 7)])
         full.schema = Manifest.Schema(pgDumpVersion: "15.18", stream: 90, summary: summary)
         full.largeObjects = [Manifest.LargeObject(oid: 16_400, stream: 91, summary: summary), Manifest.LargeObject(oid: 16_401, stream: 92, summary: summary)]
+        full.largeObjectData = Manifest.LargeObjectData(count: 2, stream: 93, summary: summary)
         full.tableFilter = .init(include: ["public.*"], exclude: ["public.a/b"])
         full.trigger = "scheduled"
         full.database = Manifest.Database(encoding: "UTF8", collate: "C", ctype: "C", localeProvider: "libc", owner: "o\"wner")
@@ -144,6 +145,7 @@ import Testing
         full.sequences = [.init(schema: "public", name: "s", lastValue: -5, isCalled: true, ownedBy: nil)]
         var bare = archive.manifest
         (bare.schema, bare.tableFilter, bare.trigger, bare.database, bare.roles) = (nil, nil, nil, nil, nil)
+        (bare.largeObjects, bare.largeObjectData) = (nil, nil)
         bare.tables = []
         for manifest in [full, bare] {
             #expect(manifest.encoded() == Array(try encoder.encode(manifest)))

@@ -16,8 +16,30 @@ enum Sample {
 
     /// An archive with the given streams, written chunk by chunk with the
     /// chunks of all streams interleaved round-robin, as a parallel writer would.
+    /// The large-object stream's raw bytes and the count its manifest entry gives.
+    struct LargeObjectStream {
+        var bytes: [UInt8]
+        var count: UInt64
+    }
+
+    /// `objects` framed as FORMAT.md's records, each object's bytes in
+    /// segments of at most `segment` bytes.
+    static func largeObjectRecords(_ objects: [(oid: UInt32, bytes: [UInt8])], segment: Int = 1000) -> LargeObjectStream {
+        var stream: [UInt8] = []
+        for object in objects {
+            stream += LargeObjectRecords.recordHeader(object.oid)
+            for start in stride(from: 0, to: object.bytes.count, by: segment) {
+                let piece = object.bytes[start..<min(object.bytes.count, start + segment)]
+                stream += LargeObjectRecords.segmentHeader(UInt32(piece.count)) + piece
+            }
+            stream += LargeObjectRecords.end
+        }
+        return LargeObjectStream(bytes: stream, count: UInt64(objects.count))
+    }
+
     static func archive(
-        _ streams: [Stream], chunkSize: UInt32 = 4096, level: Int32? = 3, key: ArchiveKey? = nil, archiveID: ArchiveID = Sample.archiveID
+        _ streams: [Stream], chunkSize: UInt32 = 4096, level: Int32? = 3, key: ArchiveKey? = nil, archiveID: ArchiveID = Sample.archiveID,
+        largeObjects: LargeObjectStream? = nil
     ) throws -> (bytes: [UInt8], manifest: Manifest) {
         let sink = MemorySink()
         let header = FileHeader(chunkSize: chunkSize, compression: level == nil ? .stored : .zstd, compressionLevel: Int8(level ?? 0), archiveID: archiveID)
@@ -43,11 +65,16 @@ enum Sample {
                 schema: stream.schema, name: stream.name, kind: "table", parent: nil, columns: ["a", "b"],
                 parts: [Manifest.Part(stream: UInt32(index), rows: rows, summary: summary)]))
         }
+        let largeObjectData = try largeObjects.map { objects in
+            let writer = StreamWriter(archive: writer, encoder: encoder, stream: UInt32(streams.count))
+            try objects.bytes.withUnsafeBytes { try writer.append($0) }
+            return Manifest.LargeObjectData(count: objects.count, stream: UInt32(streams.count), summary: try writer.finish())
+        }
         let manifest = Manifest(
             archiveId: archiveID.description, backupId: "backup_20241201_140530", startedAt: "2024-12-01T14:05:30.123Z",
             completedAt: "2024-12-01T14:05:31.000Z", tool: .init(version: "test"),
             source: .init(database: "medical", serverVersion: "15.18", serverVersionNumber: 150018, snapshot: "00000003-0000001B-1", systemIdentifier: nil, encoding: "UTF8"),
-            compression: .init(level: Int(level ?? 0)), chunkSize: chunkSize, tables: tables, sequences: [])
+            compression: .init(level: Int(level ?? 0)), chunkSize: chunkSize, tables: tables, sequences: [], largeObjects: largeObjectData)
         _ = try writer.finish(manifest: manifest)
         return (sink.bytes, manifest)
     }
@@ -130,8 +157,11 @@ extension Sample {
     /// every CRC and digest valid.
     static func rewriteVersion(_ bytes: [UInt8], to version: UInt16) throws -> [UInt8] {
         var rewritten = try rewriteManifest(bytes) { json in
-            json = Array(String(decoding: json, as: UTF8.self)
-                .replacingOccurrences(of: #""formatVersion":\#(ArchiveFormat.version)"#, with: #""formatVersion":\#(version)"#).utf8)
+            var text = String(decoding: json, as: UTF8.self)
+                .replacingOccurrences(of: #""formatVersion":\#(ArchiveFormat.version)"#, with: #""formatVersion":\#(version)"#)
+            // Versions 1 to 3 list their large objects (here none) one by one.
+            if version < 4 { text = #"{"largeObjects":[],"# + text.dropFirst() }
+            json = Array(text.utf8)
         }
         rewritten.replaceSubrange(0..<64, with: headerBytes(version: version, from: Array(rewritten[0..<64])))
         return try rewriteManifest(rewritten) { _ in }

@@ -1,5 +1,5 @@
 import ArcaEngine
-import ArcaFormat
+@testable import ArcaFormat
 import Foundation
 
 /// Archives a forger writes, for the tests of what reads them (CLI,
@@ -40,11 +40,25 @@ public enum ForgedArchive {
     /// an archive whose manifest says what no real backup would (a locale
     /// or extension the server lacks). Returns the new archive's path.
     public static func rewritten(_ path: String, into repository: Repository, _ change: (inout Manifest) -> Void) throws -> String {
+        try copy(path, into: repository, version: ArchiveFormat.version, change)
+    }
+
+    /// Copies the archive at `path` (written by this arca) into `repository`
+    /// as a format-3 archive, as the arca before format 4 wrote it: each
+    /// large object a stream of its own with its own manifest entry.
+    public static func version3(_ path: String, into repository: Repository) throws -> String {
+        try copy(path, into: repository, version: 3) { _ in }
+    }
+
+    private static func copy(
+        _ path: String, into repository: Repository, version: UInt16, _ change: (inout Manifest) -> Void
+    ) throws -> String {
         let reader = try ArchiveReader(source: try FileSource(path: path))
         var manifest = reader.manifest
         try repository.prepare()
         let reservation = try repository.reserve(startedAt: Date())
-        let header = FileHeader(chunkSize: reader.header.chunkSize, compression: .zstd, compressionLevel: 1, archiveID: .random())
+        var header = FileHeader(chunkSize: reader.header.chunkSize, compression: .zstd, compressionLevel: 1, archiveID: .random())
+        header.version = version
         let writer = try ArchiveWriter(sink: reservation.sink, header: header)
         func copy(_ descriptor: some StreamDescriptor) throws -> StreamSummary {
             let stream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: 1), stream: descriptor.stream)
@@ -60,14 +74,36 @@ public enum ForgedArchive {
                 objects: table.objects)
         }
         let schema = try manifest.schema.map { Manifest.Schema(pgDumpVersion: $0.pgDumpVersion, stream: $0.stream, summary: try copy($0)) }
-        let largeObjects = try manifest.largeObjects.map { Manifest.LargeObject(oid: $0.oid, stream: $0.stream, summary: try copy($0)) }
+        var largeObjectData: Manifest.LargeObjectData?
+        var largeObjects: [Manifest.LargeObject] = []
+        if version >= 4 {
+            largeObjectData = try manifest.largeObjectData.map { Manifest.LargeObjectData(count: $0.count, stream: $0.stream, summary: try copy($0)) }
+        } else {
+            // A stream per object, numbered after every other stream.
+            var next = (manifest.streams.map(\.descriptor.stream).max() ?? 0) + 1
+            var current: StreamWriter?
+            try reader.readLargeObjects { event in
+                switch event {
+                case .begin: current = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: 1), stream: next)
+                case .bytes(let bytes): try current?.append(bytes)
+                case .end(let oid):
+                    largeObjects.append(Manifest.LargeObject(oid: oid, stream: next, summary: try current!.finish()))
+                    next += 1
+                }
+            }
+        }
         // A new manifest, so that sizes and totals are the copy's.
         let original = manifest
         manifest = Manifest(
             archiveId: header.archiveID.description, backupId: reservation.id.rawValue, startedAt: original.startedAt,
             completedAt: original.completedAt, tool: original.tool, source: original.source, compression: .init(level: 1),
-            chunkSize: header.chunkSize, tables: tables, sequences: original.sequences, schema: schema, largeObjects: largeObjects,
+            chunkSize: header.chunkSize, tables: tables, sequences: original.sequences, schema: schema, largeObjects: largeObjectData,
             tableFilter: original.tableFilter)
+        if version < 4 {
+            manifest.formatVersion = Int(version)
+            manifest.largeObjects = largeObjects
+            manifest.totals = manifest.computedTotals!
+        }
         manifest.trigger = original.trigger
         manifest.database = original.database
         manifest.roles = original.roles

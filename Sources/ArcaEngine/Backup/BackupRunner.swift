@@ -177,7 +177,7 @@ public struct BackupRunner: Sendable {
             // A passphrase shares the repository's salt: readers stretch it once for all archives.
             let writer = try ArchiveWriter(sink: destination.sink, header: header, key: try options.repository.writingKey(options.encryptionKey))
             let copied = try copyTables(source, into: writer, reporter: reporter)
-            let largeObjects = try copyLargeObjects(source, into: writer, firstStream: copied.nextStream, reporter: reporter)
+            let largeObjects = try copyLargeObjects(source, into: writer, stream: copied.nextStream, reporter: reporter)
             try source.endSnapshot()
             reporter.phase("writing the manifest")
             result = try seal(
@@ -336,36 +336,42 @@ public struct BackupRunner: Sendable {
 
     // MARK: Phase 3: large objects
 
-    private func copyLargeObjects(_ source: Source, into writer: ArchiveWriter, firstStream: UInt32, reporter: ProgressReporter) throws -> [Manifest.LargeObject] {
-        var entries: [Manifest.LargeObject] = []
-        var stream = firstStream
-        let encoder = writer.makeEncoder(level: options.compressionLevel)
-        if !source.largeObjects.isEmpty { reporter.phase("copying large objects") }
+    /// Every large object into one stream, as records in ascending OID
+    /// order (FORMAT.md, "Large objects"): memory and manifest stay the
+    /// same size however many objects there are. Each object's bytes go as
+    /// segments of what one read returned, so its size need not be known first.
+    private func copyLargeObjects(
+        _ source: Source, into writer: ArchiveWriter, stream: UInt32, reporter: ProgressReporter
+    ) throws -> Manifest.LargeObjectData? {
+        guard !source.largeObjects.isEmpty else { return nil }
+        reporter.phase("copying large objects")
+        let streamWriter = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: options.compressionLevel), stream: stream)
         for oid in source.largeObjects {
             if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
             reporter.working(on: "large object \(oid)")
-            let streamWriter = StreamWriter(archive: writer, encoder: encoder, stream: stream)
+            try LargeObjectRecords.recordHeader(oid).withUnsafeBytes { try streamWriter.append($0) }
             do {
-                try source.connection.readLargeObject(oid, pieceSize: Int(options.chunkSize)) { try streamWriter.append($0) }
+                try source.connection.readLargeObject(oid, pieceSize: Int(options.chunkSize)) { piece in
+                    try LargeObjectRecords.segmentHeader(UInt32(piece.count)).withUnsafeBytes { try streamWriter.append($0) }
+                    try streamWriter.append(piece)
+                    reporter.count(bytes: UInt64(piece.count))
+                }
             } catch let error as RepositoryError {
                 throw error
             } catch {
                 throw BackupError.largeObject(oid, error)
             }
-            let summary = try streamWriter.finish()
-            reporter.count(bytes: summary.rawBytes)
+            try LargeObjectRecords.end.withUnsafeBytes { try streamWriter.append($0) }
             reporter.send()
-            entries.append(Manifest.LargeObject(oid: oid, stream: stream, summary: summary))
-            stream += 1
         }
         if options.cancellation.isCancelled { throw OperationError.cancelled("The backup") }
-        return entries
+        return Manifest.LargeObjectData(count: UInt64(source.largeObjects.count), stream: stream, summary: try streamWriter.finish())
     }
 
     // MARK: Phase 4: the manifest
 
     private func seal(
-        _ source: Source, header: FileHeader, tables: [Manifest.Table], schema: Manifest.Schema, largeObjects: [Manifest.LargeObject],
+        _ source: Source, header: FileHeader, tables: [Manifest.Table], schema: Manifest.Schema, largeObjects: Manifest.LargeObjectData?,
         writer: ArchiveWriter, destination: any ArchiveDestination, startTime: Date, now: () -> Date, reporter: ProgressReporter
     ) throws -> BackupResult {
         var manifest = Manifest(
@@ -381,7 +387,7 @@ public struct BackupRunner: Sendable {
         manifest.roles = source.roles
         let summary = try writer.finish(manifest: manifest)
         let path = try destination.publish(fileMD5: summary.fileMD5)
-        let rawBytes = (tables.map(\.rawBytes) + largeObjects.map(\.rawBytes)).checkedSum ?? .max
+        let rawBytes = (tables.map(\.rawBytes) + [manifest.largeObjectRawBytes]).checkedSum ?? .max
         return BackupResult(
             backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: tables.count,
             rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds, md5: summary.fileMD5,

@@ -25,7 +25,8 @@ extension RestoreRunner {
         var reader: ArchiveReader
         var tables: [Manifest.Table]
         var subset: Bool
-        var largeObjects: [Manifest.LargeObject]
+        /// How many large objects to restore (0 with --no-large-objects).
+        var largeObjects: UInt64
         var scripts: SchemaScripts
         var databaseName: String
     }
@@ -50,7 +51,9 @@ extension RestoreRunner {
             // privileges; an index; a large object's owner).
             let statementsPerTransaction = max(1, try step("reading the server's lock table size") { try Catalog.lockTable(main) }.perTransaction / 2)
             reporter.phase("creating the schema")
-            try runInTransactions(plan.scripts.preData, "creating the schema (pre-data)", main, size: statementsPerTransaction)
+            try plan.scripts.preData.batches(of: statementsPerTransaction) {
+                try runInTransaction($0, "creating the schema (pre-data)", main)
+            }
 
             reporter.phase("loading tables")
             let loaded = try loadInParallel(plan, into: stagingTarget, reporter: reporter)
@@ -82,7 +85,7 @@ extension RestoreRunner {
             }
             // Writing a large object's contents locks no object.
             try main.execute("BEGIN", during: "starting the large objects' transaction")
-            try restoreLargeObjects(plan.largeObjects, from: plan.reader, main, reporter: reporter)
+            if plan.largeObjects > 0 { try restoreLargeObjects(from: plan.reader, main, reporter: reporter) }
             try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
             main.close()
             reporter.phase("publishing the database")

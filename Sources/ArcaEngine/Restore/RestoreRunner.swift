@@ -98,7 +98,7 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case targetNotEmpty(database: String, objects: [String])
     case databaseExists(String)
     case missingRole(String)
-    case largeObjectsNotRestored(Int)
+    case largeObjectsNotRestored(UInt64)
     case subsetNeedsDataOnly
     case refersToUnrestored(String)
     /// The pre-flight: everything the target server lacks, at once.
@@ -222,8 +222,8 @@ public struct RestoreRunner: Sendable {
             guard manifest.schema != nil else { throw RestoreError.noSchema }
             guard !subset || tables.allSatisfy({ $0.objects != nil }) else { throw RestoreError.subsetNeedsDataOnly }
         }
-        let largeObjects = options.excludeLargeObjects ? [] : manifest.largeObjects
-        if subset, !largeObjects.isEmpty { throw RestoreError.largeObjectsNotRestored(largeObjects.count) }
+        let largeObjects = options.excludeLargeObjects ? 0 : manifest.largeObjectCount
+        if subset, largeObjects > 0 { throw RestoreError.largeObjectsNotRestored(largeObjects) }
 
         let databaseName = options.target.value("dbname") ?? options.target.value("user") ?? "the target database"
         guard options.confirmed else {
@@ -231,12 +231,18 @@ public struct RestoreRunner: Sendable {
         }
 
         reporter.estimate(
-            tables: tables.count, bytes: (tables.map(\.rawBytes) + largeObjects.map(\.rawBytes)).checkedSum)
+            tables: tables.count, bytes: (tables.map(\.rawBytes) + [largeObjects > 0 ? manifest.largeObjectRawBytes : 0]).checkedSum)
         reporter.phase("reading the schema")
         // Everything that can fail without the target is done first.
+        // A private folder for pg_restore's object list (names only; the
+        // dump itself goes to pg_restore through a pipe), kept while the
+        // pre-data script is run from it.
+        let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        if !options.dataOnly { try FileSystem.makePrivateDirectory(directory) }
+        defer { if !options.dataOnly { try? FileManager.default.removeItem(atPath: directory) } }
         let scripts = options.dataOnly
             ? SchemaScripts()
-            : try schemaScripts(reader, keeping: subset ? Set(tables.flatMap { $0.objects ?? [] }) : nil)
+            : try schemaScripts(reader, keeping: subset ? Set(tables.flatMap { $0.objects ?? [] }) : nil, workDirectory: directory)
         let setup = DatabaseSetup(manifest: manifest, choices: options.choices)
         // Built before anything is created: a value that cannot be restored fails first.
         let properties = options.create ? try setup.propertyStatements(for: databaseName) : []
@@ -281,7 +287,7 @@ public struct RestoreRunner: Sendable {
     }
 
     private func restore(
-        reader: ArchiveReader, tables: [Manifest.Table], subset: Bool, largeObjects: [Manifest.LargeObject], scripts: SchemaScripts,
+        reader: ArchiveReader, tables: [Manifest.Table], subset: Bool, largeObjects: UInt64, scripts: SchemaScripts,
         setup: DatabaseSetup, properties: [String], databaseName: String, clock: ContinuousClock.Instant, reporter: ProgressReporter
     ) throws -> RestoreResult {
         let manifest = reader.manifest
@@ -302,7 +308,7 @@ public struct RestoreRunner: Sendable {
             let duration = ContinuousClock.now - clock
             return RestoreResult(
                 backupId: manifest.backupId, database: databaseName, restoredTables: tables.map(\.qualifiedName),
-                mode: "full", createdDatabase: true, jobs: options.jobs, largeObjects: largeObjects.count,
+                mode: "full", createdDatabase: true, jobs: options.jobs, largeObjects: Int(clamping: largeObjects),
                 rows: loaded.rows, rawBytes: loaded.rawBytes,
                 durationSeconds: duration.seconds)
         }
@@ -336,7 +342,7 @@ public struct RestoreRunner: Sendable {
                 } else {
                     reporter.phase("creating the schema")
                     try runCleanScript(scripts.clean, connection)
-                    try runScript(scripts.preData, "creating the schema (pre-data)", connection)
+                    try scripts.preData.batches(of: Self.statementsPerScript) { try runScript($0, "creating the schema (pre-data)", connection) }
                     try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
                 }
                 reporter.phase("loading tables")
@@ -350,7 +356,7 @@ public struct RestoreRunner: Sendable {
                 }
                 reporter.phase("restoring sequences and large objects")
                 try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, subset: subset, connection) }
-                try restoreLargeObjects(largeObjects, from: reader, connection, reporter: reporter)
+                if largeObjects > 0 { try restoreLargeObjects(from: reader, connection, reporter: reporter) }
                 reporter.phase("committing")
                 try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
                 if createdDatabase {
@@ -366,7 +372,7 @@ public struct RestoreRunner: Sendable {
                 return RestoreResult(
                     backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
                     mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase, jobs: 1,
-                    largeObjects: largeObjects.count, rows: loaded.rows, rawBytes: loaded.rawBytes,
+                    largeObjects: Int(clamping: largeObjects), rows: loaded.rows, rawBytes: loaded.rawBytes,
                     durationSeconds: duration.seconds)
             } catch {
                 // A lost connection has rolled back on the server already.
@@ -410,28 +416,31 @@ public struct RestoreRunner: Sendable {
     ) throws {
         let size = max(1, size)
         for first in stride(from: 0, to: statements.count, by: size) {
-            try step(what) { try connection.execute("BEGIN", during: what) }
-            try runScript(statements[first..<min(statements.count, first + size)], what, connection)
-            try step(what) { try connection.execute("COMMIT", during: what) }
+            try runInTransaction(statements[first..<min(statements.count, first + size)], what, connection)
         }
     }
 
+    func runInTransaction(_ statements: some Sequence<SQLScript.Statement>, _ what: String, _ connection: PostgresConnection) throws {
+        try step(what) { try connection.execute("BEGIN", during: what) }
+        try runScript(statements, what, connection)
+        try step(what) { try connection.execute("COMMIT", during: what) }
+    }
+
+    /// Statements sent in one script when a script streams into one
+    /// transaction: few round trips, and little text held.
+    static let statementsPerScript = 1000
+
     // MARK: Schema
 
-    func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?) throws -> SchemaScripts {
+    func schemaScripts(_ reader: ArchiveReader, keeping objects: Set<UInt32>?, workDirectory: String) throws -> SchemaScripts {
         guard let schema = reader.manifest.schema else { throw RestoreError.noSchema }
         let serverMajor = reader.manifest.source.serverVersionNumber / 10000
         let tools = try PostgresTools.locate(
             "pg_restore", for: .reading(dumpVersion: schema.pgDumpVersion, serverMajor: serverMajor),
             directory: options.postgresBinDirectory)
-        // A private folder for pg_restore's object list (names only; the dump
-        // itself goes to pg_restore through a pipe).
-        let directory = NSTemporaryDirectory() + "arca-restore-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        try FileSystem.makePrivateDirectory(directory)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
         return try SchemaScripts.generate(
             dump: { write in try reader.readStream(schema, named: "the schema dump", checking: Self.readCheck) { try write($0) } },
-            workDirectory: directory, tools: tools,
+            workDirectory: workDirectory, tools: tools,
             options: .init(
                 clean: options.clean, noOwner: options.noOwner, noPrivileges: options.noPrivileges, keptObjects: objects,
                 largeObjects: !options.excludeLargeObjects))
@@ -610,26 +619,38 @@ public struct RestoreRunner: Sendable {
         }
     }
 
-    /// Writes each large object's contents. A full restore's pre-data
-    /// created them (with owner, privileges and comment); a data-only
-    /// restore creates the missing ones.
-    func restoreLargeObjects(
-        _ objects: [Manifest.LargeObject], from reader: ArchiveReader, _ connection: PostgresConnection, reporter: ProgressReporter
-    ) throws {
-        for object in objects {
-            do {
-                let exists = options.dataOnly
-                    ? !(try connection.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1", [String(object.oid)]).rows.isEmpty)
-                    : true
-                try connection.writeLargeObject(object.oid, create: !exists) { write in
-                    try reader.readStream(object, named: "large object \(object.oid)", checking: Self.readCheck) { raw in
-                        try write(raw)
-                        reporter.count(bytes: UInt64(raw.count))
+    /// Writes each large object's contents, as the archive streams them
+    /// (one object open at a time). A full restore's pre-data created them
+    /// (with owner, privileges and comment); a data-only restore creates
+    /// the missing ones.
+    func restoreLargeObjects(from reader: ArchiveReader, _ connection: PostgresConnection, reporter: ProgressReporter) throws {
+        var current: (oid: UInt32, writer: LargeObjectWriter)?
+        defer { current?.writer.close() }
+        do {
+            try reader.readLargeObjects(checking: Self.readCheck) { event in
+                switch event {
+                case .begin(let oid):
+                    try step("restoring large object \(oid)") {
+                        let exists = options.dataOnly
+                            ? !(try connection.query("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = $1", [String(oid)]).rows.isEmpty)
+                            : true
+                        current = (oid, try connection.openLargeObjectForWriting(oid, create: !exists))
                     }
+                case .bytes(let raw):
+                    guard let current else { return }
+                    try step("restoring large object \(current.oid)") { try current.writer.write(raw) }
+                    reporter.count(bytes: UInt64(raw.count))
+                case .end:
+                    current?.writer.close()
+                    current = nil
+                    reporter.send()
                 }
-            } catch {
-                throw RestoreError.step("restoring large object \(object.oid)", error)
             }
+        } catch let error as RestoreError {
+            throw error
+        } catch {
+            // The archive's own problems (a damaged chunk, a malformed record).
+            throw RestoreError.step(current.map { "restoring large object \($0.oid)" } ?? "restoring large objects", error)
         }
     }
 

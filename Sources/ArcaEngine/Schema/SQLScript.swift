@@ -135,8 +135,40 @@ struct SQLScript: Sendable {
     /// script, alone on their lines between statements, are left out; any
     /// other backslash outside a literal is an error.
     init(_ text: String) throws(LexError) {
-        var lexer = Lexer(bytes: Array(text.utf8))
+        var lexer = Lexer(bytes: Array(text.utf8), final: true)
         statements = try lexer.run()
+    }
+
+    /// Cuts a script that arrives in pieces (pg_restore's output, read as it
+    /// is written) into the same statements `init` finds in the whole, and
+    /// hands each on as soon as its `;` arrives: what is held is the
+    /// statement under way, never the script.
+    struct Stream {
+        private var pending: [UInt8] = []
+        private var line = 1
+        private var standardConformingStrings = true
+
+        /// Adds the next piece; `body` receives the statements it completes.
+        mutating func feed(_ piece: some Collection<UInt8>, _ body: (Statement) throws -> Void) throws {
+            pending.append(contentsOf: piece)
+            // Without a `;` in the new bytes no statement can have ended.
+            guard piece.contains(UInt8(ascii: ";")) else { return }
+            try lex(final: false, body)
+        }
+
+        /// The end of the script: the rest must be complete.
+        mutating func finish(_ body: (Statement) throws -> Void) throws {
+            try lex(final: true, body)
+        }
+
+        private mutating func lex(final: Bool, _ body: (Statement) throws -> Void) throws {
+            var lexer = Lexer(bytes: pending, final: final, line: line, standardConformingStrings: standardConformingStrings)
+            let statements = try lexer.run()
+            pending.removeFirst(lexer.resume.position)
+            line = lexer.resume.line
+            standardConformingStrings = lexer.standardConformingStrings
+            for statement in statements { try body(statement) }
+        }
     }
 
     /// The statements joined back into one script.
@@ -148,16 +180,27 @@ struct SQLScript: Sendable {
 extension SQLScript {
     private struct Lexer {
         let bytes: [UInt8]
+        /// Whether `bytes` end the script. When not, what runs into their
+        /// end (a statement without its `;`, a comment, a literal) is left
+        /// for the next piece: `resume` says where to start again.
+        let final: Bool
         var position = 0
-        var line = 1
+        var line: Int
         /// `SET standard_conforming_strings = off` makes backslashes in
         /// plain string literals escapes; pg_dump writes the setting first.
-        var standardConformingStrings = true
+        var standardConformingStrings: Bool
+        var resume: (position: Int, line: Int) = (0, 1)
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: [UInt8], final: Bool, line: Int = 1, standardConformingStrings: Bool = true) {
+            self.bytes = bytes
+            self.final = final
+            self.line = line
+            self.standardConformingStrings = standardConformingStrings
+        }
 
         // The current statement.
         var start: Int?
+        var startLine = 1
         var parenDepth = 0
         var beginDepth = 0
         var tokens: [Token] = []
@@ -170,37 +213,67 @@ extension SQLScript {
             var statements: [Statement] = []
             while position < bytes.count {
                 let byte = bytes[position]
-                switch byte {
-                case UInt8(ascii: "\n"):
-                    line += 1
-                    position += 1
-                case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), 0x0C:
-                    position += 1
-                case UInt8(ascii: "-") where peek(1) == UInt8(ascii: "-"):
-                    while position < bytes.count, bytes[position] != UInt8(ascii: "\n") { position += 1 }
-                case UInt8(ascii: "/") where peek(1) == UInt8(ascii: "*"):
-                    try skipBlockComment()
-                case UInt8(ascii: "\\") where start == nil:
-                    try skipMetaCommand()
-                case UInt8(ascii: "\\"):
-                    throw .metaCommand(String(decoding: bytes[position...].prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: " ") }, as: UTF8.self), line: line)
-                case UInt8(ascii: ";"):
-                    begin()
-                    position += 1
-                    if parenDepth == 0 && beginDepth == 0 {
-                        statements.append(finish())
-                    }
-                default:
-                    begin()
-                    try token()
+                let item = (position: position, line: line)
+                do throws(LexError) {
+                    try step(byte, into: &statements)
+                } catch .unterminated where !final {
+                    // Only the end of the bytes leaves something unterminated.
+                    resume = start == nil ? item : (start!, startLine)
+                    return statements
+                }
+                if incomplete {
+                    resume = start == nil ? item : (start!, startLine)
+                    return statements
                 }
             }
             if let start {
+                if !final {
+                    resume = (start, startLine)
+                    return statements
+                }
                 // A last statement without `;` (pg_restore always writes one).
                 let text = String(decoding: bytes[start..<position], as: UTF8.self)
                 if !text.allSatisfy(\.isWhitespace) { statements.append(Statement(text: text, kind: Kind(tokens, text: text))) }
             }
+            resume = (position, line)
             return statements
+        }
+
+        /// Set when a piece ends inside a line comment or meta-command.
+        var incomplete = false
+
+        mutating func step(_ byte: UInt8, into statements: inout [Statement]) throws(LexError) {
+            switch byte {
+            case UInt8(ascii: "\n"):
+                line += 1
+                position += 1
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\r"), 0x0C:
+                position += 1
+            case UInt8(ascii: "-") where peek(1) == UInt8(ascii: "-"):
+                while position < bytes.count, bytes[position] != UInt8(ascii: "\n") { position += 1 }
+                if position == bytes.count, !final { incomplete = true }
+            case UInt8(ascii: "/") where peek(1) == UInt8(ascii: "*"):
+                try skipBlockComment()
+            case UInt8(ascii: "\\") where start == nil:
+                try skipMetaCommand()
+            case UInt8(ascii: "\\"):
+                let command = bytes[position...].prefix { $0 != UInt8(ascii: "\n") && $0 != UInt8(ascii: " ") }
+                // Named whole in the error, not as far as a piece goes.
+                if command.endIndex == bytes.count, !final {
+                    incomplete = true
+                    return
+                }
+                throw .metaCommand(String(decoding: command, as: UTF8.self), line: line)
+            case UInt8(ascii: ";"):
+                begin()
+                position += 1
+                if parenDepth == 0 && beginDepth == 0 {
+                    statements.append(finish())
+                }
+            default:
+                begin()
+                try token()
+            }
         }
 
         func peek(_ offset: Int) -> UInt8? {
@@ -210,6 +283,7 @@ extension SQLScript {
         mutating func begin() {
             guard start == nil else { return }
             start = position
+            startLine = line
             parenDepth = 0
             beginDepth = 0
             tokens = []
@@ -382,6 +456,10 @@ extension SQLScript {
         mutating func skipMetaCommand() throws(LexError) {
             var end = position
             while end < bytes.count, bytes[end] != UInt8(ascii: "\n") { end += 1 }
+            if end == bytes.count, !final {
+                incomplete = true
+                return
+            }
             let command = bytes[position..<end].split(separator: UInt8(ascii: " "), maxSplits: 1).first.map { String(decoding: $0, as: UTF8.self) } ?? "\\"
             guard command == "\\restrict" || command == "\\unrestrict" else { throw .metaCommand(command, line: line) }
             position = end

@@ -5,13 +5,20 @@ import Foundation
 ///
 /// - `clean`: DROP statements for every object of the dump (`--clean`),
 /// - `preData`: what must exist before rows are loaded (types, functions,
-///   tables, sequences, views),
+///   tables, sequences, views; two statements per large object). Not held:
+///   pg_restore writes it again as it is run (see `ScriptSource`).
 /// - `postData`: what is built after (keys, indexes, triggers, rules,
 ///   policies, materialized view refreshes).
 struct SchemaScripts: Sendable {
     var clean: [SQLScript.Statement] = []
-    var preData: [SQLScript.Statement] = []
+    var preData = ScriptSource()
     var postData: [SQLScript.Statement] = []
+    /// At least how many objects a restore of these scripts locks until its
+    /// transaction ends: the relations it creates (tables, sequences, views,
+    /// indexes and keys) and the large objects whose owner it sets. A lower
+    /// bound: a table's TOAST table and index are locked too, and a
+    /// statement locks the objects it refers to.
+    var lockedObjects = 0
 
     struct Options: Sendable {
         var clean = false
@@ -25,7 +32,10 @@ struct SchemaScripts: Sendable {
     /// `dump` produces the schema dump (pg_dump's custom format), which
     /// pg_restore reads from its standard input each time, so the dump is
     /// never written to disk. `workDirectory` is a private folder for the
-    /// object list of a partial restore.
+    /// object list of a partial restore; it must last as long as the scripts.
+    /// The pre-data script is read through once here, counting its locks,
+    /// so that a script that cannot be cut into statements fails before
+    /// anything is done on the target.
     static func generate(dump: @escaping PostgresTools.Input, workDirectory: String, tools: PostgresTools, options: Options) throws -> SchemaScripts {
         var common: [String] = []
         if options.noOwner { common.append("--no-owner") }
@@ -40,16 +50,16 @@ struct SchemaScripts: Sendable {
             common.append("--use-list=\(listPath)")
         }
         func script(_ extra: [String]) throws -> [SQLScript.Statement] {
-            let output = try tools.run("pg_restore", common + extra + ["--file=-"], input: dump)
-            do {
-                return try SQLScript(String(decoding: output, as: UTF8.self)).statements
-            } catch {
-                throw SchemaError.unreadableScript("\(error)")
-            }
+            var statements: [SQLScript.Statement] = []
+            try ScriptSource(tools: tools, arguments: common + extra, dump: dump).statements { statements.append($0) }
+            return statements
         }
         var scripts = SchemaScripts()
-        scripts.preData = try script(["--section=pre-data"])
+        scripts.preData = ScriptSource(tools: tools, arguments: common + ["--section=pre-data"], dump: dump)
+        var locks = 0
+        try scripts.preData.statements { locks += Self.locks($0) }
         scripts.postData = try script(["--section=post-data"])
+        scripts.lockedObjects = scripts.postData.reduce(locks) { $0 + Self.locks($1) }
         if options.clean {
             // pg_restore --clean prints the same script with one block of
             // DROP statements (for every section, in dependency order)
@@ -60,13 +70,9 @@ struct SchemaScripts: Sendable {
         return scripts
     }
 
-    /// At least how many objects a restore of these scripts locks until its
-    /// transaction ends: the relations it creates (tables, sequences, views,
-    /// indexes and keys) and the large objects whose owner it sets. A lower
-    /// bound: a table's TOAST table and index are locked too, and a
-    /// statement locks the objects it refers to.
-    var lockedObjects: Int {
-        (preData + postData).reduce(0) { count, statement in count + (statement.kind.locksItsObject ? 1 : 0) }
+    /// The objects `statement` locks until its transaction ends (see `lockedObjects`).
+    static func locks(_ statement: SQLScript.Statement) -> Int {
+        statement.kind.locksItsObject ? 1 : 0
     }
 
     /// The statements `withClean` has between its common prefix and suffix with `plain`.
@@ -79,6 +85,46 @@ struct SchemaScripts: Sendable {
             suffix += 1
         }
         return withClean[prefix..<(withClean.count - suffix)]
+    }
+}
+
+/// A script pg_restore writes from the schema dump, cut into statements as
+/// it comes (`SQLScript.Stream`): each run of pg_restore streams it anew,
+/// so a script of millions of statements is never held. Empty by default.
+struct ScriptSource: Sendable {
+    var tools: PostgresTools?
+    var arguments: [String] = []
+    var dump: PostgresTools.Input?
+
+    /// Runs pg_restore and hands on each statement of its script, in order.
+    func statements(_ body: (SQLScript.Statement) throws -> Void) throws {
+        guard let tools, let dump else { return }
+        var stream = SQLScript.Stream()
+        do {
+            try tools.run("pg_restore", arguments + ["--file=-"], input: dump) { data in
+                try stream.feed(data, body)
+            }
+            try stream.finish(body)
+        } catch let error as SQLScript.LexError {
+            throw SchemaError.unreadableScript("\(error)")
+        }
+    }
+
+    /// The statements in batches of at most `size` statements and about
+    /// `bytes` bytes of text, each handed on as soon as it is full.
+    func batches(of size: Int, bytes: Int = 1 << 20, _ body: ([SQLScript.Statement]) throws -> Void) throws {
+        var batch: [SQLScript.Statement] = []
+        var length = 0
+        try statements { statement in
+            batch.append(statement)
+            length += statement.text.utf8.count
+            if batch.count >= max(1, size) || length >= bytes {
+                try body(batch)
+                batch.removeAll(keepingCapacity: true)
+                length = 0
+            }
+        }
+        if !batch.isEmpty { try body(batch) }
     }
 }
 
