@@ -24,8 +24,7 @@ import Testing
         let role = "arca_cli_roles_\(getpid())\nowner"
         let quoted = "\"" + role.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         let source = try TestDatabase("cli_roles_src")
-        let target = try TestDatabase("cli_roles_dst")
-        target.drop()
+        let target = try TestDatabase("cli_roles_dst", creating: false)
         defer {
             source.drop()
             target.drop()
@@ -142,8 +141,7 @@ import Testing
 
     @Test func encryptionKeysFromKeygenToRestore() throws {
         let source = try TestDatabase("cli_keys")
-        let target = try TestDatabase("cli_keys_dst")
-        target.drop()
+        let target = try TestDatabase("cli_keys_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient SELECT g, 'Name-' || g FROM generate_series(1, 500) g")
         let folder = TestPaths.temporaryDirectory("cli-keys")
@@ -198,8 +196,7 @@ import Testing
         let moto = try await MotoServer.shared()
         let bucket = try await moto.createBucket("cli")
         let source = try TestDatabase("cli_cloud")
-        let target = try TestDatabase("cli_cloud_dst")
-        target.drop()
+        let target = try TestDatabase("cli_cloud_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE visit (id int PRIMARY KEY, note text); INSERT INTO visit SELECT g, 'visit ' || g FROM generate_series(1, 2000) g")
         let repo = TestPaths.temporaryDirectory("cli-cloud") + "/repo"
@@ -342,8 +339,7 @@ import Testing
     /// for restore and verify, and `list` notes it; --allow-unencrypted accepts it.
     @Test func plainArchiveInAnEncryptedRepository() throws {
         let source = try TestDatabase("cli_plain_src")
-        let target = try TestDatabase("cli_plain_dst")
-        target.drop()
+        let target = try TestDatabase("cli_plain_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE note (id int PRIMARY KEY, body text); INSERT INTO note VALUES (1, 'a')")
         let repo = TestPaths.temporaryDirectory("cli-plain") + "/repo"
@@ -368,8 +364,7 @@ import Testing
     /// terminal, one line rewritten in place.
     @Test func progressIsReportedAsJSONOrOnATerminalOnly() throws {
         let source = try TestDatabase("cli_progress")
-        let target = try TestDatabase("cli_progress_dst")
-        target.drop()
+        let target = try TestDatabase("cli_progress_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 4) AS body FROM generate_series(1, 100000) g")
         let repo = TestPaths.temporaryDirectory("cli-progress") + "/repo"

@@ -86,8 +86,7 @@ import Testing
     /// they were given and run the real tools.
     @Test func childProcessesGetAMinimalEnvironment() throws {
         let source = try TestDatabase("childenv_src")
-        let target = try TestDatabase("childenv_dst")
-        target.drop()
+        let target = try TestDatabase("childenv_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient VALUES (1, 'Ada')")
         let folder = TestPaths.temporaryDirectory("childenv")

@@ -236,8 +236,7 @@ import Testing
         let moto = try await MotoServer.shared()
         let bucket = try await moto.createBucket("secrets")
         let source = try TestDatabase("secrets_src")
-        let target = try TestDatabase("secrets_dst")
-        target.drop()
+        let target = try TestDatabase("secrets_dst", creating: false)
         defer { source.drop(); target.drop() }
         try source.execute("CREATE TABLE patient (id int PRIMARY KEY, name text); INSERT INTO patient VALUES (1, 'Ada')")
         let repo = TestPaths.temporaryDirectory("secrets") + "/repo"

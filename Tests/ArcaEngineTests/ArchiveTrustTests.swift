@@ -101,8 +101,7 @@ import Testing
 @Suite struct AuditFailsClosedTests {
     @Test func operationsAreRefusedWhileTheAuditTrailCannotBeWritten() throws {
         let source = try ArchiveTrustTests.patients("audit_closed_src")
-        let target = try TestDatabase("audit_closed_dst")
-        target.drop()
+        let target = try TestDatabase("audit_closed_dst", creating: false)
         defer { source.drop(); target.drop() }
         let repository = Steps.repository("audit-closed")
         let backup = try Steps.backup(source, into: repository)

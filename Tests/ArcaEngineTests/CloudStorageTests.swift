@@ -68,8 +68,7 @@ import Testing
 
     @Test func uploadListInspectVerifyAndRestoreFromTheBucket() async throws {
         let source = try Self.scans("cloud_src")
-        let target = try TestDatabase("cloud_dst")
-        target.drop()
+        let target = try TestDatabase("cloud_dst", creating: false)
         defer { source.drop(); target.drop() }
         let cloud = try await Self.bucket("roundtrip")
         let repository = Steps.repository("cloud")
@@ -249,8 +248,7 @@ import Testing
     /// unlinked files: temp/ shows none of them, even while they are used.
     @Test func uploadOnlyThenDownloadBySync() async throws {
         let source = try Self.scans("cloud_only")
-        let target = try TestDatabase("cloud_only_dst")
-        target.drop()
+        let target = try TestDatabase("cloud_only_dst", creating: false)
         defer { source.drop(); target.drop() }
         let cloud = try await Self.bucket("only")
         let repository = Steps.repository("cloud-only")
@@ -340,8 +338,7 @@ extension CloudStorageTests {
     /// download go on from the bytes that arrived instead of failing.
     @Test func readsResumeAfterAConnectionDropsMidAnswer() async throws {
         let source = try Self.scans("cloud_cut")
-        let target = try TestDatabase("cloud_cut_dst")
-        target.drop()
+        let target = try TestDatabase("cloud_cut_dst", creating: false)
         defer { source.drop(); target.drop() }
         let cloud = try await Self.bucket("cut")
         let repository = Steps.repository("cloud-cut")

@@ -83,8 +83,7 @@ import Testing
         let (reader, group, member) = (prefix + "_reader", prefix + "_group", prefix + "_member")
         let roles = [owner, reader, group, member]
         let source = try TestDatabase("newsrv\(jobs)_src")
-        let target = try TestDatabase("newsrv\(jobs)_dst")
-        target.drop()
+        let target = try TestDatabase("newsrv\(jobs)_dst", creating: false)
         defer {
             source.drop()
             target.drop()
@@ -177,8 +176,7 @@ import Testing
     ])
     func localeRoundTrips(label: String, options: String, jobs: Int) throws {
         let source = try TestDatabase("\(label)\(jobs)_src")
-        let target = try TestDatabase("\(label)\(jobs)_dst")
-        target.drop()
+        let target = try TestDatabase("\(label)\(jobs)_dst", creating: false)
         defer {
             source.drop()
             target.drop()
@@ -207,8 +205,7 @@ import Testing
         let prefix = "arca_preflight_\(getpid())"
         let (owner, reader) = (prefix + "_owner", prefix + "_reader")
         let source = try TestDatabase("preflight_src")
-        let target = try TestDatabase("preflight_dst")
-        target.drop()
+        let target = try TestDatabase("preflight_dst", creating: false)
         defer {
             source.drop()
             target.drop()
@@ -273,8 +270,7 @@ import Testing
     @Test func rolePasswordsOnlyIntoAnEncryptedArchive() throws {
         let role = "arca_password_\(getpid())"
         let source = try TestDatabase("password_src")
-        let target = try TestDatabase("password_dst")
-        target.drop()
+        let target = try TestDatabase("password_dst", creating: false)
         defer {
             source.drop()
             target.drop()

@@ -37,8 +37,7 @@ import Testing
 
     @Test func roundTripWithNoPlaintextOnDisk() throws {
         let source = try Self.clinic("enc_src")
-        let target = try TestDatabase("enc_dst")
-        target.drop()
+        let target = try TestDatabase("enc_dst", creating: false)
         defer { source.drop(); target.drop() }
         let repository = Steps.repository("enc")
 
@@ -80,8 +79,7 @@ import Testing
     @Test func wrongKeyWritesNothing() throws {
         let source = try Self.clinic("enc_wrong_src")
         let existing = try TestDatabase("enc_wrong_existing")
-        let absent = try TestDatabase("enc_wrong_absent")
-        absent.drop()
+        let absent = try TestDatabase("enc_wrong_absent", creating: false)
         defer { source.drop(); existing.drop(); absent.drop() }
         _ = try existing.execute("CREATE TABLE keep (id int); INSERT INTO keep VALUES (1), (2)")
         let backup = try Steps.backup(source, into: Steps.repository("enc_wrong"), key: Self.key)

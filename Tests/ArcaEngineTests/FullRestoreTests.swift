@@ -23,8 +23,7 @@ import Testing
         #expect(manifest.tables.allSatisfy { $0.objects?.isEmpty == false })
         #expect(try Verification(path: backup.path, repository: repository).run().intact)
 
-        let target = try TestDatabase("full_dst")
-        target.drop()  // --create makes it
+        let target = try TestDatabase("full_dst", creating: false)  // --create makes it
         defer { target.drop() }
         let result = try Steps.restore(backup.path, into: target) { $0.create = true }
         #expect(result.createdDatabase)
@@ -291,8 +290,7 @@ import Testing
         try handle.write(contentsOf: [0x42, 0x42, 0x42])
         try handle.close()
 
-        let target = try TestDatabase("createfail_dst")
-        target.drop()
+        let target = try TestDatabase("createfail_dst", creating: false)
         defer { target.drop() }
         #expect(throws: RestoreError.self) { try Steps.restore(backup.path, into: target) { $0.create = true } }
         let exists = try PostgresConnection(try TestServer.connectionString())

@@ -31,8 +31,7 @@ import Testing
         try Self.expectNothingInjected(serial)
         try Steps.expectEqual(source, serial)
 
-        let parallel = try TestDatabase("hostile_parallel")
-        parallel.drop()
+        let parallel = try TestDatabase("hostile_parallel", creating: false)
         defer { parallel.drop() }
         try Steps.restore(backup.path, into: parallel) {
             $0.create = true

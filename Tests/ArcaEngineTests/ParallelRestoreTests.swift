@@ -30,8 +30,7 @@ import Testing
         let backup = try BackupRunner(options: options).run()
         #expect(try ArchiveReader(source: try FileSource(path: backup.path)).manifest.tables.contains { $0.parts.count > 1 })
 
-        let target = try TestDatabase("prestore_dst")
-        target.drop()
+        let target = try TestDatabase("prestore_dst", creating: false)
         defer { target.drop() }
         let result = try Steps.restore(backup.path, into: target) {
             $0.create = true
@@ -59,8 +58,7 @@ import Testing
         try handle.write(contentsOf: [0x13, 0x37])
         try handle.close()
 
-        let target = try TestDatabase("pfail_dst")
-        target.drop()
+        let target = try TestDatabase("pfail_dst", creating: false)
         defer { target.drop() }
         do {
             try Steps.restore(backup.path, into: target) {

@@ -76,8 +76,7 @@ struct PostgreSQL18Tests {
         outcome.jobs.append(try Steps.restore(backup.path, into: serial).jobs)
         outcome.differences.append(("serial", try Steps.differences(source, serial)))
 
-        let parallel = try TestDatabase("\(label)_jobs", on: target)
-        parallel.drop()
+        let parallel = try TestDatabase("\(label)_jobs", on: target, creating: false)
         defer { parallel.drop() }
         let result = try Steps.restore(backup.path, into: parallel) {
             $0.create = true

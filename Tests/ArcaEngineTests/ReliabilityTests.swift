@@ -103,8 +103,7 @@ import Testing
         let source = try Steps.typeFamilies("killprestore_src")
         defer { source.drop() }
         let backup = try Steps.backup(source, into: Steps.repository("killprestore"), chunkSize: 64 << 10)
-        let target = try TestDatabase("killprestore_dst")
-        target.drop()
+        let target = try TestDatabase("killprestore_dst", creating: false)
         defer { target.drop() }
         var options = RestoreOptions(archivePath: backup.path, target: target.connectionString)
         options.confirmed = true

@@ -256,8 +256,7 @@ struct ServerFaultTests {
         switch (outcome, change.refusal) {
         case (.success(let result), nil):
             let expected = try TestDatabase("change_ref")
-            let restored = try TestDatabase("change_dst")
-            restored.drop()
+            let restored = try TestDatabase("change_dst", creating: false)
             defer { expected.drop(); restored.drop() }
             try expected.execute(Self.schema)
             try Steps.restore(result.path, into: restored) { $0.create = true }

@@ -73,11 +73,16 @@ public final class TestDatabase: Sendable {
 
     private static let counter = Counter()
 
-    public init(_ label: String, on server: TestCluster = .primary) throws {
+    /// `creating: false` only reserves the name, for a restore that creates
+    /// the database (`--create`): the name is unique, so no such database
+    /// exists, and none has to be dropped first (a drop waits for every
+    /// backend of the cluster, see `drop`).
+    public init(_ label: String, on server: TestCluster = .primary, creating: Bool = true) throws {
         let safe = label.lowercased().map { $0.isLetter || $0.isNumber ? $0 : "_" }
         name = "t_\(String(safe).prefix(30))_\(getpid())_\(Self.counter.next())"
         self.server = server
         connectionString = try server.connectionString(database: name)
+        guard creating else { return }
         try server.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)")
         try server.execute("CREATE DATABASE \(SQLIdentifier.quote(name)) TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'")
     }
@@ -86,16 +91,15 @@ public final class TestDatabase: Sendable {
     /// a signal barrier, and a backend sending COPY data to a client that
     /// is not reading (another test's backup, stopped on purpose or slowed
     /// by its destination) does so only once it can send again. Tests call
-    /// this from the cooperative pool's few threads: so a bounded wait,
-    /// then the drop finishes on a thread of its own. The bound is generous:
-    /// a drop also waits for a checkpoint, which on a loaded machine takes
-    /// seconds, and most callers drop a database to create it again.
+    /// this from the cooperative pool's few threads: so a short wait, then
+    /// the drop finishes on a thread of its own. (Not to make room for a
+    /// database of the same name: see `init(_:on:creating:)`.)
     public func drop() {
         let sql = "DROP DATABASE IF EXISTS \(SQLIdentifier.quote(name)) WITH (FORCE)"
         let server = server
         do {
             let connection = try PostgresConnection(try server.connectionString())
-            try connection.execute("SET statement_timeout = '30s'")
+            try connection.execute("SET statement_timeout = '2s'")
             try connection.execute(sql)
         } catch let error as PostgresError where error.sqlState == "57014" {
             Thread { try? server.execute(sql) }.start()
