@@ -274,14 +274,17 @@ public final class ArchiveReader: @unchecked Sendable {
         let md5Digest = digestsNeeded ? Digest(.md5) : nil
         // SHA-256 only when asked: as a fallback, MD5 alone checks the stream.
         let sha256Digest = checking == .streamDigests ? Digest(.sha256) : nil
-        var frame = [UInt8]()
+        // One buffer for the stream's largest frame: a new one per chunk
+        // (their lengths differ) would hold two frames at once while it is
+        // replaced, and fault in a chunk's pages each time.
+        let longest = table.chunks.map { ArchiveFormat.frameHeaderLength + Int($0.storedLength) }.max() ?? 0
+        var frame = [UInt8](repeating: 0, count: longest)
         for (sequence, chunk) in table.chunks.enumerated() {
             let length = ArchiveFormat.frameHeaderLength + Int(chunk.storedLength)
-            if frame.count != length { frame = [UInt8](repeating: 0, count: length) }
-            try frame.withUnsafeMutableBytes { try source.read(at: chunk.offset, into: $0) }
-            try frame.withUnsafeBytes { bytes in
+            try frame.withUnsafeMutableBytes { try source.read(at: chunk.offset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0..<length])) }
+            try frame.withUnsafeBytes { whole in
                 let raw = try decoder.decode(
-                    frame: bytes, expected: chunk, stream: table.stream, sequence: UInt64(sequence),
+                    frame: UnsafeRawBufferPointer(rebasing: whole[0..<length]), expected: chunk, stream: table.stream, sequence: UInt64(sequence),
                     location: Self.location(of: table, named: name, sequence: sequence))
                 md5Digest?.update(raw)
                 sha256Digest?.update(raw)

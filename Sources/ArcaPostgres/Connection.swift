@@ -253,9 +253,11 @@ public final class CopyInWriter {
     public func send(_ bytes: UnsafeRawBufferPointer) throws {
         guard !bytes.isEmpty else { return }
         var remaining = bytes
-        // PQputCopyData takes an Int32 length; send large buffers in pieces.
+        // In pieces: libpq copies each call's bytes into its output buffer,
+        // which grows to the largest piece and never shrinks (a whole 4 MiB
+        // chunk made it 8 MiB per connection).
         while !remaining.isEmpty {
-            let count = min(remaining.count, 1 << 30)
+            let count = min(remaining.count, 64 << 10)
             let sent = remaining.baseAddress!.withMemoryRebound(to: CChar.self, capacity: count) {
                 PQputCopyData(conn, $0, Int32(count))
             }

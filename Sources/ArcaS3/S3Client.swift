@@ -580,7 +580,12 @@ public final class S3Client: Sendable {
                 }
                 let next = offset + UInt64(piece.readableBytes)
                 let written = writer.write(.byteBuffer(piece))
-                return next < range.upperBound ? written.flatMap { write(from: next) } : written
+                guard next < range.upperBound else { return written }
+                // The next piece from a task of its own, after this frame has
+                // returned: the writer's future is often already succeeded,
+                // and calling on from here would keep every piece read so far
+                // alive in the frames below (a whole part, 32 × 256 KiB).
+                return written.flatMap { written.eventLoop.flatSubmit { write(from: next) } }
             }
             return write(from: range.lowerBound)
         }
