@@ -134,10 +134,12 @@ public enum TableChange: Sendable, CustomStringConvertible {
 
 /// Backs up one database into one archive, in named phases:
 ///
-/// 1. `openSource`: a read-only REPEATABLE READ transaction that exports its
-///    snapshot; the tables, their locks, the sequences, the catalog facts.
+/// 1. `openSnapshot`: a read-only REPEATABLE READ transaction that exports
+///    its snapshot, in which pg_dump starts the schema dump at once
+///    (`SchemaCapture`); `readSource`: the tables, their locks, the
+///    sequences, the catalog facts.
 /// 2. `copyTables`: each table's COPY stream through the chunk pipeline,
-///    with the schema dump beside it, all in the snapshot.
+///    beside the schema dump, all in the snapshot.
 /// 3. `copyLargeObjects`.
 /// 4. `seal`: the manifest and trailer; the temporary file (or streamed
 ///    upload) becomes visible only now, complete.
@@ -165,18 +167,22 @@ public struct BackupRunner: Sendable {
             throw BackupError.rolePasswordsNeedEncryption
         }
         reporter.phase("taking the snapshot")
-        let source = try openSource()
+        let (connection, snapshot, tools) = try openSnapshot()
         try options.repository.prepare()
         let destination = try makeDestination(startedAt: startTime)
         started(destination.id)
         var result: BackupResult
+        var schemaCapture: SchemaCapture?
         do {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
                 archiveID: .random())
             // A passphrase shares the repository's salt: readers stretch it once for all archives.
             let writer = try ArchiveWriter(sink: destination.sink, header: header, key: try options.repository.writingKey(options.encryptionKey))
-            let copied = try copyTables(source, into: writer, reporter: reporter)
+            schemaCapture = SchemaCapture(
+                tools: tools, snapshot: snapshot.source.snapshot, options: options, writer: writer, stream: Self.schemaStream)
+            let source = try readSource(connection, snapshot: snapshot, tools: tools)
+            let copied = try copyTables(source, schema: schemaCapture!, into: writer, reporter: reporter)
             let largeObjects = try copyLargeObjects(source, into: writer, stream: copied.nextStream, reporter: reporter)
             try source.endSnapshot()
             reporter.phase("writing the manifest")
@@ -184,6 +190,8 @@ public struct BackupRunner: Sendable {
                 source, header: header, tables: copied.entries, schema: copied.schema, largeObjects: largeObjects,
                 writer: writer, destination: destination, startTime: startTime, now: now, reporter: reporter)
         } catch {
+            // The archive is discarded only once pg_dump stopped writing to it.
+            _ = try? schemaCapture?.wait()
             destination.discard()
             // A destination that failed by itself (the bucket went away) is
             // the cause, whatever the writer's threads made of it.
@@ -223,7 +231,9 @@ public struct BackupRunner: Sendable {
         }
     }
 
-    private func openSource() throws -> Source {
+    /// Connects, exports the snapshot everything is read in, and finds the
+    /// pg_dump for this server.
+    private func openSnapshot() throws -> (PostgresConnection, Snapshot, PostgresTools) {
         let connection: PostgresConnection
         do {
             connection = try PostgresConnection(options.source, applicationName: "arca backup")
@@ -231,6 +241,16 @@ public struct BackupRunner: Sendable {
             throw BackupError.connect(error)
         }
         let snapshot = try openSnapshot(connection)
+        do {
+            let tools = try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory)
+            return (connection, snapshot, tools)
+        } catch {
+            throw BackupError.schema(error)
+        }
+    }
+
+    /// Everything read in the snapshot before the data.
+    private func readSource(_ connection: PostgresConnection, snapshot: Snapshot, tools: PostgresTools) throws -> Source {
         let tables = try selectTables(connection)
         let sizes = try checkTables(tables, connection)
         let sequences = try selectSequences(connection, tables: tables)
@@ -249,8 +269,7 @@ public struct BackupRunner: Sendable {
             return try releasingLocks(connection) {
                 Source(
                     connection: connection, snapshot: snapshot, tables: tables, sizes: sizes,
-                    sequences: sequences,
-                    tools: try PostgresTools.locate(serverMajor: connection.serverVersionNumber / 10000, directory: options.postgresBinDirectory),
+                    sequences: sequences, tools: tools,
                     objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
                     largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection),
                     database: try DatabaseCapture.properties(connection), roles: roles)
@@ -270,54 +289,79 @@ public struct BackupRunner: Sendable {
         var nextStream: UInt32
     }
 
+    /// The schema dump's stream; the tables' streams follow it.
+    static let schemaStream: UInt32 = 0
+
+    /// The schema, by pg_dump, in the backup's snapshot, streamed straight
+    /// into the archive (never to a file: it would be plaintext next to an
+    /// encrypted archive). Started as soon as the snapshot is exported:
+    /// pg_dump mostly waits on catalog queries, which then overlap arca's
+    /// own catalog reads and the copies. If it fails, the copy under way
+    /// (or the next one) stops.
+    final class SchemaCapture: @unchecked Sendable {
+        private let lock = NSLock()
+        private var copy: ParallelCopy?
+        private var failure: (any Error)?
+        private var work: BackgroundWork<StreamSummary>?
+        let stream: UInt32
+
+        init(tools: PostgresTools, snapshot: String, options: BackupOptions, writer: ArchiveWriter, stream: UInt32) {
+            self.stream = stream
+            let level = options.compressionLevel
+            work = BackgroundWork { [self] () throws -> StreamSummary in
+                let schemaStream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: level), stream: stream)
+                do {
+                    try tools.run("pg_dump", [
+                        "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
+                        "--snapshot=\(snapshot)", "--lock-wait-timeout=\(options.lockTimeoutMilliseconds)",
+                    ], connection: options.source) { data in
+                        try data.withUnsafeBytes { try schemaStream.append($0) }
+                    }
+                    return try schemaStream.finish()
+                } catch {
+                    failed(BackupError.schema(error))
+                    throw BackupError.schema(error)
+                }
+            }
+        }
+
+        /// Stops `copy` when the capture fails, or at once if it has.
+        func stopping(_ copy: ParallelCopy) {
+            lock.lock()
+            defer { lock.unlock() }
+            if let failure { copy.abort(failure) } else { self.copy = copy }
+        }
+
+        private func failed(_ error: any Error) {
+            lock.lock()
+            failure = error
+            let copy = self.copy
+            lock.unlock()
+            copy?.abort(error)
+        }
+
+        func wait() throws -> StreamSummary { try work!.wait() }
+    }
+
     /// Every table (or ctid range of a big one) through the parallel
-    /// pipeline, all in the exported snapshot; the schema, in the same
-    /// snapshot, by pg_dump, streamed straight into the archive beside them
-    /// (never to a file: it would be plaintext next to an encrypted
-    /// archive). pg_dump mostly waits on catalog queries; if it fails, the
-    /// data workers stop.
-    private func copyTables(_ source: Source, into writer: ArchiveWriter, reporter: ProgressReporter) throws -> CopiedTables {
-        let tasks = plan(source.tables, sizes: source.sizes)
+    /// pipeline, all in the exported snapshot, beside the schema capture.
+    private func copyTables(_ source: Source, schema capture: SchemaCapture, into writer: ArchiveWriter, reporter: ProgressReporter) throws -> CopiedTables {
+        let tasks = plan(source.tables, sizes: source.sizes, firstStream: capture.stream + 1)
         let copy = ParallelCopy(
             tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
             encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
             archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
         if options.uploadOnly { copy.buffersPerWorker = 1 }
-        let schemaStreamID = UInt32(tasks.count)
-        let level = options.compressionLevel
-        let snapshot = source.snapshot.source.snapshot
-        let tools = source.tools
-        let schemaDump = BackgroundWork { () throws -> StreamSummary in
-            let schemaStream = StreamWriter(archive: writer, encoder: writer.makeEncoder(level: level), stream: schemaStreamID)
-            do {
-                try tools.run("pg_dump", [
-                    "--format=custom", "--compress=0", "--section=pre-data", "--section=post-data", "--no-sync",
-                    "--snapshot=\(snapshot)", "--lock-wait-timeout=\(self.options.lockTimeoutMilliseconds)",
-                ], connection: self.options.source) { data in
-                    try data.withUnsafeBytes { try schemaStream.append($0) }
-                }
-                return try schemaStream.finish()
-            } catch {
-                copy.abort(BackupError.schema(error))
-                throw BackupError.schema(error)
-            }
-        }
+        capture.stopping(copy)
         // The tables' size on disk estimates the COPY text to come.
         reporter.estimate(tables: tasks.count, bytes: source.sizes.checkedSum)
         reporter.phase("copying tables")
-        let results: [CopyResult]
-        do {
-            results = try copy.run {
-                let status = copy.status()
-                reporter.update(tablesDone: status.tasksDone, bytes: status.rawBytes, current: status.running.first)
-                reporter.send()
-            }
-        } catch {
-            // The archive is discarded only once pg_dump stopped writing to it.
-            _ = try? schemaDump.wait()
-            throw error
+        let results = try copy.run {
+            let status = copy.status()
+            reporter.update(tablesDone: status.tasksDone, bytes: status.rawBytes, current: status.running.first)
+            reporter.send()
         }
-        let schema = Manifest.Schema(pgDumpVersion: source.tools.pgDumpVersion, stream: schemaStreamID, summary: try schemaDump.wait())
+        let schema = Manifest.Schema(pgDumpVersion: source.tools.pgDumpVersion, stream: capture.stream, summary: try capture.wait())
         let entries = source.tables.enumerated().map { index, table in
             let parts = tasks.indices.filter { tasks[$0].table == index }.map { task in
                 Manifest.Part(
@@ -331,7 +375,7 @@ public struct BackupRunner: Sendable {
                 columns: table.columns, parts: parts,
                 objects: ([table.oid] + (source.ancestors[table.oid] ?? [])).flatMap { source.objects[$0] ?? [] })
         }
-        return CopiedTables(entries: entries, schema: schema, nextStream: schemaStreamID + 1)
+        return CopiedTables(entries: entries, schema: schema, nextStream: capture.stream + 1 + UInt32(tasks.count))
     }
 
     // MARK: Phase 3: large objects
@@ -431,7 +475,7 @@ public struct BackupRunner: Sendable {
     /// become one task per range of pages, in order: at least one per job,
     /// about one per threshold's worth of pages, at most 64. The last range
     /// is open-ended.
-    func plan(_ tables: [TableDescriptor], sizes: [UInt64]) -> [CopyTask] {
+    func plan(_ tables: [TableDescriptor], sizes: [UInt64], firstStream: UInt32) -> [CopyTask] {
         var tasks: [CopyTask] = []
         let blockSize: UInt64 = 8192
         for (index, table) in tables.enumerated() {
@@ -446,14 +490,14 @@ public struct BackupRunner: Sendable {
                     var condition = "ctid >= '(\(first),0)'::pg_catalog.tid"
                     if let end { condition += " AND ctid < '(\(end),0)'::pg_catalog.tid" }
                     tasks.append(CopyTask(
-                        table: index, oid: table.oid, quotedTable: table.quotedName, stream: UInt32(tasks.count),
+                        table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
                         sql: "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT",
                         name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
                         estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
                 }
             } else {
                 tasks.append(CopyTask(
-                    table: index, oid: table.oid, quotedTable: table.quotedName, stream: UInt32(tasks.count),
+                    table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
                     sql: "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", name: table.qualifiedName,
                     estimatedBytes: size))
             }
