@@ -91,23 +91,34 @@ public enum Catalog {
         public var required: [String]
     }
 
-    /// The COPY columns of one table in the connected database, or nil when
-    /// the table does not exist.
-    public static func columns(of schema: String, _ name: String, _ connection: PostgresConnection) throws -> LoadableColumns? {
+    /// The COPY columns of each of `tables` in the connected database, in
+    /// their order, nil for a table that does not exist. One query for all.
+    public static func columns(
+        of tables: [(schema: String, name: String)], _ connection: PostgresConnection
+    ) throws -> [LoadableColumns?] {
+        let pairs = try JSONEncoder().encode(tables.map { [$0.schema, $0.name] })
         let result = try connection.query(
             """
-            SELECT (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
+            SELECT e.i,
+                   (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
                       FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''),
                    (SELECT pg_catalog.array_to_json(pg_catalog.array_agg(a.attname ORDER BY a.attnum))::text
                       FROM pg_catalog.pg_attribute a
                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
                        AND a.attnotnull AND NOT a.atthasdef AND a.attidentity = '')
-              FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
-            """, [schema, name], during: "looking up table \(schema).\(name)")
-        guard let row = result.rows.first else { return nil }
-        return LoadableColumns(names: try decodeNames(row[0]), required: try decodeNames(row[1]))
+              FROM pg_catalog.jsonb_array_elements($1::pg_catalog.jsonb) WITH ORDINALITY AS e (pair, i)
+              JOIN pg_catalog.pg_namespace n ON n.nspname = e.pair->>0
+              JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = e.pair->>1 AND c.relkind IN ('r', 'p')
+            """, [String(decoding: pairs, as: UTF8.self)], during: "looking up the tables to restore")
+        var columns = [LoadableColumns?](repeating: nil, count: tables.count)
+        for row in result.rows {
+            guard let position = row[0].flatMap({ Int($0) }), position >= 1, position <= tables.count else {
+                throw PostgresError.unexpectedResponse(during: "looking up the tables to restore", message: "a catalog row of no table asked for")
+            }
+            columns[position - 1] = LoadableColumns(names: try decodeNames(row[1]), required: try decodeNames(row[2]))
+        }
+        return columns
     }
 
     /// A trigger and its `pg_trigger.tgenabled` state.

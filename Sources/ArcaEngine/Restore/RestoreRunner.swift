@@ -524,10 +524,10 @@ public struct RestoreRunner: Sendable {
         } catch let error as PostgresError where error.sqlState == "42501" {
             throw RestoreError.requiresSuperuser(user: connection.user)
         }
-        for table in tables {
-            let target = try step("checking table \(table.qualifiedName)") {
-                try Catalog.columns(of: table.schema, table.name, connection)
-            }
+        let targets = try step("looking up the tables to restore") {
+            try Catalog.columns(of: tables.map { ($0.schema, $0.name) }, connection)
+        }
+        for (table, target) in zip(tables, targets) {
             guard let target else { throw RestoreError.tableMissing(table.qualifiedName, database: connection.database) }
             let archived = Set(table.columns), present = Set(target.names)
             let missing = table.columns.filter { !present.contains($0) }
