@@ -57,9 +57,9 @@ struct SchemaScripts: Sendable {
         var scripts = SchemaScripts()
         scripts.preData = ScriptSource(tools: tools, arguments: common + ["--section=pre-data"], dump: dump)
         var locks = 0
-        try scripts.preData.statements { locks += Self.locks($0) }
+        try scripts.preData.statements { locks += $0.kind.locksItsObject ? 1 : 0 }
         scripts.postData = try script(["--section=post-data"])
-        scripts.lockedObjects = scripts.postData.reduce(locks) { $0 + Self.locks($1) }
+        scripts.lockedObjects = scripts.postData.reduce(locks) { $0 + ($1.kind.locksItsObject ? 1 : 0) }
         if options.clean {
             // pg_restore --clean prints the same script with one block of
             // DROP statements (for every section, in dependency order)
@@ -68,11 +68,6 @@ struct SchemaScripts: Sendable {
             scripts.clean = Array(insertedStatements(plain: try script([]), withClean: try script(["--clean", "--if-exists"])))
         }
         return scripts
-    }
-
-    /// The objects `statement` locks until its transaction ends (see `lockedObjects`).
-    static func locks(_ statement: SQLScript.Statement) -> Int {
-        statement.kind.locksItsObject ? 1 : 0
     }
 
     /// The statements `withClean` has between its common prefix and suffix with `plain`.
