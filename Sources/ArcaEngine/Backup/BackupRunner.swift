@@ -135,9 +135,9 @@ public enum TableChange: Sendable, CustomStringConvertible {
 /// Backs up one database into one archive, in named phases:
 ///
 /// 1. `openSnapshot`: a read-only REPEATABLE READ transaction that exports
-///    its snapshot, in which pg_dump starts the schema dump at once
-///    (`SchemaCapture`); `readSource`: the tables, their locks, the
-///    sequences, the catalog facts.
+///    its snapshot; `readSource`: the tables and their locks, then, while
+///    pg_dump starts the schema dump in the snapshot (`SchemaCapture`), the
+///    sequences and the catalog facts.
 /// 2. `copyTables`: each table's COPY stream through the chunk pipeline,
 ///    beside the schema dump, all in the snapshot.
 /// 3. `copyLargeObjects`.
@@ -179,9 +179,10 @@ public struct BackupRunner: Sendable {
                 archiveID: .random())
             // A passphrase shares the repository's salt: readers stretch it once for all archives.
             let writer = try ArchiveWriter(sink: destination.sink, header: header, key: try options.repository.writingKey(options.encryptionKey))
-            schemaCapture = SchemaCapture(
-                tools: tools, snapshot: snapshot.source.snapshot, options: options, writer: writer, stream: Self.schemaStream)
-            let source = try readSource(connection, snapshot: snapshot, tools: tools)
+            let source = try readSource(connection, snapshot: snapshot, tools: tools) {
+                schemaCapture = SchemaCapture(
+                    tools: tools, snapshot: snapshot.source.snapshot, options: options, writer: writer, stream: Self.schemaStream)
+            }
             let copied = try copyTables(source, schema: schemaCapture!, into: writer, reporter: reporter)
             let largeObjects = try copyLargeObjects(source, into: writer, stream: copied.nextStream, reporter: reporter)
             try source.endSnapshot()
@@ -249,10 +250,16 @@ public struct BackupRunner: Sendable {
         }
     }
 
-    /// Everything read in the snapshot before the data.
-    private func readSource(_ connection: PostgresConnection, snapshot: Snapshot, tools: PostgresTools) throws -> Source {
+    /// Everything read in the snapshot before the data. `tablesChecked` is
+    /// called once every table has been locked, checked and released
+    /// (`checkTables`): pg_dump, which locks every table itself and keeps
+    /// the locks, starts then, so the two never fill the lock table together.
+    private func readSource(
+        _ connection: PostgresConnection, snapshot: Snapshot, tools: PostgresTools, tablesChecked: () -> Void
+    ) throws -> Source {
         let tables = try selectTables(connection)
         let sizes = try checkTables(tables, connection)
+        tablesChecked()
         let sequences = try selectSequences(connection, tables: tables)
         // The catalog reads below lock some fifty catalogs and indexes;
         // released at once, they leave the lock table to pg_dump.
@@ -294,10 +301,10 @@ public struct BackupRunner: Sendable {
 
     /// The schema, by pg_dump, in the backup's snapshot, streamed straight
     /// into the archive (never to a file: it would be plaintext next to an
-    /// encrypted archive). Started as soon as the snapshot is exported:
-    /// pg_dump mostly waits on catalog queries, which then overlap arca's
-    /// own catalog reads and the copies. If it fails, the copy under way
-    /// (or the next one) stops.
+    /// encrypted archive). Started once the tables are checked, before the
+    /// rest of the catalog is read: pg_dump mostly waits on catalog
+    /// queries, which then overlap arca's own and the copies. If it fails,
+    /// the copy under way (or the next one) stops.
     final class SchemaCapture: @unchecked Sendable {
         private let lock = NSLock()
         private var copy: ParallelCopy?
