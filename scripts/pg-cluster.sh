@@ -59,7 +59,8 @@
 # Settings (DATA/arca.conf, rewritten on every start, included at the end of
 # postgresql.conf so ALTER SYSTEM / postgresql.auto.conf still wins):
 #   listen_addresses=127.0.0.1, port, unix_socket_directories, max_connections=100,
-#   shared_buffers=128MB, synchronous_commit=off. fsync stays ON on purpose:
+#   shared_buffers=128MB, synchronous_commit=off, wal_level=logical (the
+#   change stream's tests). fsync stays ON on purpose:
 #   the tests exercise fsync paths.
 set -euo pipefail
 
@@ -292,6 +293,10 @@ unix_socket_directories = '$sockdir'
 max_connections = 100
 shared_buffers = 128MB
 synchronous_commit = off
+# Logical decoding, for the change stream's tests (arca stream).
+wal_level = logical
+max_replication_slots = 20
+max_wal_senders = 20
 # fsync stays on: the test suite exercises fsync paths.
 fsync = on
 CONF

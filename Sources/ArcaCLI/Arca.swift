@@ -19,6 +19,7 @@ struct Arca: ParsableCommand {
             BackupCommand.self, VerifyCommand.self, InspectCommand.self, ListCommand.self, RestoreCommand.self,
             CompareCommand.self, CleanupCommand.self, InitCommand.self, StartCommand.self, StatusCommand.self,
             AuditCommand.self, DrillCommand.self, ServeCommand.self, TokenCommand.self, KeygenCommand.self, SyncCommand.self,
+            StreamCommand.self,
         ])
 
     /// Exit statuses are part of the interface (README, "Exit codes"):

@@ -1,4 +1,6 @@
 import ArcaEngine
+import ArcaFormat
+import ArcaPostgres
 import ArcaOperations
 import ArgumentParser
 import Foundation
@@ -14,8 +16,14 @@ struct RestoreCommand: ParsableCommand {
             On any failure nothing changes. Without --confirm, arca only says what it would replace.
             """)
 
-    @Argument(help: "A backup id in the repository, or the path of an .arca file.")
-    var backup: String
+    @Argument(help: "A backup id in the repository, or the path of an .arca file (not with --target-time or --target-lsn).")
+    var backup: String?
+
+    @Option(name: .long, help: "Restore the database as it was at this instant (RFC 3339, e.g. 2026-11-30T10:15:00Z): the newest backup before it and the change stream up to it.")
+    var targetTime: String?
+
+    @Option(name: .long, help: "Restore up to this LSN of the change stream (e.g. 16/B374D848).")
+    var targetLsn: String?
 
     @Option(name: .long, help: "The database to restore into (default: $DATABASE_URL).")
     var targetURL: String?
@@ -60,11 +68,28 @@ struct RestoreCommand: ParsableCommand {
 
     func validate() throws {
         guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") }
+        let points = [targetTime, targetLsn].compactMap { $0 }.count
+        guard points <= 1 else { throw ValidationError("Give --target-time or --target-lsn, not both.") }
+        guard (backup == nil) != (points == 0) else {
+            throw ValidationError(backup == nil ? "Name a backup, or give --target-time or --target-lsn." : "A point-in-time restore chooses its backup: leave out the backup id.")
+        }
+        if let targetTime, Manifest.date(fromTimestamp: targetTime) == nil {
+            throw ValidationError("--target-time must be an RFC 3339 instant with its offset, such as 2026-11-30T10:15:00Z.")
+        }
+        if let targetLsn, LSN(targetLsn) == nil { throw ValidationError("--target-lsn must be an LSN such as 16/B374D848.") }
+    }
+
+    /// The point in time asked for, if any (validated above).
+    var pointInTime: ReplayTarget? {
+        if let targetTime, let date = Manifest.date(fromTimestamp: targetTime) { return .time(date) }
+        if let targetLsn, let lsn = LSN(targetLsn) { return .lsn(lsn.value) }
+        return nil
     }
 
     func run() throws {
         let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
-        var request = RestoreRequest(backup: backup)
+        var request = RestoreRequest(backup: backup ?? "")
+        request.pointInTime = pointInTime
         request.fromCloud = cloud.cloud
         request.target = try targetURL.map { try connectionString($0, option: "--target-url") }
         request.confirmed = confirm
@@ -100,6 +125,9 @@ struct RestoreCommand: ParsableCommand {
         if output.json {
             Output.json(result)
         } else {
+            if let target = result.target {
+                print("Point in time \(target): backup \(result.backupId) and \(result.replayedTransactions ?? 0) transactions of the change stream\(result.restoredTo.map { ", the last committed at \($0)" } ?? "").")
+            }
             print("""
                 Restored \(result.backupId) into database \(result.database) (\(result.mode)\(result.createdDatabase ? ", database created" : "")).
                   tables  \(result.restoredTables.count), rows \(Format.count(result.rows)), large objects \(result.largeObjects)

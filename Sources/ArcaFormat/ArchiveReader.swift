@@ -260,6 +260,17 @@ public final class ArchiveReader: @unchecked Sendable {
         }
     }
 
+    /// Hands each record of a change segment's stream (one pgoutput
+    /// message) to `handle`, in order, its framing checked as it is read.
+    public func readChanges(checking: StreamCheck = .streamDigests, _ handle: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard let data = manifest.changes else { return }
+        var records = ChangeRecords(data)
+        try readStream(data, named: Manifest.ChangeData.streamName, checking: checking) { raw in
+            try records.feed(raw, handle)
+        }
+        try records.finish()
+    }
+
     /// Streams one stream's raw bytes (a table's COPY text, the schema dump, a
     /// large object) to `body`, chunk by chunk, reading only its chunks.
     /// Everything `checking` asks for is checked before this returns (the

@@ -32,6 +32,12 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var database: Database?
     /// The roles the database refers to; absent in older archives.
     public var roles: [Role]?
+    /// A full backup taken while the change stream ran: where it stands in
+    /// the stream. Absent otherwise.
+    public var anchor: Anchor?
+    /// Present in a change segment only (whose `tables` is empty and whose
+    /// `sequences` are the values captured when it closed).
+    public var changes: ChangeData?
     public var totals: Totals
 
     public struct TableFilterRecord: Codable, Sendable, Equatable {
@@ -338,10 +344,14 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// Every stream in the archive (table parts, the schema dump, large
     /// objects) with the name errors use for it.
     public var streams: [NamedStream] {
-        tables.flatMap { table in table.parts.indices.map { NamedStream(name: table.displayName(part: $0), descriptor: table.parts[$0]) } }
-            + (schema.map { [NamedStream(name: "the schema dump", descriptor: $0)] } ?? [])
-            + (largeObjects ?? []).map { NamedStream(name: "large object \($0.oid)", descriptor: $0) }
-            + (largeObjectData.map { [NamedStream(name: LargeObjectRecords.streamName, descriptor: $0)] } ?? [])
+        var streams: [NamedStream] = tables.flatMap { table in
+            table.parts.indices.map { NamedStream(name: table.displayName(part: $0), descriptor: table.parts[$0]) }
+        }
+        if let schema { streams.append(NamedStream(name: "the schema dump", descriptor: schema)) }
+        streams += (largeObjects ?? []).map { NamedStream(name: "large object \($0.oid)", descriptor: $0) }
+        if let largeObjectData { streams.append(NamedStream(name: LargeObjectRecords.streamName, descriptor: largeObjectData)) }
+        if let changes { streams.append(NamedStream(name: Manifest.ChangeData.streamName, descriptor: changes)) }
+        return streams
     }
 
     /// How many large objects the archive holds, in either layout.
@@ -378,6 +388,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case formatVersion, archiveId, backupId, startedAt, completedAt, tool, source, compression, chunkSize, tables
         case sequences, schema, largeObjects, largeObjectData, tableFilter, trigger, database, roles, totals
+        case anchor, changes
     }
 
     /// The JSON of FORMAT.md, byte for byte what `JSONEncoder` with sorted
@@ -411,6 +422,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             case .trigger: trigger != nil
             case .database: database != nil
             case .roles: roles != nil
+            case .anchor: anchor != nil
+            case .changes: changes != nil
             default: true
             }
             guard present else { continue }
@@ -438,6 +451,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             case .database: append(database)
             case .roles: append(roles)
             case .totals: append(totals)
+            case .anchor: append(anchor)
+            case .changes: append(changes)
             }
         }
         json.append(UInt8(ascii: "}"))
@@ -514,7 +529,19 @@ public struct Manifest: Codable, Sendable, Equatable {
         guard formatVersion == Int(header.version) else { throw fail("formatVersion is \(formatVersion), the header says \(header.version)") }
         guard archiveId == header.archiveID.description else { throw fail("archiveId \(archiveId) differs from the header's \(header.archiveID)") }
         guard chunkSize == header.chunkSize else { throw fail("chunkSize \(chunkSize) differs from the header's \(header.chunkSize)") }
-        guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
+        if let changes {
+            guard formatVersion >= 5 else { throw fail("changes is a field of version 5 on, not of version \(formatVersion)") }
+            guard SegmentID(backupId) == SegmentID(startLSN: changes.startLSN, endLSN: changes.endLSN) else {
+                throw fail("backupId \"\(backupId)\" is not the segment name its LSNs give")
+            }
+            guard tables.isEmpty, schema == nil, largeObjectData == nil, anchor == nil else {
+                throw fail("a change segment holds no tables, schema, large objects or anchor")
+            }
+            try changes.validate()
+        } else {
+            guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
+        }
+        if anchor != nil, formatVersion < 5 { throw fail("anchor is a field of version 5 on, not of version \(formatVersion)") }
         if formatVersion >= 4 {
             guard largeObjects == nil else { throw fail("largeObjects is a field of versions 1 to 3; version \(formatVersion) has largeObjectData") }
         } else {

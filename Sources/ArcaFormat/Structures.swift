@@ -3,8 +3,8 @@
 /// content checksum in every zstd payload; version 4 put all large objects
 /// in one stream. All four are read.
 public enum ArchiveFormat {
-    public static let version: UInt16 = 4
-    public static let readableVersions: ClosedRange<UInt16> = 1...4
+    public static let version: UInt16 = 5
+    public static let readableVersions: ClosedRange<UInt16> = 1...5
     public static let magic: [UInt8] = [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A]
     public static let endMagic: [UInt8] = Array("ARCAEND".utf8) + [0x1A]
     public static let headerLength = 64

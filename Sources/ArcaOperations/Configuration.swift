@@ -33,6 +33,18 @@ public struct ServiceConfiguration: Sendable {
     public var compressionLevel = BackupOptions.defaultCompressionLevel
     /// `ARCA_STALE_UPLOAD_HOURS`: cleanup aborts unfinished uploads older than this.
     public var staleUploadHours: Int
+    /// `ARCA_SLOT`: the change stream's replication slot (default `arca_<database>`).
+    public var streamSlot: String?
+    /// `ARCA_SEGMENT_SECONDS` (1–3600, default 60): how long a change segment stays open.
+    public var segmentSeconds = 60
+    /// `ARCA_CONTINUOUS=1`: `arca start` runs the change stream too.
+    public var continuous = false
+    /// `ARCA_REPLICA_IDENTITY_FULL=1`: the stream may set REPLICA IDENTITY
+    /// FULL on tables without a primary key.
+    public var replicaIdentityFull = false
+    /// `ARCA_MAX_LAG_SECONDS` (default 300): `status` is unhealthy when the
+    /// newest restorable instant is older than this.
+    public var maxLagSeconds = 300
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
@@ -41,6 +53,7 @@ public struct ServiceConfiguration: Sendable {
     ] + KeyConfiguration.variables + [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
+        "ARCA_SLOT", "ARCA_SEGMENT_SECONDS", "ARCA_CONTINUOUS", "ARCA_REPLICA_IDENTITY_FULL", "ARCA_MAX_LAG_SECONDS",
     ]
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
@@ -89,6 +102,26 @@ public struct ServiceConfiguration: Sendable {
         postgresBinDirectory = value("ARCA_PG_BINDIR")
         if let jobs = try Self.integer(environment, "ARCA_JOBS", in: 1...64) { backupJobs = jobs }
         if let level = try Self.integer(environment, "ARCA_COMPRESSION_LEVEL", in: 1...19) { compressionLevel = Int32(level) }
+        if let slot = value("ARCA_SLOT") {
+            guard ReplicationNames.isValidSlot(slot) else {
+                throw OperationError.invalidConfiguration("ARCA_SLOT must be a replication slot name: lower-case letters, digits and underscores, at most 63.")
+            }
+            streamSlot = slot
+        }
+        if let seconds = try Self.integer(environment, "ARCA_SEGMENT_SECONDS", in: 1...3600) { segmentSeconds = seconds }
+        if let lag = try Self.integer(environment, "ARCA_MAX_LAG_SECONDS", in: 1...604_800) { maxLagSeconds = lag }
+        continuous = try Self.flag(environment, "ARCA_CONTINUOUS")
+        replicaIdentityFull = try Self.flag(environment, "ARCA_REPLICA_IDENTITY_FULL")
+    }
+
+    /// `1`/`true`/`yes` or `0`/`false`/`no` (unset: false).
+    static func flag(_ environment: [String: String], _ variable: String) throws -> Bool {
+        guard let text = environment[variable]?.lowercased(), !text.isEmpty else { return false }
+        switch text {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw OperationError.invalidConfiguration("\(variable) must be 1 or 0, not \"\(text.prefix(20))\".")
+        }
     }
 
     /// Where backups are kept: the repository, and the bucket when one is configured.

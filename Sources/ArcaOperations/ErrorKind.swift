@@ -258,3 +258,33 @@ extension DrillFailure: ClassifiedError {
     public var kind: ErrorKind { .damaged }
     public var code: String { "drill_failed" }
 }
+
+extension StreamError: ClassifiedError {
+    public var kind: ErrorKind {
+        switch self {
+        case .walLevel, .noReplicaIdentity, .notSuperuser: .invalid
+        case .upload: .unavailable
+        case .recordTooLarge, .server: .failed
+        }
+    }
+
+    public var code: String { kind == .invalid ? "stream_refused" : "stream_failed" }
+}
+
+extension ReplayError: ClassifiedError {
+    public var kind: ErrorKind {
+        switch self {
+        case .noAnchoredBackup: .notFound
+        case .beyondWindow, .gap, .unreplayableSchemaChange, .schemaChangeInSubset: .invalid
+        case .missingRole, .notSuperuser: .conflict
+        case .conflict, .malformed: .damaged
+        }
+    }
+
+    public var code: String {
+        switch kind {
+        case .notFound, .invalid: "target_not_restorable"
+        default: "replay_failed"
+        }
+    }
+}

@@ -88,6 +88,42 @@ public final class PostgresConnection {
         return try consume(result, during: during() ?? Self.summary(of: sql))
     }
 
+    /// Prepares statement `name` (text parameters, their types inferred
+    /// by the server from where they stand).
+    public func prepare(_ name: String, _ sql: String, parameterCount: Int, during: @autoclosure () -> String) throws {
+        let result = PQprepare(conn, name, sql, Int32(parameterCount), nil)
+        defer { PQclear(result) }
+        _ = try consume(result, during: during())
+    }
+
+    /// Runs prepared statement `name` with text parameters given as bytes
+    /// in the session's client encoding (nil: NULL), and returns the rows
+    /// it affected. The bytes go to the server as they are: no text is
+    /// decoded or pasted into SQL.
+    @discardableResult
+    public func executePrepared(_ name: String, _ values: [[UInt8]?], during: @autoclosure () -> String) throws -> UInt64 {
+        var storage: [UInt8] = []
+        var offsets: [Int?] = []
+        for value in values {
+            guard let value else { offsets.append(nil); continue }
+            offsets.append(storage.count)
+            storage.append(contentsOf: value)
+            storage.append(0)
+        }
+        let result: OpaquePointer? = storage.withUnsafeBufferPointer { bytes in
+            let base = UnsafeRawPointer(bytes.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }
+            let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in
+                guard let offset, let base else { return nil }
+                return base + offset
+            }
+            return pointers.withUnsafeBufferPointer {
+                PQexecPrepared(conn, name, Int32(values.count), $0.baseAddress, nil, nil, 0)
+            }
+        }
+        defer { PQclear(result) }
+        return try consume(result, during: during()).affectedRows ?? 0
+    }
+
     // MARK: COPY
 
     /// Runs `COPY … TO STDOUT` and hands each row's bytes to `body` (the

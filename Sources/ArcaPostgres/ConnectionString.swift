@@ -50,6 +50,12 @@ public struct ConnectionString: Sendable, Equatable {
         ConnectionString(options: options.filter { $0.key != "dbname" } + [("dbname", database)])
     }
 
+    /// The same connection with one option set (e.g. `replication=database`
+    /// for the walsender protocol).
+    public func setting(_ key: String, to value: String) -> ConnectionString {
+        ConnectionString(options: options.filter { $0.key != key } + [(key, value)])
+    }
+
     /// The same connection string without one option (e.g. the password,
     /// which child processes get through PGPASSWORD instead of argv).
     public func removing(_ key: String) -> ConnectionString {

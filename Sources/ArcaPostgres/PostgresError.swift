@@ -150,6 +150,16 @@ public struct ServerError: Sendable, Equatable, CustomStringConvertible {
 /// What can go wrong talking to PostgreSQL. `during` says what we were doing,
 /// in words (never SQL containing data, never a password).
 public enum PostgresError: Error, Sendable, CustomStringConvertible {
+    /// The connection could not be made or broke (class 08, or the server
+    /// shutting down or ending the session, class 57P): worth a retry.
+    public var isConnectionProblem: Bool {
+        switch self {
+        case .connectionFailed, .connectionLost: true
+        case .server(let error, _): error.sqlState.hasPrefix("08") || error.sqlState.hasPrefix("57P")
+        case .unexpectedResponse: false
+        }
+    }
+
     /// Could not connect. `target` is the redacted connection string.
     case connectionFailed(target: String, message: String)
     /// The connection broke while we used it (server stopped, backend terminated, network).

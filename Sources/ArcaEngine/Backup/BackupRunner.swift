@@ -39,6 +39,10 @@ public struct BackupOptions: Sendable {
     /// Record the password hashes of the roles the database refers to.
     /// Only into an encrypted archive; reading them needs a superuser.
     public var withRolePasswords = false
+    /// The change stream's slot (nil: the database's default slot): when it
+    /// exists in the database, the backup is anchored in the stream
+    /// (`Manifest.anchor`), for point-in-time restore.
+    public var streamSlot: String?
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -436,6 +440,7 @@ public struct BackupRunner: Sendable {
         manifest.trigger = options.trigger.rawValue
         manifest.database = source.database
         manifest.roles = source.roles
+        manifest.anchor = source.snapshot.anchor
         let summary = try writer.finish(manifest: manifest)
         let path = try destination.publish(fileMD5: summary.fileMD5)
         let rawBytes = (tables.map(\.rawBytes) + [manifest.largeObjectRawBytes]).checkedSum ?? .max
@@ -514,6 +519,7 @@ public struct BackupRunner: Sendable {
 
     struct Snapshot {
         var source: Manifest.Source
+        var anchor: Manifest.Anchor?
     }
 
     /// Opens the snapshot every table is read in. `row_security = off` makes a
@@ -527,12 +533,20 @@ public struct BackupRunner: Sendable {
             // role, and a failure inside would abort the snapshot.
             let systemIdentifier = try? connection.execute(
                 "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").singleValue
+            // While the change stream runs, the snapshot is a new slot's:
+            // it sees exactly the transactions committed before the slot's
+            // consistent point, where the backup then stands in the stream.
+            let anchoring = try anchorSnapshot(connection)
+            defer { anchoring?.replication.close() }
             try connection.execute(
                 """
                 BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+                \(anchoring.map { "SET TRANSACTION SNAPSHOT \(SQLIdentifier.literal($0.slot.snapshot));" } ?? "")
                 SET LOCAL row_security = off;
                 SET LOCAL lock_timeout = \(options.lockTimeoutMilliseconds)
                 """, during: "starting the snapshot transaction")
+            // Exported again from this transaction: the slot's snapshot ends
+            // with its connection, this one with the backup.
             let snapshotID = try connection.execute("SELECT pg_catalog.pg_export_snapshot()", during: "exporting the snapshot").singleValue ?? ""
             let version = try connection.execute("SHOW server_version", during: "reading the server version").singleValue ?? ""
             return Snapshot(source: Manifest.Source(
@@ -540,9 +554,29 @@ public struct BackupRunner: Sendable {
                 serverVersion: String(version.prefix { $0 != " " }),
                 serverVersionNumber: connection.serverVersionNumber,
                 snapshot: snapshotID, systemIdentifier: systemIdentifier,
-                encoding: encoding))
+                encoding: encoding),
+                anchor: anchoring.map { Manifest.Anchor(slot: $0.stream, lsn: $0.slot.consistentPoint.value) })
         } catch let error as PostgresError {
             throw BackupError.snapshot(error)
+        }
+    }
+
+    /// A temporary slot whose exported snapshot the backup reads in, when
+    /// the change stream's slot (`options.streamSlot`) exists in this
+    /// database; nil otherwise.
+    private func anchorSnapshot(_ connection: PostgresConnection) throws -> (stream: String, slot: ReplicationConnection.CreatedSlot, replication: ReplicationConnection)? {
+        let stream = options.streamSlot ?? ReplicationNames.defaultSlot(database: connection.database)
+        let exists = try connection.query(
+            "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = $1 AND database = pg_catalog.current_database()",
+            [stream], during: "looking for the change stream's slot").rows.count > 0
+        guard exists else { return nil }
+        let replication = try ReplicationConnection(options.source, applicationName: "arca backup")
+        do {
+            let name = "arca_anchor_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+            return (stream, try replication.createSlot(name, temporary: true), replication)
+        } catch {
+            replication.close()
+            throw error
         }
     }
 

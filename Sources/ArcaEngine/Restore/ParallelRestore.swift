@@ -32,7 +32,7 @@ extension RestoreRunner {
         var databaseName: String
     }
 
-    func runParallel(_ plan: Plan, reporter: ProgressReporter) throws -> (rows: UInt64, rawBytes: UInt64) {
+    func runParallel(_ plan: Plan, reporter: ProgressReporter) throws -> (rows: UInt64, rawBytes: UInt64, replay: ChangeReplay?) {
         let manifest = plan.reader.manifest
         let encoding = manifest.source.encoding
         // The target must not exist; checked before any work, and again by the rename.
@@ -87,11 +87,12 @@ extension RestoreRunner {
             // Writing a large object's contents locks no object.
             try main.execute("BEGIN", during: "starting the large objects' transaction")
             if plan.largeObjects > 0 { try restoreLargeObjects(from: plan.reader, main, reporter: reporter) }
+            let replay = try replayChanges(into: main, encoding: encoding, reporter: reporter)
             try step("committing") { try main.execute("COMMIT", during: "COMMIT") }
             main.close()
             reporter.phase("publishing the database")
             try publish(staging, as: plan.databaseName, setup: setup)
-            return loaded
+            return (loaded.rows, loaded.rawBytes, replay)
         } catch {
             dropDatabase(staging)
             throw error

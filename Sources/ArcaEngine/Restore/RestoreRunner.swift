@@ -43,6 +43,9 @@ public struct RestoreOptions: Sendable {
     public var postgresBinDirectory: String?
     /// Opens an encrypted archive; checked before anything is written.
     public var key: ArchiveKey?
+    /// A point-in-time restore: the change stream replayed on top of the
+    /// archive (`plan.archivePath`) before the restore commits.
+    public var replay: ReplayPlan?
 
     public init(archive: ArchiveReference, target: ConnectionString) {
         self.archive = archive
@@ -72,6 +75,12 @@ public struct RestoreResult: Codable, Sendable {
     public var largeObjects: Int
     public var rows: UInt64
     public var rawBytes: UInt64
+    /// A point-in-time restore: its target, the transactions replayed
+    /// from the change stream and the last one's commit time.
+    public var target: String?
+    public var replayedTransactions: UInt64?
+    public var replayedChanges: UInt64?
+    public var restoredTo: String?
     public var durationSeconds: Double
     /// With `--create-roles`: the roles created, and those that existed
     /// and were left as they are.
@@ -306,11 +315,13 @@ public struct RestoreRunner: Sendable {
                 reporter: reporter)
             reporter.finish()
             let duration = ContinuousClock.now - clock
-            return RestoreResult(
+            var result = RestoreResult(
                 backupId: manifest.backupId, database: databaseName, restoredTables: tables.map(\.qualifiedName),
                 mode: "full", createdDatabase: true, jobs: options.jobs, largeObjects: Int(clamping: largeObjects),
                 rows: loaded.rows, rawBytes: loaded.rawBytes,
                 durationSeconds: duration.seconds)
+            result.record(loaded.replay)
+            return result
         }
         var createdDatabase = false
         if options.create {
@@ -357,6 +368,7 @@ public struct RestoreRunner: Sendable {
                 reporter.phase("restoring sequences and large objects")
                 try step("restoring sequence values") { try restoreSequences(of: tables, manifest: manifest, subset: subset, connection) }
                 if largeObjects > 0 { try restoreLargeObjects(from: reader, connection, reporter: reporter) }
+                let replay = try replayChanges(into: connection, encoding: manifest.source.encoding, reporter: reporter)
                 reporter.phase("committing")
                 try step("committing") { try connection.execute("COMMIT", during: "COMMIT") }
                 if createdDatabase {
@@ -369,11 +381,13 @@ public struct RestoreRunner: Sendable {
                 }
                 reporter.finish()
                 let duration = ContinuousClock.now - clock
-                return RestoreResult(
+                var result = RestoreResult(
                     backupId: manifest.backupId, database: connection.database, restoredTables: tables.map(\.qualifiedName),
                     mode: options.dataOnly ? "data-only" : "full", createdDatabase: createdDatabase, jobs: 1,
                     largeObjects: Int(clamping: largeObjects), rows: loaded.rows, rawBytes: loaded.rawBytes,
                     durationSeconds: duration.seconds)
+                result.record(replay)
+                return result
             } catch {
                 // A lost connection has rolled back on the server already.
                 if connection.isAlive { _ = try? connection.execute("ROLLBACK") }
@@ -655,6 +669,16 @@ public struct RestoreRunner: Sendable {
     }
 
     @discardableResult
+    /// Replays the change stream (a point-in-time restore) into the
+    /// restore's open transaction; nil when there is nothing to replay.
+    func replayChanges(into connection: PostgresConnection, encoding: String, reporter: ProgressReporter) throws -> ChangeReplay? {
+        guard let plan = options.replay else { return nil }
+        reporter.phase("replaying the change stream to \(plan.target)")
+        let replay = ChangeReplay(plan: plan)
+        try replay.apply(to: connection, encoding: encoding, reporter: reporter)
+        return replay
+    }
+
     func step<T>(_ name: String, _ body: () throws -> T) throws -> T {
         do {
             return try body()
@@ -663,6 +687,16 @@ public struct RestoreRunner: Sendable {
         } catch {
             throw RestoreError.step(name, error)
         }
+    }
+}
+
+extension RestoreResult {
+    mutating func record(_ replay: ChangeReplay?) {
+        guard let replay else { return }
+        target = replay.plan.target.description
+        replayedTransactions = replay.transactions
+        replayedChanges = replay.changes
+        restoredTo = replay.lastCommit.map { Manifest.timestamp(PostgresTime.date(microseconds: $0)) }
     }
 }
 

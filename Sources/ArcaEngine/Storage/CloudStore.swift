@@ -143,6 +143,26 @@ public final class CloudStore: @unchecked Sendable {
         }
     }
 
+    /// Change segments live under `changes/<slot>/`, beside the archives.
+    static func segmentKey(_ id: SegmentID, slot: String) -> String { "changes/\(slot)/\(id).arca" }
+
+    /// Uploads a finished change segment (streamed from the file, like an archive).
+    public func upload(segmentAt path: String, id: SegmentID, slot: String) throws {
+        let source = try FileSource(path: path)
+        try runBlocking {
+            _ = try await self.client.upload(key: Self.segmentKey(id, slot: slot), source: source, partSize: 8 << 20) { _ in }
+        }
+    }
+
+    /// The change segments of `slot` in the bucket, in stream order.
+    public func segments(slot: String) throws -> [SegmentID] {
+        let prefix = "changes/\(slot)/"
+        return try runBlocking { try await self.client.listObjects(prefix: prefix) }.compactMap { object in
+            guard object.key.hasPrefix(prefix), object.key.hasSuffix(".arca") else { return nil }
+            return SegmentID(String(object.key.dropFirst(prefix.count).dropLast(5)))
+        }.sorted()
+    }
+
     /// Downloads an archive into the repository's `local/`, through a
     /// temporary file that is checked against the sidecar before it is
     /// published, so `local/` never holds a partial or damaged download.

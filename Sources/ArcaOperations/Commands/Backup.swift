@@ -61,6 +61,7 @@ extension Operations {
         options.postgresBinDirectory = configuration.postgresBinDirectory
         options.trigger = requester.trigger
         options.cancellation = cancellation
+        options.streamSlot = configuration.streamSlot
         return options
     }
 }
