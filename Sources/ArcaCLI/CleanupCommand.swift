@@ -47,6 +47,9 @@ struct CleanupCommand: ParsableCommand {
                 for key in unfinished.aborted { print("  - \(key)") }
             }
         }
+        if !result.removedSegments.isEmpty {
+            print("\(dryRun ? "Would remove" : "Removed") \(result.removedSegments.count) change segment(s) older than the oldest kept backup's place in the stream.")
+        }
     }
 }
 

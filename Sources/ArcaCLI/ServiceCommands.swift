@@ -89,6 +89,11 @@ struct StatusCommand: ParsableCommand {
             if let unfinished = status.unfinishedUploads, let hours = status.staleUploadHours {
                 print("Unfinished  \(unfinished) upload(s) in the bucket (cleanup aborts those older than \(hours) h)")
             }
+            for stream in status.streams ?? [] {
+                let state = stream.slotExists == nil ? "database not reachable" : stream.slotExists == true ? (stream.active == true ? "streaming" : "slot idle") : "no slot"
+                print("Stream      slot \(stream.slot): \(state), \(stream.segments) segments\(stream.lagSeconds.map { ", \(Format.seconds($0)) behind" } ?? "")\(stream.lagBytes.map { ", \(Format.bytes($0)) of WAL not in a segment" } ?? "")\(stream.retainedWALBytes.map { ", \(Format.bytes($0)) of WAL retained" } ?? "")")
+                print("  window    \(stream.oldestRestorable ?? "none") to \(stream.newestRestorable ?? "none")")
+            }
             let retention = status.retention
             print("Retention   \(retention.retentionDays) days")
             print(status.healthy ? "Healthy." : "Problems:")

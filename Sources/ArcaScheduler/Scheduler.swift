@@ -38,6 +38,14 @@ public final class Scheduler: Sendable {
             "cleanup": "\(configuration.cleanupSchedule)", "timeZone": "\(configuration.timeZone.identifier)",
         ])
 
+        let stream = configuration.continuous ? startStream() : nil
+        defer {
+            // The stream ends with the scheduler, whatever ended it.
+            if let stream {
+                cancellation.cancel()
+                stream.wait()
+            }
+        }
         let newest = try? operations(.missed).newestBackup()?.date
         if plan.backupMissed(lastSuccess: newest ?? nil, now: Date()) {
             logger.notice("the last backup is older than the schedule allows: running one now")
@@ -50,6 +58,38 @@ public final class Scheduler: Sendable {
             for job in next.jobs where !cancellation.isCancelled { runJob(job, trigger: .scheduled) }
         }
         logger.info("scheduler stopped")
+    }
+
+    /// `ARCA_CONTINUOUS=1`: the change stream runs beside the schedule on a
+    /// thread of its own until cancelled. A failure it cannot retry by
+    /// itself (a refused setup, a full disk) is logged and tried again a
+    /// minute later: `status` shows the growing lag meanwhile.
+    private func startStream() -> StreamThread {
+        let thread = StreamThread()
+        let operations = operations(.scheduled)
+        let logger = logger, cancellation = cancellation
+        Thread.detachNewThread {
+            defer { thread.finished() }
+            while !cancellation.isCancelled {
+                do {
+                    try operations.stream { event in
+                        switch event {
+                        case .segment(let id, let transactions, _, let bytes, let last):
+                            logger.debug("change segment", metadata: ["segment": "\(id)", "transactions": "\(transactions)", "bytes": "\(bytes)", "restorableTo": "\(last ?? "")"])
+                        case .started(let slot, let from): logger.info("change stream started", metadata: ["slot": "\(slot)", "from": "\(from)"])
+                        case .retrying(let after, let reason): logger.warning("change stream interrupted", metadata: ["retryIn": "\(after)", "reason": "\(reason)"])
+                        case .ignoredMessage(let what): logger.warning("change stream ignored a message", metadata: ["what": "\(what)"])
+                        case .backupForced(let reason): logger.notice("full backup forced by the change stream", metadata: ["reason": "\(reason)"])
+                        }
+                    }
+                } catch {
+                    logger.error("change stream failed", metadata: ["error": "\(error)"])
+                    let resume = Date().addingTimeInterval(60)
+                    while Date() < resume, !cancellation.isCancelled { Thread.sleep(forTimeInterval: 0.5) }
+                }
+            }
+        }
+        return thread
     }
 
     private func operations(_ trigger: BackupTrigger) -> Operations {
@@ -86,4 +126,11 @@ public final class Scheduler: Sendable {
             logger.error("\(job.rawValue) failed", metadata: ["error": "\(error)", "trigger": "\(trigger.rawValue)"])
         }
     }
+}
+
+/// Waits for the stream's thread to end (after cancellation).
+final class StreamThread: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    func finished() { done.signal() }
+    func wait() { done.wait() }
 }

@@ -199,10 +199,28 @@ struct HealthController: Sendable {
             "# TYPE arca_backups_bytes gauge",
         ]
         lines += figures.storage.map { "arca_backups_bytes{location=\"\($0.location)\"} \($0.bytes)" }
+        lines += Self.streamLines(figures.streams)
         lines.append("")
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(string: lines.joined(separator: "\n"))))
+    }
+}
+
+extension HealthController {
+    /// The change streams' gauges, one series per slot (slot names are
+    /// lower-case letters, digits and underscores: nothing to escape).
+    static func streamLines(_ streams: [StreamStatus]) -> [String] {
+        func gauge(_ name: String, _ help: String, _ value: (StreamStatus) -> Double?) -> [String] {
+            ["# HELP \(name) \(help)", "# TYPE \(name) gauge"]
+                + streams.compactMap { stream in value(stream).map { "\(name){slot=\"\(stream.slot)\"} \($0)" } }
+        }
+        func epoch(_ text: String?) -> Double? { text.flatMap(Manifest.date(fromTimestamp:))?.timeIntervalSince1970 }
+        return gauge("arca_stream_lag_bytes", "WAL written since the change stream's confirmed position.", { $0.lagBytes.map(Double.init) })
+            + gauge("arca_stream_lag_seconds", "Seconds since the newest instant a point-in-time restore can reach.", { $0.lagSeconds })
+            + gauge("arca_stream_retained_wal_bytes", "WAL the change stream's slot keeps the server from recycling.", { $0.retainedWALBytes.map(Double.init) })
+            + gauge("arca_stream_oldest_restorable_timestamp_seconds", "The oldest instant a point-in-time restore can reach (Unix time).", { epoch($0.oldestRestorable) })
+            + gauge("arca_stream_newest_restorable_timestamp_seconds", "The newest instant a point-in-time restore can reach (Unix time).", { epoch($0.newestRestorable) })
     }
 }
 
@@ -215,6 +233,7 @@ struct StoredFigures: Sendable {
     var failures: Int
     var healthy: Bool
     var storage: [(location: String, backups: Int, bytes: UInt64)]
+    var streams: [StreamStatus]
 
     init(_ operations: Operations) throws {
         let records = (try? operations.trail("metrics").log.records(action: "backup")) ?? []
@@ -227,6 +246,7 @@ struct StoredFigures: Sendable {
         let status = try operations.status()
         healthy = status.healthy
         storage = status.storage.map { ($0.location.rawValue, $0.backups, $0.bytes) }
+        streams = status.streams ?? []
     }
 }
 

@@ -22,6 +22,11 @@ public struct CleanupResult: Codable, Sendable {
         public var unfinishedWrites: UnfinishedWrites?
     }
 
+    /// Change segments older than every kept backup's anchor: no restore
+    /// can start before them. Removed from the repository (or, in a dry
+    /// run, to be removed); segments in the bucket are left.
+    public var removedSegments: [String] = []
+
     public var removedCount: Int { stores.reduce(0) { $0 + $1.removed.count } }
     public var freedBytes: UInt64 { stores.lazy.map(\.freedBytes).checkedSum ?? .max }
 }
@@ -76,7 +81,28 @@ public struct Cleanup: Sendable {
             }
             result.stores.append(cleaned)
         }
+        result.removedSegments = try pruneSegments()
         return result
+    }
+
+    /// Removes, per slot, the segments that end at or before the anchor of
+    /// the oldest anchored backup left in the repository: replay starts at
+    /// an anchor, so nothing reads them. A slot without an anchored backup
+    /// keeps all its segments, and none is removed while a backup cannot
+    /// be read (its anchor unknown).
+    func pruneSegments() throws -> [String] {
+        guard let anchored = try? PointInTime.anchoredBackups(repository, key: key, strict: true) else { return [] }
+        var removed: [String] = []
+        for slot in ChangeLog.slots(in: repository) {
+            guard let oldest = anchored.filter({ $0.anchor.slot == slot }).map(\.anchor.lsn).min() else { continue }
+            let log = ChangeLog(repository: repository, slot: slot)
+            for id in try log.segments() where id.endLSN <= oldest {
+                if !dryRun { FileSystem.remove(log.path(id)) }
+                removed.append("\(slot)/\(id)")
+            }
+            if !dryRun, !removed.isEmpty { try FileSystem.syncDirectory(log.directory) }
+        }
+        return removed
     }
 }
 

@@ -14,6 +14,13 @@ public enum PointInTime {
         public var oldest: String?
         public var newest: String?
         public var segments: Int
+
+        public init(slot: String, oldest: String?, newest: String?, segments: Int) {
+            self.slot = slot
+            self.oldest = oldest
+            self.newest = newest
+            self.segments = segments
+        }
     }
 
     struct SegmentInfo {
@@ -83,13 +90,19 @@ public enum PointInTime {
     }
 
     /// The backups of `repository` with an anchor, newest first.
-    static func anchoredBackups(_ repository: Repository, key: ArchiveKey?) throws -> [(id: BackupID, path: String, anchor: Manifest.Anchor)] {
+    /// With `strict`, a backup whose manifest cannot be read (no key) is
+    /// an error rather than one without an anchor.
+    static func anchoredBackups(_ repository: Repository, key: ArchiveKey?, strict: Bool = false) throws -> [(id: BackupID, path: String, anchor: Manifest.Anchor)] {
         try repository.backupIDs().compactMap { id in
             let path = repository.archivePath(id)
-            guard let manifest = try? ArchiveReader(source: try FileSource(path: path), key: key).manifest, let anchor = manifest.anchor else {
+            let manifest: Manifest
+            do {
+                manifest = try ArchiveReader(source: try FileSource(path: path), key: key).manifest
+            } catch {
+                if strict { throw error }
                 return nil
             }
-            return (id, path, anchor)
+            return manifest.anchor.map { (id, path, $0) }
         }
     }
 
@@ -166,19 +179,19 @@ public enum PointInTime {
         throw ReplayError.noAnchoredBackup(target: target.description, repository: repository.root)
     }
 
-    /// The instants a restore can reach through each slot of the repository.
-    public static func windows(repository: Repository, key: ArchiveKey?) throws -> [Window] {
-        let backups = try anchoredBackups(repository, key: key)
-        return try ChangeLog.slots(in: repository).map { slot in
-            let all = try segmentInfos(ChangeLog(repository: repository, slot: slot), key: key)
-            var oldest: String?
-            var newest: String?
-            for backup in backups.reversed() where backup.anchor.slot == slot {
-                guard let run = try? chain(from: backup.anchor.lsn, all, slot: slot), let last = run.last else { continue }
-                if oldest == nil { oldest = run.first?.changes.firstCommitAt }
-                newest = max(newest ?? "", last.changes.lastCommitAt ?? "")
-            }
-            return Window(slot: slot, oldest: oldest, newest: newest, segments: all.count)
-        }
+    /// The instants a restore can reach through `slot`: from the oldest
+    /// anchored backup's completion (its snapshot was taken before) to the
+    /// newest segment's last commit. Read from manifests only: the gaps
+    /// and schema changes a restore checks are not looked for here.
+    public static func window(repository: Repository, slot: String, key: ArchiveKey?) throws -> Window {
+        let log = ChangeLog(repository: repository, slot: slot)
+        let segments = try log.segments()
+        let newest = try segments.last.map { id in
+            try ArchiveReader(source: try FileSource(path: log.path(id)), key: key).manifest.changes?.lastCommitAt
+        } ?? nil
+        let oldest = try repository.backupIDs().reversed().lazy.compactMap { id -> Manifest? in
+            try? ArchiveReader(source: try FileSource(path: repository.archivePath(id)), key: key).manifest
+        }.first { $0.anchor?.slot == slot }?.completedAt
+        return Window(slot: slot, oldest: oldest, newest: newest, segments: segments.count)
     }
 }

@@ -65,6 +65,8 @@ public struct ServiceStatus: Codable, Sendable {
     public var unfinishedUploads: Int?
     /// Cleanup aborts unfinished uploads older than this.
     public var staleUploadHours: Int?
+    /// The change streams (point-in-time restore), when there are any.
+    public var streams: [StreamStatus]?
 }
 
 extension ServiceConfiguration {
@@ -160,6 +162,9 @@ extension Operations {
                 status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.place). Run `arca sync` to upload it.")
             }
         }
+        let streams = streamStatuses(now: now)
+        if !streams.streams.isEmpty { status.streams = streams.streams }
+        status.problems += streams.problems
         status.healthy = status.problems.isEmpty
         return status
     }
