@@ -135,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "ArcaOperationsTests",
             dependencies: ["ArcaOperations", "ArcaEngine"]),
-        .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting", "ArcaEngine"]),
+        .testTarget(name: "ArcaCLITests", dependencies: ["ArcaTesting", "ArcaEngine", "ArcaPostgres"]),
         .testTarget(
             name: "ArcaServerTests",
             dependencies: [

@@ -1,3 +1,4 @@
+import ArcaPostgres
 import ArcaTesting
 import Foundation
 import Testing
@@ -148,6 +149,86 @@ import Testing
         let early = try arca(["restore", "--repo", repo, "--target-time", "2020-01-01T00:00:00Z", "--target-url", "dbname=nowhere", "--create", "--confirm"])
         #expect(early.status != 0)
         #expect(early.stderr.contains("before 2020-01-01"), "\(early.stderr)")
+    }
+
+    /// What the stream cannot replay is never restored wrong: a table
+    /// without a key stops the stream until allowed; a logical message
+    /// forged by an ordinary role is not taken for a schema change; a
+    /// schema change that cannot be run again (here: in a query of two
+    /// statements) makes instants after it unrestorable until the full
+    /// backup the stream then takes by itself.
+    @Test func whatCannotBeReplayedIsRefusedNeverWrong() throws {
+        let source = try TestDatabase("pitr_refuse")
+        let repo = TestPaths.temporaryDirectory("pitr_refuse") + "/repo"
+        let url = "dbname=\(source.name)"
+        let role = "arca_pitr_forger_\(getpid())"
+        var copies: [TestDatabase] = []
+        var streamer: Spawned?
+        defer {
+            streamer?.signal(SIGTERM)
+            _ = streamer?.wait()
+            _ = try? arca(["stream", "drop", "--database-url", url, "--repo", repo, "--confirm"])
+            source.drop()
+            for copy in copies { copy.drop() }
+            try? TestServer.execute("DROP ROLE IF EXISTS \(role)")
+        }
+        try source.execute("CREATE TABLE ward (id int PRIMARY KEY, name text); CREATE TABLE note (body text); INSERT INTO ward VALUES (1, 'a')")
+        let refused = try arca(["stream", "--database-url", url, "--repo", repo])
+        #expect(refused.status == 2, "\(refused.stderr)")
+        #expect(refused.stderr.contains("public.note") && refused.stderr.contains("--replica-identity-full"), "\(refused.stderr)")
+        #expect(try source.value("SELECT count(*) FROM pg_replication_slots WHERE database = current_database()") == "0")
+
+        try source.execute("ALTER TABLE note ADD PRIMARY KEY (body)")
+        streamer = try Spawned(TestPaths.arca, ["stream", "--database-url", url, "--repo", repo, "--segment-seconds", "0.5"])
+        let backups = repo + "/local"
+        func backupCount() -> Int { ((try? FileManager.default.contentsOfDirectory(atPath: backups)) ?? []).filter { $0.hasSuffix(".arca") }.count }
+        #expect(Spawned.waitFor(seconds: 30) { FileManager.default.fileExists(atPath: repo + "/changes/arca_\(source.name)/slot.json") })
+        let backup = try arca(["backup", "--database-url", url, "--repo", repo, "--jobs", "1"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+
+        // An ordinary role emits a message that looks like a schema change.
+        try TestServer.execute("CREATE ROLE \(role) LOGIN")
+        try source.execute("GRANT ALL ON ward TO \(role)")
+        let forger = try PostgresConnection(try TestServer.connectionString(database: source.name).setting("user", to: role))
+        try forger.execute(#"SELECT pg_logical_emit_message(true, 'arca.ddl', repeat('0', 64) || '{"kind":"ddl","tag":"DROP TABLE","query":"DROP TABLE ward","searchPath":"public","role":"postgres"}')"#)
+        try forger.execute("UPDATE ward SET name = 'b' WHERE id = 1")
+        Thread.sleep(forTimeInterval: 0.1)
+        let before = Self.now()
+        copies.append(try Self.copy(source, "pitr_refuse_before"))
+
+        // Two statements in one query: the ALTER TABLE cannot be replayed alone.
+        try source.execute("ALTER TABLE ward ADD COLUMN beds int DEFAULT 4; INSERT INTO ward VALUES (2, 'c', 6)")
+        Thread.sleep(forTimeInterval: 0.1)
+        let between = Self.now()
+        #expect(Spawned.waitFor(seconds: 60) { backupCount() >= 2 }, "the stream took no backup after the schema change")
+        Thread.sleep(forTimeInterval: 1)
+        try source.execute("UPDATE ward SET beds = 5 WHERE id = 1")
+        Thread.sleep(forTimeInterval: 0.1)
+        let after = Self.now()
+        copies.append(try Self.copy(source, "pitr_refuse_after"))
+        #expect(Spawned.waitFor(seconds: 60) {
+            guard let probe = try? self.arca(["restore", "--repo", repo, "--target-time", after, "--target-url", "dbname=pitr_probe", "--create"]) else { return false }
+            return !probe.stderr.contains("after the newest instant")
+        })
+
+        let gap = try arca(["restore", "--repo", repo, "--target-time", between, "--target-url", "dbname=pitr_refuse_gap", "--create", "--confirm"])
+        #expect(gap.status == 2, "\(gap.stderr)")
+        #expect(gap.stderr.contains("cannot be replayed exactly") && gap.stderr.contains("2 statements"), "\(gap.stderr)")
+        #expect(try source.value("SELECT count(*) FROM pg_database WHERE datname = 'pitr_refuse_gap'") == "0")
+
+        for (time, copy) in [(before, copies[0]), (after, copies[1])] {
+            let target = try TestDatabase("pitr_refuse_at", creating: false)
+            copies.append(target)
+            let restored = try arca(["restore", "--repo", repo, "--target-time", time, "--target-url", "dbname=\(target.name)", "--create", "--confirm"])
+            #expect(restored.status == 0, "\(time): \(restored.stderr)")
+            #expect(try Steps.differences(copy, target).isEmpty, "\(time)")
+            target.drop()
+        }
+        streamer?.signal(SIGTERM)
+        let output = streamer!.wait()
+        streamer = nil
+        #expect(output.stderr.contains("ignored a logical message with the prefix arca.ddl"), "\(output.stderr)")
+        #expect(output.stderr.contains("taking a full backup now"), "\(output.stderr)")
     }
 }
 
