@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaOperations
+import ArcaPostgres
 import ArcaFormat
 import ArgumentParser
 import Foundation
@@ -29,6 +30,10 @@ struct InspectCommand: ParsableCommand {
             Output.json(manifest)
             return
         }
+        if let changes = manifest.changes {
+            printSegment(manifest, changes, size: size, encrypted: encrypted)
+            return
+        }
         let totals = manifest.totals
         print("""
             Backup     \(manifest.backupId)
@@ -39,6 +44,9 @@ struct InspectCommand: ParsableCommand {
             Data       \(manifest.tables.count) tables, \(Format.count(totals.rows)) rows, \(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
             Large obj. \(largeObjects(manifest))
             """)
+        if let anchor = manifest.anchor {
+            print("Stream     anchored in slot \(anchor.slot) at LSN \(LSN(anchor.lsn)): the start of point-in-time restores after it")
+        }
         print("")
         let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"]
         let rows = manifest.tables.map { table in
@@ -67,6 +75,22 @@ struct InspectCommand: ParsableCommand {
 
     /// How many, and how they are stored: one stream of records (format 4)
     /// or a stream each (older archives).
+    /// A change segment: its place in the stream and what it holds.
+    private func printSegment(_ manifest: Manifest, _ changes: Manifest.ChangeData, size: UInt64, encrypted: Bool) {
+        print("""
+            Segment    \(manifest.backupId) of slot \(changes.slot) (stream begun at LSN \(LSN(changes.slotStart)))
+            LSNs       after \(LSN(changes.startLSN)) up to \(LSN(changes.endLSN))
+            Commits    \(Format.count(changes.transactions)) transactions\(changes.firstCommitAt.map { ", \($0) to \(changes.lastCommitAt ?? "")" } ?? "")
+            Written    \(manifest.startedAt) to \(manifest.completedAt)
+            File       \(Format.bytes(size)), format \(manifest.formatVersion), \(Format.count(changes.records)) records, \(Format.bytes(changes.rawBytes)) decoded\(encrypted ? ", encrypted (AES-256-GCM)" : "")
+            Tables     \(changes.tables.isEmpty ? "none changed" : changes.tables.map { DisplayName.table($0.schema, $0.name) }.joined(separator: ", "))
+            Sequences  \(manifest.sequences.count) captured at the close
+            """)
+        for change in changes.schemaChanges {
+            print("Schema     \(change.commitAt) \(change.tag): \(change.replayable ? "replayed in order" : "not replayable (\(change.reason ?? ""))")")
+        }
+    }
+
     private func largeObjects(_ manifest: Manifest) -> String {
         if let data = manifest.largeObjectData {
             return "\(Format.count(data.count)) in one stream, \(Format.bytes(data.rawBytes)) raw, \(Format.bytes(data.storedBytes)) stored"

@@ -394,4 +394,7 @@ public enum DisplayName {
         }
         return shown
     }
+
+    /// `schema.name`, each part shown as `role` shows a name.
+    public static func table(_ schema: String, _ name: String) -> String { role(schema) + "." + role(name) }
 }

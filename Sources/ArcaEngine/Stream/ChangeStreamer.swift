@@ -111,8 +111,8 @@ public final class ChangeStreamer {
     private func stream(_ report: (StreamEvent) -> Void, connected: () -> Void) throws {
         let control = try PostgresConnection(options.source, applicationName: "arca stream")
         defer { control.close() }
-        let key = try StreamSetup(target: options.source, slot: options.slot).install(control, replicaIdentityFull: options.replicaIdentityFull)
         let setup = StreamSetup(target: options.source, slot: options.slot)
+        let key = try setup.install(control, replicaIdentityFull: options.replicaIdentityFull)
         let replicationTarget = options.source.setting(
             "options", to: [options.source.value("options"), Self.valueFormat].compactMap { $0 }.joined(separator: " "))
         let replication = try ReplicationConnection(replicationTarget, applicationName: "arca stream")
