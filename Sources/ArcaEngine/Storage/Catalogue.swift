@@ -30,6 +30,12 @@ public struct BackupListing: Codable, Sendable {
     public var integrity: Integrity
     /// What started it (from the manifest).
     public var trigger: BackupTrigger?
+    /// An incremental backup (from the manifest): the backup it is based
+    /// on, and every backup whose archive holds some of its tables, which
+    /// restoring it needs. Both absent for a full backup and when the
+    /// manifest cannot be read (`tables` nil).
+    public var base: String?
+    public var needs: [String]?
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
     public var location: StorageLocation
@@ -95,7 +101,11 @@ extension BackupListing {
             let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
             tables = manifest.tables.count
-            rows = manifest.totals.rows
+            // The database's rows, wherever they are stored; rawBytes is this archive's.
+            rows = manifest.tables.lazy.map(\.rows).checkedSum
+            base = manifest.base
+            let needed = manifest.referencedBackups
+            needs = needed.isEmpty ? nil : needed
             rawBytes = manifest.totals.rawBytes
             trigger = manifest.trigger.flatMap(BackupTrigger.init(rawValue:))
         } catch {

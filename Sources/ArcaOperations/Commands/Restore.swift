@@ -34,6 +34,7 @@ extension Operations {
             var options = RestoreOptions(archive: try locate(request.backup, fromCloud: request.fromCloud), target: target)
             options.choices = request.choices
             options.key = configuration.encryptionKey
+            options.cloud = configuration.cloud
             options.postgresBinDirectory = configuration.postgresBinDirectory
             return try RestoreRunner(options: options).run(progress: progress)
         }
