@@ -33,11 +33,15 @@ public struct ServiceConfiguration: Sendable {
     public var compressionLevel = BackupOptions.defaultCompressionLevel
     /// `ARCA_STALE_UPLOAD_HOURS`: cleanup aborts unfinished uploads older than this.
     public var staleUploadHours: Int
+    /// `ARCA_FULL_BACKUP_EVERY`: a backup that does not say is incremental
+    /// unless the newest full one is this many days old; nil (unset): every
+    /// backup is full unless asked otherwise.
+    public var fullBackupEveryDays: Int?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL",
+        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_FULL_BACKUP_EVERY",
     ] + KeyConfiguration.variables + [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
@@ -89,6 +93,7 @@ public struct ServiceConfiguration: Sendable {
         postgresBinDirectory = value("ARCA_PG_BINDIR")
         if let jobs = try Self.integer(environment, "ARCA_JOBS", in: 1...64) { backupJobs = jobs }
         if let level = try Self.integer(environment, "ARCA_COMPRESSION_LEVEL", in: 1...19) { compressionLevel = Int32(level) }
+        fullBackupEveryDays = try Self.integer(environment, "ARCA_FULL_BACKUP_EVERY", in: 1...3650)
     }
 
     /// Where backups are kept: the repository, and the bucket when one is configured.
