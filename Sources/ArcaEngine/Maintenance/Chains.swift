@@ -6,8 +6,9 @@ import Foundation
 /// (`BackupListing.needs`). Cleanup keeps them, and `delete` refuses them.
 ///
 /// A backup whose manifest cannot be read here (encrypted and no key, or
-/// unreadable) might be incremental on any older backup: in doubt, every
-/// older backup is taken as needed by it.
+/// not fetched: `needsKnown`) might be incremental on any older backup: in
+/// doubt, every older backup is taken as needed by it. A damaged archive
+/// cannot be restored, so it needs nothing kept.
 public struct BackupDependencies: Sendable {
     let listings: [BackupListing]
 
@@ -18,7 +19,7 @@ public struct BackupDependencies: Sendable {
     public func dependants(of id: String) -> (referring: [String], unknown: [String]) {
         var referring: [String] = [], unknown: [String] = []
         for listing in listings where listing.id != id {
-            if listing.tables == nil {
+            if !listing.needsKnown {
                 if Self.isOlder(id, than: listing.id) { unknown.append(listing.id) }
             } else if listing.needs?.contains(id) == true {
                 referring.append(listing.id)
@@ -42,7 +43,7 @@ public struct BackupDependencies: Sendable {
         }
         while let id = pending.popLast() {
             guard let listing = byID[id] else { continue }
-            if listing.tables == nil {
+            if !listing.needsKnown {
                 for decision in decisions where !decision.keep && Self.isOlder(decision.id, than: id) {
                     hold(decision.id, "may be the base of \(id), whose manifest cannot be read here")
                 }

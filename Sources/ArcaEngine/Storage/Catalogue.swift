@@ -36,6 +36,14 @@ public struct BackupListing: Codable, Sendable {
     /// manifest cannot be read (`tables` nil).
     public var base: String?
     public var needs: [String]?
+    /// Whether `needs` is known: the manifest was read, or the archive is
+    /// damaged (then it cannot be restored, and needs nothing kept). False
+    /// when it is encrypted and there is no key, or could not be fetched.
+    public var needsKnown = true
+
+    enum CodingKeys: String, CodingKey {
+        case id, timestamp, bytes, tables, rows, rawBytes, integrity, trigger, encrypted, location, path, error, warnings, base, needs
+    }
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
     public var location: StorageLocation
@@ -97,7 +105,10 @@ extension BackupListing {
             let source = try open()
             let outline = try ArchiveOutline(source: source)
             encrypted = outline.header.isEncrypted
-            if outline.header.isEncrypted && key == nil { return }
+            if outline.header.isEncrypted && key == nil {
+                needsKnown = false
+                return
+            }
             let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
             tables = manifest.tables.count
@@ -111,6 +122,12 @@ extension BackupListing {
         } catch {
             integrity = .unreadable
             self.error = "\(error)"
+            // Damage is the archive's own; anything else (the bucket, the
+            // file system, a key) may have hidden an incremental backup's needs.
+            switch error as? ArchiveError {
+            case nil, .keyRequired?, .wrongKey?, .keyDerivationFailed?: needsKnown = false
+            default: break
+            }
         }
     }
 
