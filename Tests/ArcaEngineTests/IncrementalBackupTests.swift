@@ -145,6 +145,45 @@ import Testing
         try Steps.expectEqual(source, target)
     }
 
+    /// An encrypted chain: the base is found and read with the key, and a
+    /// data-only restore of a referenced table reads it from the base.
+    @Test func encryptedChainsAndDataOnlyRestores() throws {
+        let source = try Self.tenTables("incr_key_src", rows: 2_000)
+        let target = try TestDatabase("incr_key_dst")
+        defer { source.drop(); target.drop() }
+        let repository = Steps.repository("incremental-key")
+        let key = try ArchiveKey(base64: Data((0..<32).map { UInt8($0) }).base64EncodedString())
+        func backup(_ incremental: Bool) throws -> BackupResult {
+            var options = BackupOptions(source: source.connectionString, repository: repository)
+            options.incremental = incremental
+            options.encryptionKey = key
+            return try BackupRunner(options: options).run()
+        }
+        // A plain backup is never the base of an encrypted one.
+        let plain = try Self.backup(source, into: repository, incremental: false)
+        let first = try backup(true)
+        #expect(first.base == nil && first.note?.contains("not encrypted") == true)
+        try source.execute("UPDATE t4 SET payload = 'x' WHERE id < 10")
+        let second = try backup(true)
+        #expect(second.base == first.backupId && second.referencedTables == 9)
+        #expect(second.base != plain.backupId)
+
+        try source.copySchema(to: target)
+        try Steps.restore(second.path, into: target, tables: TableFilter(include: ["public.t1", "public.t4"])) {
+            $0.dataOnly = true
+            $0.key = key
+        }
+        for table in ["t1", "t4"] {
+            #expect(try target.value("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM \(table)")
+                == source.value("SELECT md5(string_agg(payload, ',' ORDER BY id)) FROM \(table)"))
+        }
+        var verification = Verification(path: second.path, repository: repository, key: key)
+        verification.allowUnencrypted = false
+        let verified = try verification.run()
+        #expect(verified.intact && verified.chain == [first.backupId], "\(verified.problems)")
+        #expect(throws: ArchiveError.self) { _ = try Verification(path: second.path, repository: repository).run() }
+    }
+
     @Test func aMissingOrForgedReferenceIsATypedErrorNeverData() throws {
         let source = try Self.tenTables("incr_forge_src", rows: 2_000)
         let target = try TestDatabase("incr_forge_dst", creating: false)
