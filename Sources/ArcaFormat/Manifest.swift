@@ -357,6 +357,11 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// The tables stored in other archives (FORMAT.md, "Incremental backups").
     public var referencedTables: [Table] { tables.filter { !$0.isStoredHere } }
 
+    /// The rows of every table, wherever stored: what a restore loads
+    /// (`totals.rows` counts this archive's tables only). Validation bounds
+    /// each sum, so this does not saturate for a manifest that was read.
+    public var tableRows: UInt64 { tables.lazy.map(\.rows).checkedSum ?? .max }
+
     /// The backups whose archives hold referenced tables, sorted: what
     /// restoring or keeping this one needs.
     public var referencedBackups: [String] { Set(tables.compactMap(\.storedIn)).sorted() }

@@ -184,7 +184,7 @@ struct BackupController: Sendable {
         return JSONBody.response(Summary(
             backupId: manifest.backupId, timestamp: manifest.startedAt, completedAt: manifest.completedAt,
             size: SizeText.format(size), bytes: size, integrity: integrity, database: manifest.source.database,
-            serverVersion: manifest.source.serverVersion, rows: manifest.totals.rows,
+            serverVersion: manifest.source.serverVersion, rows: manifest.tableRows,
             tables: manifest.tables.map { .init(name: $0.qualifiedName, rows: $0.rows, bytes: $0.rawBytes) }))
     }
 

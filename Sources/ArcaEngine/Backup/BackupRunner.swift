@@ -481,7 +481,7 @@ public struct BackupRunner: Sendable {
         let referenced = manifest.referencedTables
         return BackupResult(
             backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: tables.count,
-            rows: tables.lazy.map(\.rows).checkedSum ?? .max, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds,
+            rows: manifest.tableRows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds,
             md5: summary.fileMD5, cloud: options.uploadOnly ? options.cloud?.describe(destination.id) : nil,
             base: base, referencedTables: base == nil ? nil : referenced.count,
             referencedRawBytes: base == nil ? nil : referenced.lazy.map(\.rawBytes).checkedSum ?? .max)

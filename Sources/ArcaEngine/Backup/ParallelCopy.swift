@@ -182,6 +182,10 @@ final class ParallelCopy: @unchecked Sendable {
         do {
             connection = try PostgresConnection(source, applicationName: "arca backup")
             try SessionSettings.apply(to: connection, encoding: encoding)
+            // A scan that joins another session's scan of the same table
+            // starts in its middle: the rows would come in another order,
+            // and an incremental backup's comparison would find a change.
+            try connection.execute("SET synchronize_seqscans = off", during: "setting up the session")
         } catch let error as PostgresError {
             fail(BackupError.snapshot(error))
             return

@@ -26,7 +26,8 @@ public final class ArchiveChain: @unchecked Sendable {
     let lockingFiles: Bool
 
     private let lock = NSLock()
-    private var opened: [String: ArchiveReader] = [:]
+    /// Each referenced archive opened, with its tables by `schema\0name`.
+    private var opened: [String: (reader: ArchiveReader, tables: [String: Int])] = [:]
     private var fileLocks: [FileLock] = []
 
     public init(
@@ -61,10 +62,8 @@ public final class ArchiveChain: @unchecked Sendable {
     /// The reader of the archive that holds `table`'s parts.
     public func reader(for table: Manifest.Table) throws -> ArchiveReader {
         guard let storedIn = table.storedIn else { return primary }
-        let reader = try open(storedIn, for: table)
-        guard let entry = reader.manifest.tables.first(where: { $0.schema == table.schema && $0.name == table.name }),
-              table.sameData(as: entry)
-        else {
+        let (reader, tables) = try open(storedIn, for: table)
+        guard let index = tables["\(table.schema)\u{0}\(table.name)"], table.sameData(as: reader.manifest.tables[index]) else {
             throw ChainError.referenceMismatch(table: table.qualifiedName, backup: primary.manifest.backupId, storedIn: storedIn)
         }
         return reader
@@ -102,10 +101,10 @@ public final class ArchiveChain: @unchecked Sendable {
             table.parts[part], named: table.displayName(part: part), decoder: decoders.decoder(for: reader), checking: checking, body)
     }
 
-    private func open(_ storedIn: String, for table: Manifest.Table) throws -> ArchiveReader {
+    private func open(_ storedIn: String, for table: Manifest.Table) throws -> (reader: ArchiveReader, tables: [String: Int]) {
         lock.lock()
         defer { lock.unlock() }
-        if let reader = opened[storedIn] { return reader }
+        if let archive = opened[storedIn] { return archive }
         let needing = primary.manifest.backupId
         guard let id = BackupID(storedIn) else {
             // Validation refuses such a manifest; kept for a reader built otherwise.
@@ -138,9 +137,12 @@ public final class ArchiveChain: @unchecked Sendable {
         guard reader.manifest.backupId == storedIn else {
             throw ChainError.referenceMismatch(table: table.qualifiedName, backup: needing, storedIn: storedIn)
         }
-        opened[storedIn] = reader
+        // Names are unique in a validated manifest.
+        let tables = Dictionary(
+            reader.manifest.tables.enumerated().map { ("\($1.schema)\u{0}\($1.name)", $0) }, uniquingKeysWith: { first, _ in first })
+        opened[storedIn] = (reader, tables)
         if let fileLock { fileLocks.append(fileLock) }
-        return reader
+        return (reader, tables)
     }
 
     /// Where backup `id`'s archive is: beside the first archive, else (for

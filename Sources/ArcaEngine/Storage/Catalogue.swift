@@ -113,7 +113,7 @@ extension BackupListing {
             timestamp = manifest.startedAt
             tables = manifest.tables.count
             // The database's rows, wherever they are stored; rawBytes is this archive's.
-            rows = manifest.tables.lazy.map(\.rows).checkedSum
+            rows = manifest.tableRows
             base = manifest.base
             let needed = manifest.referencedBackups
             needs = needed.isEmpty ? nil : needed
