@@ -203,7 +203,7 @@ public struct BackupRunner: Sendable {
             var base: IncrementalBase?
             var unchanged: [Int: UnchangedTables.Reference] = [:]
             if options.incremental {
-                let found = try findBase(database: source.snapshot.source.database, now: now())
+                let found = try findBase(of: source.snapshot.source, now: now())
                 base = found.0
                 note = found.reason.map { "A full backup was made: \($0)." }
                 if let base {
@@ -513,7 +513,7 @@ public struct BackupRunner: Sendable {
 
     /// The base of an incremental backup, in the store it is written to
     /// (`IncrementalBase`), opened with the key it is written with.
-    private func findBase(database: String, now: Date) throws -> (IncrementalBase?, reason: String?) {
+    private func findBase(of database: Manifest.Source, now: Date) throws -> (IncrementalBase?, reason: String?) {
         var store: any ArchiveStore = options.repository
         if options.uploadOnly, let cloud = options.cloud { store = cloud }
         return try IncrementalBase.newest(in: store, database: database, key: options.encryptionKey, now: now)

@@ -17,15 +17,16 @@ public protocol ChangeEvidence: Sendable {
 }
 
 /// The backup an incremental one refers to: the newest backup of the same
-/// database in the store the new one is written to, readable with the
-/// key the new one is written with (so a restore opens both with one key).
+/// database (by name, in the same encoding: the COPY text's bytes mean the
+/// same) in the store the new one is written to, readable with the key the
+/// new one is written with (so a restore opens both with one key).
 struct IncrementalBase {
     let reader: ArchiveReader
     var manifest: Manifest { reader.manifest }
 
     /// The newest such backup, or nil and why there is none.
     static func newest(
-        in store: any ArchiveStore, database: String, key: ArchiveKey?, now: Date
+        in store: any ArchiveStore, database: Manifest.Source, key: ArchiveKey?, now: Date
     ) throws -> (IncrementalBase?, reason: String?) {
         var skipped: [String] = []
         for archive in try store.archives() {
@@ -40,7 +41,11 @@ struct IncrementalBase {
                 }
                 let reader = try ArchiveReader(source: source, outline: outline, key: key)
                 let manifest = reader.manifest
-                guard manifest.source.database == database else { continue }
+                guard manifest.source.database == database.database else { continue }
+                guard manifest.source.encoding == database.encoding else {
+                    skipped.append("\(archive.id) is in encoding \(manifest.source.encoding), the database now in \(database.encoding)")
+                    continue
+                }
                 guard !ArchiveTrust.isFutureDated(Manifest.date(fromTimestamp: manifest.startedAt), now: now) else {
                     skipped.append("\(archive.id) is dated in the future")
                     continue
@@ -50,7 +55,7 @@ struct IncrementalBase {
                 skipped.append("\(archive.id) cannot be read (\(error))")
             }
         }
-        let reason = "no earlier backup of database \(database) in \(store.place) could serve as its base"
+        let reason = "no earlier backup of database \(database.database) in \(store.place) could serve as its base"
             + (skipped.isEmpty ? "" : " (\(skipped.prefix(3).joined(separator: "; ")))")
         return (nil, reason)
     }
