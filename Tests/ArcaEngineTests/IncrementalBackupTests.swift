@@ -285,5 +285,19 @@ import Testing
         try Steps.expectEqual(source, target)
         let verified = try await onThread { try Verification(archive: .cloud(cloud, id), repository: repository).run() }
         #expect(verified.intact && verified.chain == [full.backupId], "\(verified.problems)")
+
+        // --upload-only finds its base in the bucket.
+        try source.execute("UPDATE t7 SET payload = 'changed' WHERE id < 50")
+        let streamed = try await onThread {
+            try Self.backup(source, into: repository, incremental: true, cloud: cloud, uploadOnly: true)
+        }
+        #expect(streamed.base == incremental.backupId && streamed.referencedTables == 9)
+
+        // sync refuses to upload an incremental backup without its base.
+        let other = try await CloudStorageTests.bucket("incremental-sync")
+        try FileManager.default.moveItem(atPath: full.path, toPath: repository.root + "/away.arca")
+        let synced = try await onThread { try CloudSync(repository: repository, cloud: other).upload() }
+        #expect(synced.copied.isEmpty)
+        #expect(synced.failed[incremental.backupId]?.contains("incremental on backup \(full.backupId)") == true, "\(synced.failed)")
     }
 }
