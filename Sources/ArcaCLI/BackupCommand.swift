@@ -48,6 +48,12 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Record the password hashes of the database's roles (encrypted archives only; needs a superuser).")
     var withRolePasswords = false
 
+    @Flag(name: .long, help: "Store the tables unchanged since the newest backup as references to it (default: as $ARCA_FULL_BACKUP_EVERY says).")
+    var incremental = false
+
+    @Flag(name: .long, help: "Copy every table, whatever $ARCA_FULL_BACKUP_EVERY says.")
+    var full = false
+
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
     @OptionGroup var verbosity: VerboseOption
@@ -60,6 +66,7 @@ struct BackupCommand: ParsableCommand {
         guard lockTimeout > 0 else { throw ValidationError("--lock-timeout must be positive.") }
         if let jobs { guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") } }
         guard splitThresholdMib >= 1 else { throw ValidationError("--split-threshold-mib must be at least 1.") }
+        guard !(incremental && full) else { throw ValidationError("--incremental and --full exclude each other.") }
     }
 
     func run() throws {
@@ -75,6 +82,7 @@ struct BackupCommand: ParsableCommand {
         request.encrypt = !noEncrypt
         request.uploadOnly = uploadOnly
         request.withRolePasswords = withRolePasswords
+        request.incremental = incremental ? true : full ? false : nil
         // SIGINT and SIGTERM stop the backup cleanly: temp file removed, lock released, failure audited.
         Signals.cancel(operations.cancellation)
         let result: BackupResult
@@ -89,14 +97,21 @@ struct BackupCommand: ParsableCommand {
             return
         }
         let key = noEncrypt ? nil : operations.configuration.encryptionKey
-        let ratio = result.bytes > 0 ? Double(result.rawBytes) / Double(result.bytes) : 0
+        // What this archive holds: referenced tables' rows are in their own archives.
+        let storedRaw = result.rawBytes - min(result.rawBytes, result.referencedRawBytes ?? 0)
+        let ratio = result.bytes > 0 ? Double(storedRaw) / Double(result.bytes) : 0
+        var incremental = ""
+        if let base = result.base {
+            incremental = "\n  based on \(base): \(result.referencedTables ?? 0) unchanged table(s) referenced, \(Format.bytes(result.referencedRawBytes ?? 0)) of COPY text not stored again"
+        }
+        if let note = result.note { incremental += "\n  note     \(note)" }
         print("""
             Backup \(result.backupId) complete.
               archive  \(result.path) (\(Format.bytes(result.bytes)))
               md5      \(result.md5)\(result.cloud.map { "\n  cloud    \($0)" } ?? "")
               sealed   \(key.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
-              tables   \(result.tables), rows \(Format.count(result.rows))
-              data     \(Format.bytes(result.rawBytes)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
+              tables   \(result.tables), rows \(Format.count(result.rows))\(incremental)
+              data     \(Format.bytes(storedRaw)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
             """)
     }

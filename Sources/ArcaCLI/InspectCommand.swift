@@ -41,20 +41,22 @@ struct InspectCommand: ParsableCommand {
             Source     database \(manifest.source.database), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
             Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))\(encrypted ? ", encrypted (AES-256-GCM)" : "")
             Schema     \(manifest.schema.map { "written by pg_dump \(PostgresTools.shownVersion($0.pgDumpVersion)), \(Format.bytes($0.rawBytes))" } ?? "none (table data only)")
-            Data       \(manifest.tables.count) tables, \(Format.count(totals.rows)) rows, \(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
-            Large obj. \(largeObjects(manifest))
+            Data       \(manifest.tables.count) tables, \(Format.count(manifest.tableRows)) rows; \(manifest.referencedTables.isEmpty ? "" : "in this archive: ")\(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
+            Large obj. \(largeObjects(manifest))\(chain(manifest))
             """)
         if let anchor = manifest.anchor {
             print("Stream     anchored in slot \(anchor.slot) at LSN \(LSN(anchor.lsn)): the start of point-in-time restores after it")
         }
         print("")
-        let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"]
+        let incremental = manifest.base != nil || !manifest.referencedTables.isEmpty
+        let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"] + (incremental ? ["in"] : [])
         let rows = manifest.tables.map { table in
-            [
+            let place = incremental ? [table.storedIn ?? "here"] : []
+            return [
                 table.qualifiedName, Format.count(table.rows), Format.bytes(table.rawBytes), Format.bytes(table.storedBytes),
                 table.storedBytes > 0 ? String(format: "%.1fx", Double(table.rawBytes) / Double(table.storedBytes)) : "-",
                 table.parts.count == 1 ? String(table.chunkCount) : "\(table.chunkCount) in \(table.parts.count) parts", table.md5,
-            ]
+            ] + place
         }
         printTable([header] + rows)
         if let database = manifest.database {
@@ -71,6 +73,19 @@ struct InspectCommand: ParsableCommand {
                 ]
             })
         }
+    }
+
+    /// An incremental backup's chain: its base, and where its tables are.
+    private func chain(_ manifest: Manifest) -> String {
+        let referenced = manifest.referencedTables
+        guard manifest.base != nil || !referenced.isEmpty else { return "" }
+        var places = ["\(manifest.storedTables.count) stored here"]
+        for backup in manifest.referencedBackups {
+            let count = referenced.count { $0.storedIn == backup }
+            let raw = referenced.lazy.filter { $0.storedIn == backup }.map(\.rawBytes).checkedSum ?? .max
+            places.append("\(count) in \(backup) (\(Format.bytes(raw)) raw)")
+        }
+        return "\nChain      incremental on \(manifest.base ?? "-"): tables \(places.joined(separator: ", "))"
     }
 
     /// How many, and how they are stored: one stream of records (format 4)

@@ -32,10 +32,11 @@ struct ListCommand: ParsableCommand {
             print("No backups in \(repository.repository.root). `arca backup` makes one.")
             return
         }
-        let header = ["id", "where", "time", "size", "tables", "rows", "integrity", "encrypted"]
+        let header = ["id", "where", "kind", "time", "size", "tables", "rows", "integrity", "encrypted"]
         printTable([header] + listings.map { listing in
             [
-                listing.id, listing.location.rawValue, listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
+                // "incr" backups need the backups `list --json` names in `needs`.
+                listing.id, listing.location.rawValue, listing.tables == nil ? "-" : listing.base == nil ? "full" : "incr", listing.timestamp ?? "-", Format.bytes(listing.bytes), listing.tables.map(String.init) ?? "-",
                 listing.rows.map(Format.count) ?? "-", listing.integrity.rawValue, listing.encrypted.map { $0 ? "yes" : "no" } ?? "-",
             ]
         })

@@ -44,7 +44,7 @@ struct VerifyCommand: ParsableCommand {
                   \(result.depth == "full"
                     ? "\(result.tables) tables, \(result.chunks) chunks, \(Format.bytes(result.rawBytes)) of data checked (MD5, SHA-256, CRC-32C\(result.encrypted ? ", AES-GCM tags" : ""))"
                     : "stored bytes checked against the trailer's MD5 and SHA-256 (without the key: contents not checked)")
-                  sidecar md5: \(result.sidecar)
+                  sidecar md5: \(result.sidecar)\(result.chain.map { "\n  through the chain: the tables stored in \($0.joined(separator: ", ")) read and checked there too" } ?? "")
                 """)
         } else {
             Output.error("\(result.backupId ?? result.path) is damaged:")

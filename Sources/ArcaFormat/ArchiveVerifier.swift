@@ -133,7 +133,7 @@ public struct ArchiveVerifier {
         if let recordsIndex, !damagedTables.contains(recordsIndex), let records {
             do { try records.finish() } catch let error as ArchiveError { report.problems.append(error) }
         }
-        report.tablesChecked = manifest.tables.count
+        report.tablesChecked = manifest.storedTables.count
 
         if let problem = reader.trailer.bodyProblem(md5: bodyMD5.finish(), sha256: bodySHA256.finish()) { report.problems.append(problem) }
         try consume(upTo: source.size)

@@ -216,6 +216,26 @@ public final class StreamEncoder {
     }
 }
 
+/// Hashes one stream as `StreamEncoder` would, without encoding or writing
+/// it: what an incremental backup compares with the base's digests.
+public final class StreamHasher {
+    private let digests = StreamDigests()
+    private var rawBytes: UInt64 = 0
+
+    public init() {}
+
+    public func update(_ raw: UnsafeRawBufferPointer) {
+        digests.update(raw)
+        rawBytes += UInt64(raw.count)
+    }
+
+    /// The stream's length and digests; it has no chunks, nothing was stored.
+    public func finish() -> StreamSummary {
+        let (md5, sha256) = digests.finish()
+        return StreamSummary(rawBytes: rawBytes, storedBytes: 0, md5: md5, sha256: sha256, chunks: [])
+    }
+}
+
 /// A chunk-sized buffer that fills up with a stream's bytes. Owns its memory.
 public final class ChunkBuffer: @unchecked Sendable {
     public let capacity: Int

@@ -38,6 +38,9 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// Present in a change segment only (whose `tables` is empty and whose
     /// `sequences` are the values captured when it closed).
     public var changes: ChangeData?
+    /// Version 5, optional, informational: the backup this one is
+    /// incremental on (FORMAT.md, "Incremental backups").
+    public var base: String?
     public var totals: Totals
 
     public struct TableFilterRecord: Codable, Sendable, Equatable {
@@ -263,6 +266,9 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// defaults, owned sequences, extended statistics), so a subset
         /// restore can pick its schema objects out of the schema dump.
         public var objects: [UInt32]?
+        /// Version 5: the backup whose archive holds this table's parts
+        /// (their chunk offsets are in that archive); nil: in this one.
+        public var storedIn: String?
 
         public init(
             schema: String, name: String, kind: String, parent: String?, columns: [String], parts: [Part],
@@ -309,6 +315,16 @@ public struct Manifest: Codable, Sendable, Equatable {
 
         public var chunkCount: Int { parts.reduce(0) { $0 + $1.chunks.count } }
 
+        /// Whether its parts lie in this archive (not `storedIn` another).
+        public var isStoredHere: Bool { storedIn == nil }
+
+        /// Whether `other` (the entry of the archive it is stored in) holds
+        /// exactly these rows: the same columns and the same parts, chunk for
+        /// chunk, stored there. What a reader checks before it follows a reference.
+        public func sameData(as other: Table) -> Bool {
+            other.isStoredHere && other.schema == schema && other.name == name && other.columns == columns && other.parts == parts
+        }
+
         /// How errors name part `index`.
         public func displayName(part index: Int) -> String {
             parts.count == 1 ? "table \(qualifiedName)" : "table \(qualifiedName) part \(index + 1)/\(parts.count)"
@@ -341,10 +357,26 @@ public struct Manifest: Codable, Sendable, Equatable {
         totals = computedTotals ?? Totals(rows: .max, rawBytes: .max, storedBytes: .max)
     }
 
+    /// The tables whose parts lie in this archive.
+    public var storedTables: [Table] { tables.filter(\.isStoredHere) }
+
+    /// The tables stored in other archives (FORMAT.md, "Incremental backups").
+    public var referencedTables: [Table] { tables.filter { !$0.isStoredHere } }
+
+    /// The rows of every table, wherever stored: what a restore loads
+    /// (`totals.rows` counts this archive's tables only). Validation bounds
+    /// each sum, so this does not saturate for a manifest that was read.
+    public var tableRows: UInt64 { tables.lazy.map(\.rows).checkedSum ?? .max }
+
+    /// The backups whose archives hold referenced tables, sorted: what
+    /// restoring or keeping this one needs.
+    public var referencedBackups: [String] { Set(tables.compactMap(\.storedIn)).sorted() }
+
     /// Every stream in the archive (table parts, the schema dump, large
-    /// objects) with the name errors use for it.
+    /// objects) with the name errors use for it. Referenced tables' parts
+    /// are streams of other archives and are not listed.
     public var streams: [NamedStream] {
-        var streams: [NamedStream] = tables.flatMap { table in
+        var streams: [NamedStream] = storedTables.flatMap { table in
             table.parts.indices.map { NamedStream(name: table.displayName(part: $0), descriptor: table.parts[$0]) }
         }
         if let schema { streams.append(NamedStream(name: "the schema dump", descriptor: schema)) }
@@ -373,7 +405,7 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// `totals` as FORMAT.md defines them; nil when a sum does not fit in 64 bits.
     var computedTotals: Totals? {
         let streams = streams
-        guard let rows = tables.lazy.map(\.rows).checkedSum, let raw = streams.lazy.map(\.descriptor.rawBytes).checkedSum,
+        guard let rows = tables.lazy.filter(\.isStoredHere).map(\.rows).checkedSum, let raw = streams.lazy.map(\.descriptor.rawBytes).checkedSum,
               let stored = streams.lazy.map(\.descriptor.storedBytes).checkedSum
         else { return nil }
         return Totals(rows: rows, rawBytes: raw, storedBytes: stored)
@@ -387,7 +419,7 @@ public struct Manifest: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case formatVersion, archiveId, backupId, startedAt, completedAt, tool, source, compression, chunkSize, tables
-        case sequences, schema, largeObjects, largeObjectData, tableFilter, trigger, database, roles, totals
+        case sequences, schema, largeObjects, largeObjectData, tableFilter, trigger, database, roles, base, totals
         case anchor, changes
     }
 
@@ -424,6 +456,7 @@ public struct Manifest: Codable, Sendable, Equatable {
             case .roles: roles != nil
             case .anchor: anchor != nil
             case .changes: changes != nil
+            case .base: base != nil
             default: true
             }
             guard present else { continue }
@@ -450,6 +483,7 @@ public struct Manifest: Codable, Sendable, Equatable {
             case .trigger: append(trigger)
             case .database: append(database)
             case .roles: append(roles)
+            case .base: append(base)
             case .totals: append(totals)
             case .anchor: append(anchor)
             case .changes: append(changes)
@@ -534,8 +568,8 @@ public struct Manifest: Codable, Sendable, Equatable {
             guard SegmentID(backupId) == SegmentID(startLSN: changes.startLSN, endLSN: changes.endLSN) else {
                 throw fail("backupId \"\(backupId)\" is not the segment name its LSNs give")
             }
-            guard tables.isEmpty, schema == nil, largeObjectData == nil, anchor == nil else {
-                throw fail("a change segment holds no tables, schema, large objects or anchor")
+            guard tables.isEmpty, schema == nil, largeObjectData == nil, anchor == nil, base == nil else {
+                throw fail("a change segment holds no tables, schema, large objects, anchor or base")
             }
             try changes.validate()
         } else {
@@ -556,6 +590,7 @@ public struct Manifest: Codable, Sendable, Equatable {
             }
         }
 
+        try validateReferences()
         var streamIDs = Set<UInt32>()
         var names = Set<String>()
         var extents: [(start: UInt64, end: UInt64)] = []
@@ -616,6 +651,54 @@ public struct Manifest: Codable, Sendable, Equatable {
             throw fail("chunks at offsets \(previous.start) and \(next.start) overlap")
         }
         try DatabaseRecordValidation.validate(database, roles)
+    }
+
+    /// The rules of FORMAT.md, "Incremental backups", for a manifest's own
+    /// part: the referenced parts are checked against the archive that
+    /// holds them when it is opened (`Table.sameData`), not here, since
+    /// their chunks are not in this file.
+    private func validateReferences() throws {
+        func fail(_ detail: String) -> ArchiveError { .invalidManifest(detail) }
+        if let base {
+            guard formatVersion >= 5 else { throw fail("base is a field of version 5 on, not of version \(formatVersion)") }
+            guard BackupID(base) != nil, base != backupId else { throw fail("base \"\(base.prefix(64))\" is not the id of another backup") }
+        }
+        var referencedStreams = Set<String>()
+        for table in tables {
+            guard let storedIn = table.storedIn else { continue }
+            let name = "table \(table.qualifiedName)"
+            guard formatVersion >= 5 else { throw fail("\(name): storedIn is a field of version 5 on, not of version \(formatVersion)") }
+            guard BackupID(storedIn) != nil, storedIn != backupId else {
+                throw fail("\(name) is stored in \"\(storedIn.prefix(64))\", which is not the id of another backup")
+            }
+            for (index, part) in table.parts.enumerated() {
+                let partName = table.displayName(part: index)
+                // Stream ids are those of the archive that holds the parts:
+                // unique per archive, a namespace apart from this file's.
+                guard referencedStreams.insert("\(storedIn) \(part.stream)").inserted, part.stream != ArchiveFormat.manifestStreamID else {
+                    throw fail("stream \(part.stream) of \(partName) in \(storedIn) is used twice or reserved")
+                }
+                guard part.md5.count == 32, Hex.decode(part.md5) != nil, part.sha256.count == 64, Hex.decode(part.sha256) != nil else {
+                    throw fail("\(partName) has a malformed digest")
+                }
+                for (previous, next) in zip(part.chunks, part.chunks.dropFirst()) where next.offset <= previous.offset {
+                    throw fail("\(partName): its chunks are not in file order (offset \(next.offset) after \(previous.offset))")
+                }
+                for (sequence, chunk) in part.chunks.enumerated() {
+                    let (_, overflow) = chunk.offset.addingReportingOverflow(UInt64(ArchiveFormat.frameHeaderLength) + UInt64(chunk.storedLength))
+                    guard chunk.rawLength >= 1, chunk.rawLength <= ArchiveFormat.chunkSizeRange.upperBound, !overflow,
+                          chunk.offset >= UInt64(ArchiveFormat.headerLength)
+                    else {
+                        throw fail("\(partName), chunk \(sequence) (offset \(chunk.offset), lengths \(chunk.rawLength)/\(chunk.storedLength)) cannot lie in any archive")
+                    }
+                }
+                let raw = part.chunks.lazy.map { UInt64($0.rawLength) }.checkedSum
+                let stored = part.chunks.lazy.map { UInt64($0.storedLength) }.checkedSum
+                guard raw == part.rawBytes, stored == part.storedBytes else {
+                    throw fail("\(partName): rawBytes/storedBytes (\(part.rawBytes)/\(part.storedBytes)) are not the sums over its chunks")
+                }
+            }
+        }
     }
 
     /// The longest frame (header and stored payload) the manifest lists: what

@@ -1,7 +1,8 @@
 /// Constants of the format (FORMAT.md). Version 2 added encryption (a
 /// version 1 archive is a version 2 archive without it); version 3 put a
 /// content checksum in every zstd payload; version 4 put all large objects
-/// in one stream. All four are read.
+/// in one stream; version 5 lets a table's parts be stored in another
+/// archive (incremental backups). All five are read.
 public enum ArchiveFormat {
     public static let version: UInt16 = 5
     public static let readableVersions: ClosedRange<UInt16> = 1...5

@@ -45,11 +45,15 @@ public struct ServiceConfiguration: Sendable {
     /// `ARCA_MAX_LAG_SECONDS` (default 300): `status` is unhealthy when the
     /// newest restorable instant is older than this.
     public var maxLagSeconds = 300
+    /// `ARCA_FULL_BACKUP_EVERY`: a backup that does not say is incremental
+    /// unless the newest full one is this many days old; nil (unset): every
+    /// backup is full unless asked otherwise.
+    public var fullBackupEveryDays: Int?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL",
+        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_FULL_BACKUP_EVERY",
     ] + KeyConfiguration.variables + [
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
@@ -112,6 +116,7 @@ public struct ServiceConfiguration: Sendable {
         if let lag = try Self.integer(environment, "ARCA_MAX_LAG_SECONDS", in: 1...604_800) { maxLagSeconds = lag }
         continuous = try Self.flag(environment, "ARCA_CONTINUOUS")
         replicaIdentityFull = try Self.flag(environment, "ARCA_REPLICA_IDENTITY_FULL")
+        fullBackupEveryDays = try Self.integer(environment, "ARCA_FULL_BACKUP_EVERY", in: 1...3650)
     }
 
     /// `1`/`true`/`yes` or `0`/`false`/`no` (unset: false).

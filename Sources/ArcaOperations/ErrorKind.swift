@@ -254,6 +254,27 @@ extension CronError: ClassifiedError {
     public var kind: ErrorKind { .invalid }
 }
 
+extension ChainError: ClassifiedError {
+    public var kind: ErrorKind {
+        switch self {
+        case .missingBackup: .notFound
+        case .referenceMismatch, .unreadable: .damaged
+        }
+    }
+
+    public var code: String {
+        switch self {
+        case .missingBackup: "base_backup_missing"
+        default: "archive_damaged"
+        }
+    }
+}
+
+extension DependencyError: ClassifiedError {
+    public var kind: ErrorKind { .conflict }
+    public var code: String { "backup_needed" }
+}
+
 extension DrillFailure: ClassifiedError {
     public var kind: ErrorKind { .damaged }
     public var code: String { "drill_failed" }

@@ -114,7 +114,10 @@ public final class Scheduler: Sendable {
             switch job {
             case .backup:
                 let result = try operations.backup()
-                logger.info("backup complete", metadata: ["backupId": "\(result.backupId)", "bytes": "\(result.bytes)", "seconds": "\(result.durationSeconds)"])
+                logger.info("backup complete", metadata: [
+                    "backupId": "\(result.backupId)", "bytes": "\(result.bytes)", "seconds": "\(result.durationSeconds)",
+                    "base": "\(result.base ?? "none (full)")",
+                ])
             case .cleanup:
                 let result = try operations.cleanup()
                 logger.info("cleanup complete", metadata: ["removed": "\(result.removedCount)", "freedBytes": "\(result.freedBytes)"])

@@ -90,7 +90,18 @@ enum JSONBody {
     static func decode<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext, known: Set<String>? = nil) async throws -> T {
         var request = request
         let buffer = try await request.collectBody(upTo: context.maxUploadSize)
-        let data = Data(buffer: buffer)
+        return try decode(type, from: Data(buffer: buffer), known: known)
+    }
+
+    /// As `decode`, for a body that may be left out: nil when it is empty.
+    static func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request, context: some RequestContext, known: Set<String>) async throws -> T? {
+        var request = request
+        let data = Data(buffer: try await request.collectBody(upTo: context.maxUploadSize))
+        guard data.contains(where: { !" \t\r\n".utf8.contains($0) }) else { return nil }
+        return try decode(type, from: data, known: known)
+    }
+
+    private static func decode<T: Decodable>(_ type: T.Type, from data: Data, known: Set<String>?) throws -> T {
         if let known {
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw APIError(.badRequest, "invalid_body", "The request body must be a JSON object.")

@@ -46,6 +46,15 @@ struct BackupController: Sendable {
         var tables: Int
         var rows: UInt64
         var durationSeconds: Double
+        /// An incremental backup: its base and how many tables it refers to.
+        var base: String?
+        var referencedTables: Int?
+    }
+
+    /// The optional body of a backup request.
+    struct CreateBody: Decodable {
+        /// true: incremental; false: full; absent: the server's policy (`ARCA_FULL_BACKUP_EVERY`).
+        var incremental: Bool?
     }
 
     struct Accepted: Encodable {
@@ -60,6 +69,12 @@ struct BackupController: Sendable {
         guard configuration.service.database != nil else {
             throw APIError(.serviceUnavailable, "not_configured", "DATABASE_URL is not set on the server.")
         }
+        let body = try await JSONBody.decodeIfPresent(CreateBody.self, from: request, context: context, known: ["incremental"])
+        let backupRequest = {
+            var backupRequest = BackupRequest()
+            backupRequest.incremental = body?.incremental
+            return backupRequest
+        }()
         let asynchronous = request.uri.queryParameters["wait"] == "false"
             || (request.headers[HTTPField.Name("Prefer")!] ?? "").lowercased().contains("respond-async")
         let operations = operations(identity, context)
@@ -70,7 +85,7 @@ struct BackupController: Sendable {
         try pool.submit {
             var id: String?
             let result = Result {
-                try operations.backup(started: { backupID in
+                try operations.backup(backupRequest, started: { backupID in
                     id = backupID.rawValue
                     jobs.started(backupID.rawValue)
                     reserved.continuation.yield(backupID.rawValue)
@@ -99,7 +114,8 @@ struct BackupController: Sendable {
         return JSONBody.response(Created(
             backupId: result.backupId, size: SizeText.format(result.bytes),
             timestamp: BackupID(result.backupId)?.date.map(Manifest.timestamp) ?? job.startedAt,
-            bytes: result.bytes, tables: result.tables, rows: result.rows, durationSeconds: result.durationSeconds))
+            bytes: result.bytes, tables: result.tables, rows: result.rows, durationSeconds: result.durationSeconds,
+            base: result.base, referencedTables: result.referencedTables))
     }
 
     // MARK: List, show
@@ -168,7 +184,7 @@ struct BackupController: Sendable {
         return JSONBody.response(Summary(
             backupId: manifest.backupId, timestamp: manifest.startedAt, completedAt: manifest.completedAt,
             size: SizeText.format(size), bytes: size, integrity: integrity, database: manifest.source.database,
-            serverVersion: manifest.source.serverVersion, rows: manifest.totals.rows,
+            serverVersion: manifest.source.serverVersion, rows: manifest.tableRows,
             tables: manifest.tables.map { .init(name: $0.qualifiedName, rows: $0.rows, bytes: $0.rawBytes) }))
     }
 

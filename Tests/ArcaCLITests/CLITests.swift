@@ -239,6 +239,39 @@ import Testing
         #expect(noBucket.status == 2 && noBucket.output.stderr.contains("AWS_S3_BUCKET"), "\(noBucket.all)")
     }
 
+    /// `backup --incremental` as a user sees it: the base and what it
+    /// added, the chain in `inspect` and `verify`, `incr` in `list`, and a
+    /// base that cleanup keeps, saying why.
+    @Test func incrementalBackupInspectListVerifyCleanup() throws {
+        let source = try TestDatabase("cli_incr_src")
+        defer { source.drop() }
+        try source.execute("""
+            CREATE TABLE kept AS SELECT g AS id, md5(g::text) AS note FROM generate_series(1, 20000) g;
+            CREATE TABLE changed AS SELECT g AS id FROM generate_series(1, 100) g;
+            """)
+        let repo = TestPaths.temporaryDirectory("cli-incremental") + "/repo"
+        let environment = ["DATABASE_URL": "dbname=\(source.name)"]
+        let full = try arca(["backup", "--repo", repo, "--json"], environment: environment)
+        #expect(full.status == 0, "\(full.all)")
+        let base = try #require(try full.json()["backupId"] as? String)
+        try source.execute("INSERT INTO changed VALUES (101)")
+        let run = try arca(["backup", "--incremental", "--repo", repo, "--json"], environment: environment)
+        #expect(run.status == 0, "\(run.all)")
+        let result = try run.json()
+        let id = try #require(result["backupId"] as? String)
+        #expect(result["base"] as? String == base && result["referencedTables"] as? Int == 1)
+        #expect((result["bytes"] as? Int ?? .max) < (try full.json()["bytes"] as? Int ?? 0))
+
+        let inspect = try arca(["inspect", id, "--repo", repo])
+        #expect(inspect.output.stdout.contains("Chain      incremental on \(base): tables 1 stored here, 1 in \(base)"), "\(inspect.all)")
+        let list = try arca(["list", "--repo", repo])
+        #expect(list.output.stdout.contains("incr") && list.output.stdout.contains("full"), "\(list.all)")
+        let verify = try arca(["verify", id, "--repo", repo])
+        #expect(verify.status == 0 && verify.output.stdout.contains("through the chain"), "\(verify.all)")
+        let cleanup = try arca(["cleanup", "--repo", repo, "--retention-days", "0", "--keep-last", "1", "--dry-run", "--json"])
+        #expect(cleanup.status == 0 && cleanup.output.stdout.contains("needed by incremental backup \(id)"), "\(cleanup.all)")
+    }
+
     @Test func damagedArchiveFailsVerifyWithStatus3() throws {
         let source = try TestDatabase("cli_damaged")
         defer { source.drop() }

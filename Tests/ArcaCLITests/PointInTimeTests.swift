@@ -224,6 +224,14 @@ import Testing
             #expect(try Steps.differences(copy, target).isEmpty, "\(time)")
             target.drop()
         }
+        // An incremental backup on the stream's word: the tables no
+        // transaction touched since the base's anchor are not even read.
+        let incremental = try arca(["backup", "--database-url", url, "--repo", repo, "--incremental", "--json", "--jobs", "1"])
+        #expect(incremental.status == 0, "\(incremental.stderr)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(incremental.stdout.utf8)) as? [String: Any])
+        #expect(result["unreadTables"] as? Int == 2, "\(incremental.stdout)")  // note and arca_stream.key; ward changed
+        #expect(result["referencedTables"] as? Int == 2, "\(incremental.stdout)")
+
         streamer?.signal(SIGTERM)
         let output = streamer!.wait()
         streamer = nil

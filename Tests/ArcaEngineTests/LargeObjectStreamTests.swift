@@ -53,7 +53,7 @@ import Testing
         let repository = Steps.repository("lostream")
         let backup = try Steps.backup(source, into: repository, chunkSize: 4096)
         let reader = try ArchiveReader(source: try FileSource(path: backup.path))
-        #expect(reader.header.version == 4 && reader.manifest.largeObjects == nil)
+        #expect(reader.header.version == ArchiveFormat.version && reader.manifest.largeObjects == nil)
         let data = try #require(reader.manifest.largeObjectData)
         #expect(data.count == Self.count && data.chunks.count > 10)
         #expect(try Verification(path: backup.path, repository: repository).run().intact)

@@ -42,6 +42,57 @@ import Testing
         rawBytes: 0, storedBytes: 0, md5: Hex.encode(Digest.hash(.md5, [])), sha256: Hex.encode(Digest.hash(.sha256, [])), chunks: [])
 
     /// The known crash: a table whose parts' row counts overflow when summed.
+    /// A table stored in another archive (FORMAT.md, "Incremental
+    /// backups"): its parts are not checked against this file's data area,
+    /// but must be consistent in themselves, and only from version 5 on.
+    @Test func referencesToOtherArchives() throws {
+        // A part whose chunks lie far beyond this file: fine for a reference.
+        let referenced = try forged { manifest in
+            manifest.tables[1].storedIn = "backup_20241130_020000"
+            manifest.tables[1].parts[0].chunks[0].offset = 1 << 40
+            manifest.base = "backup_20241130_020000"
+            manifest.totals = manifest.computedTotals!
+        }
+        let reader = try Sample.read(referenced)
+        #expect(reader.manifest.storedTables.map(\.name) == [archive.manifest.tables[0].name])
+        #expect(reader.manifest.referencedBackups == ["backup_20241130_020000"])
+        #expect(reader.manifest.totals.rows == archive.manifest.tables[0].rows)
+        // Verify reads only this file's streams: the chunk the reference
+        // replaced is still here, unlisted; the referenced one is not looked for.
+        let problems = try Sample.verify(referenced).problems
+        #expect(problems.count == 1 && problems.allSatisfy { if case .indexMismatch = $0 { true } else { false } }, "\(problems)")
+
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[1].storedIn = "../../etc/passwd"
+            manifest.totals = manifest.computedTotals!
+        }, mentioning: "not the id of another backup")
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[1].storedIn = manifest.backupId
+            manifest.totals = manifest.computedTotals!
+        }, mentioning: "not the id of another backup")
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[1].storedIn = "backup_20241130_020000"
+            manifest.tables[1].parts[0].chunks[0].offset = .max - 8
+            manifest.totals = manifest.computedTotals!
+        }, mentioning: "cannot lie in any archive")
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[1].storedIn = "backup_20241130_020000"
+            manifest.tables[1].parts[0].rawBytes += 1
+            manifest.totals = manifest.computedTotals!
+        }, mentioning: "table")
+        // Totals that count a referenced table are not this archive's.
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[1].storedIn = "backup_20241130_020000"
+        }, mentioning: "totals")
+        // A version-4 reader would read the parts in this file: refused.
+        let error = Sample.archiveError { _ = try Sample.read(try Sample.rewriteVersion(referenced, to: 4)) }
+        guard case .invalidManifest(let detail)? = error else {
+            Issue.record("a version-4 manifest with storedIn: \(String(describing: error))")
+            return
+        }
+        #expect(detail.contains("version 5"), "\(detail)")
+    }
+
     @Test func partSumsThatOverflow() throws {
         for field in ["rows", "rawBytes", "storedBytes"] {
             let bytes = try forged { manifest in

@@ -87,6 +87,42 @@ import Testing
         #expect(audit.count == 1)
     }
 
+    /// `{"incremental": true}` asks for an incremental backup; a base that
+    /// an incremental backup needs cannot be deleted; a body with other
+    /// fields is refused.
+    @Test func incrementalBackupThroughTheAPI() async throws {
+        let f = try await fixture("api_incremental")
+        defer { f.database.drop() }
+        let operatorToken = try await f.token(.operator)
+        let admin = try await f.token(.admin)
+        try await f.app().test(.router) { client in
+            var full = ""
+            try await client.execute(uri: "/api/backup", method: .post, headers: bearer(operatorToken)) { (response) async throws in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                full = try #require(body["backupId"] as? String)
+                #expect(body["base"] == nil)
+            }
+            try await client.execute(
+                uri: "/api/backup", method: .post, headers: bearer(operatorToken), body: ByteBuffer(string: #"{"incremental":true}"#)
+            ) { (response) async throws in
+                #expect(response.status == .ok)
+                let body = try json(response.body)
+                #expect(body["base"] as? String == full)
+                #expect(body["referencedTables"] as? Int == 2)
+            }
+            try await client.execute(
+                uri: "/api/backup", method: .post, headers: bearer(operatorToken), body: ByteBuffer(string: #"{"incremental":true,"level":19}"#)
+            ) { (response) async throws in
+                #expect(response.status == .badRequest)
+            }
+            try await client.execute(uri: "/api/backup/\(full)", method: .delete, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .conflict)
+                #expect(try json(response.body)["code"] as? String == "backup_needed")
+            }
+        }
+    }
+
     @Test func backupListShowVerifyDeleteAndCleanup() async throws {
         let f = try await fixture("api_backup")
         defer { f.database.drop() }

@@ -66,7 +66,9 @@ public enum ForgedArchive {
             return try stream.finish()
         }
         let tables = try manifest.tables.map { table in
-            Manifest.Table(
+            // A table stored in another archive stays a reference to it.
+            guard table.isStoredHere else { return table }
+            return Manifest.Table(
                 schema: table.schema, name: table.name, kind: table.kind, parent: table.parent, columns: table.columns,
                 parts: try table.parts.map {
                     Manifest.Part(stream: $0.stream, rows: $0.rows, firstPage: $0.firstPage, endPage: $0.endPage, summary: try copy($0))
@@ -107,6 +109,7 @@ public enum ForgedArchive {
         manifest.trigger = original.trigger
         manifest.database = original.database
         manifest.roles = original.roles
+        manifest.base = original.base
         change(&manifest)
         let summary = try writer.finish(manifest: manifest)
         try reservation.sink.syncAndClose()

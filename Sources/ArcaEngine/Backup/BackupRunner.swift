@@ -43,6 +43,13 @@ public struct BackupOptions: Sendable {
     /// exists in the database, the backup is anchored in the stream
     /// (`Manifest.anchor`), for point-in-time restore.
     public var streamSlot: String?
+    /// Store the tables unchanged since the newest backup of the database
+    /// as references to the archives holding them (`UnchangedTables`).
+    /// Without such a backup, a full one is made and the result says why.
+    public var incremental = false
+    /// Exact evidence, besides reading each table, that tables are unchanged
+    /// since the base (an incremental backup's); nil: every candidate is read.
+    public var changeEvidence: (any ChangeEvidence)?
 
     public init(source: ConnectionString, repository: Repository) {
         self.source = source
@@ -73,6 +80,17 @@ public struct BackupResult: Codable, Sendable {
     public var md5: String
     /// Where the cloud copy is (`s3://bucket/prefix/<id>.arca`), when there is one.
     public var cloud: String?
+    /// An incremental backup: the backup it is based on, how many tables it
+    /// stores as references to other archives and their raw bytes (`bytes`
+    /// is what this archive added).
+    public var base: String?
+    public var referencedTables: Int?
+    public var referencedRawBytes: UInt64?
+    /// Of those, the tables the change stream vouched for: referenced
+    /// without being read (`ChangeEvidence`).
+    public var unreadTables: Int?
+    /// Why an incremental backup asked for was made full.
+    public var note: String?
 }
 
 public enum BackupError: Error, Sendable, CustomStringConvertible {
@@ -177,6 +195,8 @@ public struct BackupRunner: Sendable {
         started(destination.id)
         var result: BackupResult
         var schemaCapture: SchemaCapture?
+        var note: String?
+        var neededBackups: [BackupID] = []
         do {
             let header = FileHeader(
                 chunkSize: options.chunkSize, compression: .zstd, compressionLevel: Int8(clamping: options.compressionLevel),
@@ -187,13 +207,27 @@ public struct BackupRunner: Sendable {
                 schemaCapture = SchemaCapture(
                     tools: tools, snapshot: snapshot.source.snapshot, options: options, writer: writer, stream: Self.schemaStream)
             }
-            let copied = try copyTables(source, schema: schemaCapture!, into: writer, reporter: reporter)
+            var base: IncrementalBase?
+            var unchanged: [Int: UnchangedTables.Reference] = [:]
+            var unread: Int?
+            if options.incremental {
+                let found = try findBase(of: source.snapshot.source, now: now())
+                base = found.0
+                note = found.reason.map { "A full backup was made: \($0)." }
+                if let base {
+                    (unchanged, unread) = try unchangedTables(source, base: base, schema: schemaCapture!, writer: writer, reporter: reporter)
+                }
+            }
+            let copied = try copyTables(source, schema: schemaCapture!, unchanged: unchanged, into: writer, reporter: reporter)
+            neededBackups = Set(unchanged.values.map(\.storedIn)).sorted().compactMap(BackupID.init)
             let largeObjects = try copyLargeObjects(source, into: writer, stream: copied.nextStream, reporter: reporter)
             try source.endSnapshot()
             reporter.phase("writing the manifest")
             result = try seal(
                 source, header: header, tables: copied.entries, schema: copied.schema, largeObjects: largeObjects,
-                writer: writer, destination: destination, startTime: startTime, now: now, reporter: reporter)
+                base: base?.manifest.backupId, writer: writer, destination: destination, startTime: startTime, now: now, reporter: reporter)
+            result.note = note
+            result.unreadTables = unread
         } catch {
             // The archive is discarded only once pg_dump stopped writing to it.
             _ = try? schemaCapture?.wait()
@@ -202,7 +236,7 @@ public struct BackupRunner: Sendable {
             // the cause, whatever the writer's threads made of it.
             throw destination.failure ?? error
         }
-        try upload(&result, destination.id, reporter: reporter)
+        try upload(&result, destination.id, needing: neededBackups, reporter: reporter)
         reporter.finish()
         return result
     }
@@ -356,8 +390,15 @@ public struct BackupRunner: Sendable {
 
     /// Every table (or ctid range of a big one) through the parallel
     /// pipeline, all in the exported snapshot, beside the schema capture.
-    private func copyTables(_ source: Source, schema capture: SchemaCapture, into writer: ArchiveWriter, reporter: ProgressReporter) throws -> CopiedTables {
-        let tasks = plan(source.tables, sizes: source.sizes, firstStream: capture.stream + 1)
+    /// Tables in `unchanged` (by index) are not copied: their entries
+    /// refer to the archive that holds their rows.
+    private func copyTables(
+        _ source: Source, schema capture: SchemaCapture, unchanged: [Int: UnchangedTables.Reference], into writer: ArchiveWriter,
+        reporter: ProgressReporter
+    ) throws -> CopiedTables {
+        let copied = source.tables.indices.filter { unchanged[$0] == nil }
+        var tasks = plan(copied.map { source.tables[$0] }, sizes: copied.map { source.sizes[$0] }, firstStream: capture.stream + 1)
+        for index in tasks.indices { tasks[index].table = copied[tasks[index].table] }
         let copy = ParallelCopy(
             tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
             encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
@@ -365,7 +406,7 @@ public struct BackupRunner: Sendable {
         if options.uploadOnly { copy.buffersPerWorker = 1 }
         capture.stopping(copy)
         // The tables' size on disk estimates the COPY text to come.
-        reporter.estimate(tables: tasks.count, bytes: source.sizes.checkedSum)
+        reporter.estimate(tables: tasks.count, bytes: copied.lazy.map { source.sizes[$0] }.checkedSum)
         reporter.phase("copying tables")
         let results = try copy.run {
             let status = copy.status()
@@ -381,10 +422,12 @@ public struct BackupRunner: Sendable {
             }
             // A table's schema objects include its ancestors': a partition
             // or inheritance child cannot be created without its parent.
-            return Manifest.Table(
+            var entry = Manifest.Table(
                 schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
-                columns: table.columns, parts: parts,
+                columns: table.columns, parts: unchanged[index]?.parts ?? parts,
                 objects: ([table.oid] + (source.ancestors[table.oid] ?? [])).flatMap { source.objects[$0] ?? [] })
+            entry.storedIn = unchanged[index]?.storedIn
+            return entry
         }
         return CopiedTables(entries: entries, schema: schema, nextStream: capture.stream + 1 + UInt32(tasks.count))
     }
@@ -427,7 +470,7 @@ public struct BackupRunner: Sendable {
 
     private func seal(
         _ source: Source, header: FileHeader, tables: [Manifest.Table], schema: Manifest.Schema, largeObjects: Manifest.LargeObjectData?,
-        writer: ArchiveWriter, destination: any ArchiveDestination, startTime: Date, now: () -> Date, reporter: ProgressReporter
+        base: String?, writer: ArchiveWriter, destination: any ArchiveDestination, startTime: Date, now: () -> Date, reporter: ProgressReporter
     ) throws -> BackupResult {
         var manifest = Manifest(
             archiveId: header.archiveID.description, backupId: destination.id.rawValue,
@@ -441,25 +484,31 @@ public struct BackupRunner: Sendable {
         manifest.database = source.database
         manifest.roles = source.roles
         manifest.anchor = source.snapshot.anchor
+        manifest.base = base
         let summary = try writer.finish(manifest: manifest)
         let path = try destination.publish(fileMD5: summary.fileMD5)
         let rawBytes = (tables.map(\.rawBytes) + [manifest.largeObjectRawBytes]).checkedSum ?? .max
+        let referenced = manifest.referencedTables
         return BackupResult(
             backupId: destination.id.rawValue, path: path, bytes: summary.size, tables: tables.count,
-            rows: manifest.totals.rows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds, md5: summary.fileMD5,
-            cloud: options.uploadOnly ? options.cloud?.describe(destination.id) : nil)
+            rows: manifest.tableRows, rawBytes: rawBytes, durationSeconds: reporter.elapsedSeconds,
+            md5: summary.fileMD5, cloud: options.uploadOnly ? options.cloud?.describe(destination.id) : nil,
+            base: base, referencedTables: base == nil ? nil : referenced.count,
+            referencedRawBytes: base == nil ? nil : referenced.lazy.map(\.rawBytes).checkedSum ?? .max)
     }
 
     // MARK: Phase 5: the bucket
 
-    /// Uploads the published archive (an `--upload-only` one is there already).
-    private func upload(_ result: inout BackupResult, _ id: BackupID, reporter: ProgressReporter) throws {
+    /// Uploads the published archive (an `--upload-only` one is there
+    /// already), after the backups it refers to that the bucket lacks.
+    private func upload(_ result: inout BackupResult, _ id: BackupID, needing: [BackupID], reporter: ProgressReporter) throws {
         guard let cloud = options.cloud, !options.uploadOnly else { return }
         // The phase's percent is of the archive's bytes sent.
         reporter.estimate(tables: result.tables, bytes: result.bytes)
         reporter.update(tablesDone: result.tables, bytes: 0)
         reporter.phase("uploading to \(cloud.place)")
         do {
+            try cloud.uploadMissing(needing, from: options.repository, for: id)
             try cloud.upload(archiveAt: result.path, id: id) { bytes in
                 reporter.count(bytes: bytes)
                 reporter.send()
@@ -470,6 +519,28 @@ public struct BackupRunner: Sendable {
         }
         result.cloud = cloud.describe(id)
         result.durationSeconds = reporter.elapsedSeconds
+    }
+
+    /// The base of an incremental backup, in the store it is written to
+    /// (`IncrementalBase`), opened with the key it is written with.
+    private func findBase(of database: Manifest.Source, now: Date) throws -> (IncrementalBase?, reason: String?) {
+        var store: any ArchiveStore = options.repository
+        if options.uploadOnly, let cloud = options.cloud { store = cloud }
+        return try IncrementalBase.newest(in: store, database: database, key: options.encryptionKey, now: now)
+    }
+
+    /// The COPY that reads a whole table, or the rows of one page range of
+    /// it (`endPage` nil: to the end): the statements of the copies and of
+    /// an incremental backup's comparison alike.
+    static func copyStatement(_ table: TableDescriptor) -> String {
+        "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT"
+    }
+
+    static func copyStatement(_ table: TableDescriptor, firstPage: UInt32, endPage: UInt32?) -> String {
+        let select = table.columns.map(SQLIdentifier.quote).joined(separator: ", ")
+        var condition = "ctid >= '(\(firstPage),0)'::pg_catalog.tid"
+        if let endPage { condition += " AND ctid < '(\(endPage),0)'::pg_catalog.tid" }
+        return "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT"
     }
 
     /// A temporary file in the repository, or with `uploadOnly` a streamed
@@ -491,7 +562,6 @@ public struct BackupRunner: Sendable {
         var tasks: [CopyTask] = []
         let blockSize: UInt64 = 8192
         for (index, table) in tables.enumerated() {
-            let select = table.columns.isEmpty ? "" : table.columns.map(SQLIdentifier.quote).joined(separator: ", ")
             let size = sizes[index]
             let pages = size / blockSize
             let wanted = Int(min(64, max(UInt64(options.jobs), (size + options.splitThresholdBytes - 1) / max(options.splitThresholdBytes, 1))))
@@ -499,18 +569,16 @@ public struct BackupRunner: Sendable {
                 for part in 0..<wanted {
                     let first = UInt32(pages * UInt64(part) / UInt64(wanted))
                     let end = part == wanted - 1 ? nil : UInt32(pages * UInt64(part + 1) / UInt64(wanted))
-                    var condition = "ctid >= '(\(first),0)'::pg_catalog.tid"
-                    if let end { condition += " AND ctid < '(\(end),0)'::pg_catalog.tid" }
                     tasks.append(CopyTask(
                         table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
-                        sql: "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT",
+                        sql: Self.copyStatement(table, firstPage: first, endPage: end),
                         name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
                         estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
                 }
             } else {
                 tasks.append(CopyTask(
                     table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
-                    sql: "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT", name: table.qualifiedName,
+                    sql: Self.copyStatement(table), name: table.qualifiedName,
                     estimatedBytes: size))
             }
         }

@@ -15,6 +15,9 @@ struct CopyTask: Sendable {
     var estimatedBytes: UInt64
     var firstPage: UInt32?
     var endPage: UInt32?
+    /// Only hash the COPY output (an incremental backup's comparison with
+    /// its base): nothing is compressed or written.
+    var digestOnly = false
 }
 
 struct CopyResult: Sendable {
@@ -179,6 +182,10 @@ final class ParallelCopy: @unchecked Sendable {
         do {
             connection = try PostgresConnection(source, applicationName: "arca backup")
             try SessionSettings.apply(to: connection, encoding: encoding)
+            // A scan that joins another session's scan of the same table
+            // starts in its middle: the rows would come in another order,
+            // and an incremental backup's comparison would find a change.
+            try connection.execute("SET synchronize_seqscans = off", during: "setting up the session")
         } catch let error as PostgresError {
             fail(BackupError.snapshot(error))
             return
@@ -320,9 +327,16 @@ final class ParallelCopy: @unchecked Sendable {
     private func encoderLoop(queue: BoundedQueue<Item>, pool: BoundedQueue<ChunkBuffer>) {
         let encoder = archive.makeEncoder(level: level)
         var streams: [Int: StreamEncoder] = [:]
+        var hashers: [Int: StreamHasher] = [:]
         while let item = queue.pop() {
             do {
                 switch item {
+                case .chunk(let index, let buffer) where tasks[index].digestOnly:
+                    let hasher = hashers[index] ?? StreamHasher()
+                    hashers[index] = hasher
+                    hasher.update(buffer.bytes)
+                    buffer.reset()
+                    try pool.push(buffer)
                 case .chunk(let index, let buffer):
                     let stream = streams[index] ?? StreamEncoder(archive: archive, encoder: encoder, stream: tasks[index].stream)
                     streams[index] = stream
@@ -330,8 +344,10 @@ final class ParallelCopy: @unchecked Sendable {
                     buffer.reset()
                     try pool.push(buffer)
                 case .end(let index, let rows):
-                    let summary = (streams.removeValue(forKey: index)
-                        ?? StreamEncoder(archive: archive, encoder: encoder, stream: tasks[index].stream)).finish()
+                    let summary = tasks[index].digestOnly
+                        ? (hashers.removeValue(forKey: index) ?? StreamHasher()).finish()
+                        : (streams.removeValue(forKey: index)
+                            ?? StreamEncoder(archive: archive, encoder: encoder, stream: tasks[index].stream)).finish()
                     lock.lock()
                     results[index] = CopyResult(rows: rows, summary: summary)
                     tasksDone += 1

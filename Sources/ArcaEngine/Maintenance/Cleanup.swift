@@ -57,7 +57,9 @@ public struct Cleanup: Sendable {
             // A cloud copy counts as verified when its local twin is: the
             // newest verified backup is kept in both places.
             let listings = try store.listings(key: key, records: repository, now: now)
-            let decisions = policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
+            // What a kept incremental backup needs is kept with it.
+            let decisions = BackupDependencies(listings).protecting(
+                policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now))
             let sizes = Dictionary(listings.map { ($0.id, $0.bytes) }, uniquingKeysWith: { first, _ in first })
             // Under the repository lock no backup of ours is writing: what is
             // unfinished was interrupted (or belongs to another host on the same prefix).

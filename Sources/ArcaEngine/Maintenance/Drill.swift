@@ -24,6 +24,8 @@ public struct Drill: Sendable {
     /// Drill an unencrypted archive although a key is configured (see `ArchiveTrust`).
     public var allowUnencrypted = false
     public var postgresBinDirectory: String?
+    /// Where an incremental backup's referenced archives are also looked for.
+    public var cloud: CloudStore?
 
     public init(archive: ArchiveReference, server: ConnectionString) {
         self.archive = archive
@@ -40,6 +42,7 @@ public struct Drill: Sendable {
         options.key = key
         options.allowUnencrypted = allowUnencrypted
         options.postgresBinDirectory = postgresBinDirectory
+        options.cloud = cloud
         defer {
             if let maintenance = try? PostgresConnection(server.replacing(database: "postgres"), applicationName: "arca drill") {
                 _ = try? maintenance.execute("DROP DATABASE IF EXISTS \(SQLIdentifier.quote(scratch)) WITH (FORCE)")

@@ -35,6 +35,8 @@ public struct CloudSync: Sendable {
         let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
         reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
         var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
+        // Oldest first, so an incremental backup's base is in the bucket before it.
+        var available = uploaded
         for archive in missing {
             let path = repository.archivePath(archive.id)
             // A shared lock, as a restore holds: cleanup leaves the archive alone meanwhile.
@@ -42,11 +44,15 @@ public struct CloudSync: Sendable {
             defer { lock.release() }
             reporter.phase("uploading \(archive.id)")
             do {
+                if let absent = try CloudStore.neededBackups(ofArchiveAt: path, key: key).first(where: { !available.contains($0) }) {
+                    throw BaseMissing(backup: archive.id.rawValue, base: absent.rawValue, place: "the bucket (its upload failed, or the repository does not hold it)")
+                }
                 try cloud.upload(archiveAt: path, id: archive.id) { bytes in
                     reporter.count(bytes: bytes)
                     reporter.send()
                 }
                 result.copied.append(archive.id.rawValue)
+                available.insert(archive.id)
                 result.bytes = [result.bytes, archive.bytes].checkedSum ?? .max
             } catch {
                 result.failed[archive.id.rawValue] = "\(error)"
@@ -86,5 +92,41 @@ public struct CloudSync: Sendable {
             }
         }
         return result
+    }
+}
+
+extension CloudStore {
+    /// The backups an archive's referenced tables are stored in (an
+    /// incremental backup's, FORMAT.md "Incremental backups"); empty for a
+    /// full backup, and when its manifest cannot be read with `key` (it
+    /// cannot be restored from here either).
+    static func neededBackups(ofArchiveAt path: String, key: ArchiveKey?) throws -> [BackupID] {
+        guard let reader = try? ArchiveReader(source: try FileSource(path: path), key: key) else { return [] }
+        return reader.manifest.referencedBackups.compactMap(BackupID.init)
+    }
+
+    /// Uploads from `repository` each of `needed` that the bucket lacks: an
+    /// incremental backup's cloud copy is restorable only with them.
+    func uploadMissing(_ needed: [BackupID], from repository: Repository, for id: BackupID) throws {
+        for base in needed where try stat(base) == nil {
+            let path = repository.archivePath(base)
+            guard FileSystem.exists(path) else {
+                throw BaseMissing(backup: id.rawValue, base: base.rawValue, place: "both the bucket and the repository")
+            }
+            guard let lock = try repository.lockForReading(path) else { throw OperationError.inUse(base.rawValue) }
+            defer { lock.release() }
+            try upload(archiveAt: path, id: base)
+        }
+    }
+}
+
+/// An incremental backup is copied to a store only after the backups it needs.
+struct BaseMissing: Error, CustomStringConvertible {
+    var backup: String
+    var base: String
+    var place: String
+
+    var description: String {
+        "Backup \(backup) is incremental on backup \(base), which \(place) lacks; a copy of \(backup) without it could not be restored, so it was not copied."
     }
 }

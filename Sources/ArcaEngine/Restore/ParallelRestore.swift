@@ -24,6 +24,8 @@ import Foundation
 extension RestoreRunner {
     struct Plan: Sendable {
         var reader: ArchiveReader
+        /// Reads each table from the archive that holds it (incremental backups).
+        var chain: ArchiveChain
         var tables: [Manifest.Table]
         var subset: Bool
         /// How many large objects to restore (0 with --no-large-objects).
@@ -133,14 +135,14 @@ extension RestoreRunner {
 
         try WorkerPool.run(
             jobs: options.jobs, items: work.count,
-            makeWorker: { () throws -> (PostgresConnection, ChunkDecoder) in
+            makeWorker: { () throws -> (PostgresConnection, ArchiveChain.Decoders) in
                 let connection = try PostgresConnection(target, applicationName: "arca restore")
                 try SessionSettings.apply(to: connection, encoding: encoding)
                 try connection.execute(SessionSettings.bulkLoad, during: "tuning the session for loading")
-                return (connection, plan.reader.makeDecoder())
+                return (connection, ArchiveChain.Decoders())
             },
             perform: { worker, index in
-                let (connection, decoder) = worker
+                let (connection, decoders) = worker
                 let task = work[index]
                 let names = task.tables.map { plan.tables[$0].qualifiedName }
                 do {
@@ -160,12 +162,12 @@ extension RestoreRunner {
                             during: "COPY into \(table.qualifiedName)"
                         ) { writer in
                             if let part = task.part {
-                                try plan.reader.readStream(table.parts[part], named: table.displayName(part: part), decoder: decoder, checking: Self.readCheck) { raw in
+                                try plan.chain.readPart(table, part: part, decoders: decoders, checking: Self.readCheck) { raw in
                                     try writer.send(raw)
                                     reporter.count(bytes: UInt64(raw.count))
                                 }
                             } else {
-                                try plan.reader.readTable(table, decoder: decoder, checking: Self.readCheck) { raw in
+                                try plan.chain.readTable(table, decoders: decoders, checking: Self.readCheck) { raw in
                                     try writer.send(raw)
                                     reporter.count(bytes: UInt64(raw.count))
                                 }

@@ -46,6 +46,9 @@ public struct RestoreOptions: Sendable {
     /// A point-in-time restore: the change stream replayed on top of the
     /// archive (`plan.archivePath`) before the restore commits.
     public var replay: ReplayPlan?
+    /// Where an incremental backup's referenced archives are also looked
+    /// for when they are not beside this one (`ArchiveChain`).
+    public var cloud: CloudStore?
 
     public init(archive: ArchiveReference, target: ConnectionString) {
         self.archive = archive
@@ -224,6 +227,13 @@ public struct RestoreRunner: Sendable {
         let unmatched = options.tables.unmatchedIncludes(manifest.tables.map { ($0.schema, $0.name) })
         guard unmatched.isEmpty else { throw RestoreError.unmatchedPatterns(unmatched) }
         let tables = manifest.tables.filter { options.tables.matches(schema: $0.schema, name: $0.name) }
+        // An incremental backup's tables stored in other archives: each
+        // archive found, locked and checked before anything changes.
+        let chain = ArchiveChain(
+            primary: reader, reference: options.archive, key: options.key, allowUnencrypted: options.allowUnencrypted,
+            cloud: options.cloud, lockingFiles: true)
+        defer { chain.release() }
+        try chain.check(tables)
         // --table restores those tables with their own schema objects only
         // (no views, no other tables), even when it names every table.
         let subset = !options.tables.include.isEmpty || !options.tables.exclude.isEmpty || manifest.tableFilter != nil
@@ -265,7 +275,7 @@ public struct RestoreRunner: Sendable {
         }
         do {
             var result = try restore(
-                reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, setup: setup,
+                chain: chain, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, setup: setup,
                 properties: properties, databaseName: databaseName, clock: clock, reporter: reporter)
             if let roles {
                 result.createdRoles = roles.created
@@ -296,9 +306,10 @@ public struct RestoreRunner: Sendable {
     }
 
     private func restore(
-        reader: ArchiveReader, tables: [Manifest.Table], subset: Bool, largeObjects: UInt64, scripts: SchemaScripts,
+        chain: ArchiveChain, tables: [Manifest.Table], subset: Bool, largeObjects: UInt64, scripts: SchemaScripts,
         setup: DatabaseSetup, properties: [String], databaseName: String, clock: ContinuousClock.Instant, reporter: ProgressReporter
     ) throws -> RestoreResult {
+        let reader = chain.primary
         let manifest = reader.manifest
         // A restore that fits in one transaction runs in one; with --create,
         // one that does not is built in a staging database in a series of
@@ -311,7 +322,7 @@ public struct RestoreRunner: Sendable {
         }
         if staged {
             let loaded = try runParallel(
-                Plan(reader: reader, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
+                Plan(reader: reader, chain: chain, tables: tables, subset: subset, largeObjects: largeObjects, scripts: scripts, databaseName: databaseName),
                 reporter: reporter)
             reporter.finish()
             let duration = ContinuousClock.now - clock
@@ -357,7 +368,7 @@ public struct RestoreRunner: Sendable {
                     try SessionSettings.apply(to: connection, encoding: manifest.source.encoding)
                 }
                 reporter.phase("loading tables")
-                let loaded = try load(tables, from: reader, into: connection, reporter: reporter)
+                let loaded = try load(tables, from: chain, into: connection, reporter: reporter)
                 if !options.dataOnly {
                     reporter.phase("building keys, indexes and triggers")
                     try runScript(scripts.postData, "building keys, indexes and triggers (post-data)", connection)
@@ -578,9 +589,9 @@ public struct RestoreRunner: Sendable {
     }
 
     func load(
-        _ tables: [Manifest.Table], from reader: ArchiveReader, into connection: PostgresConnection, reporter: ProgressReporter
+        _ tables: [Manifest.Table], from chain: ArchiveChain, into connection: PostgresConnection, reporter: ProgressReporter
     ) throws -> (rows: UInt64, rawBytes: UInt64) {
-        let decoder = reader.makeDecoder()
+        let decoders = ArchiveChain.Decoders()
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for table in tables {
             reporter.working(on: table.qualifiedName)
@@ -592,7 +603,7 @@ public struct RestoreRunner: Sendable {
                     "COPY \(table.copyTarget) FROM STDIN WITH (FREEZE)",
                     during: "COPY into \(table.qualifiedName)"
                 ) { writer in
-                    try reader.readTable(table, decoder: decoder, checking: Self.readCheck) { raw in
+                    try chain.readTable(table, decoders: decoders, checking: Self.readCheck) { raw in
                         try writer.send(raw)
                         reporter.count(bytes: UInt64(raw.count))
                         reporter.send()

@@ -30,6 +30,20 @@ public struct BackupListing: Codable, Sendable {
     public var integrity: Integrity
     /// What started it (from the manifest).
     public var trigger: BackupTrigger?
+    /// An incremental backup (from the manifest): the backup it is based
+    /// on, and every backup whose archive holds some of its tables, which
+    /// restoring it needs. Both absent for a full backup and when the
+    /// manifest cannot be read (`tables` nil).
+    public var base: String?
+    public var needs: [String]?
+    /// Whether `needs` is known: the manifest was read, or the archive is
+    /// damaged (then it cannot be restored, and needs nothing kept). False
+    /// when it is encrypted and there is no key, or could not be fetched.
+    public var needsKnown = true
+
+    enum CodingKeys: String, CodingKey {
+        case id, timestamp, bytes, tables, rows, rawBytes, integrity, trigger, encrypted, location, path, error, warnings, base, needs
+    }
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
     public var location: StorageLocation
@@ -91,16 +105,29 @@ extension BackupListing {
             let source = try open()
             let outline = try ArchiveOutline(source: source)
             encrypted = outline.header.isEncrypted
-            if outline.header.isEncrypted && key == nil { return }
+            if outline.header.isEncrypted && key == nil {
+                needsKnown = false
+                return
+            }
             let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
             tables = manifest.tables.count
-            rows = manifest.totals.rows
+            // The database's rows, wherever they are stored; rawBytes is this archive's.
+            rows = manifest.tableRows
+            base = manifest.base
+            let needed = manifest.referencedBackups
+            needs = needed.isEmpty ? nil : needed
             rawBytes = manifest.totals.rawBytes
             trigger = manifest.trigger.flatMap(BackupTrigger.init(rawValue:))
         } catch {
             integrity = .unreadable
             self.error = "\(error)"
+            // Damage is the archive's own; anything else (the bucket, the
+            // file system, a key) may have hidden an incremental backup's needs.
+            switch error as? ArchiveError {
+            case nil, .keyRequired?, .wrongKey?, .keyDerivationFailed?: needsKnown = false
+            default: break
+            }
         }
     }
 

@@ -19,6 +19,9 @@ public struct VerifyResult: Codable, Sendable {
     /// Whether the archive is encrypted: a full check then also authenticated every chunk.
     public var encrypted: Bool
     public var durationSeconds: Double
+    /// An incremental backup: the backups whose archives hold its
+    /// referenced tables, read and checked too ("through the chain").
+    public var chain: [String]?
 }
 
 /// Verifies an archive file completely (one sequential read), compares the
@@ -35,6 +38,8 @@ public struct Verification: Sendable {
     public var storedBytesOnly = false
     /// Verify an unencrypted archive although a key is configured (see `ArchiveTrust`).
     public var allowUnencrypted = false
+    /// Where an incremental backup's referenced archives are also looked for.
+    public var cloud: CloudStore?
 
     public init(archive: ArchiveReference, repository: Repository, key: ArchiveKey? = nil) {
         self.archive = archive
@@ -63,17 +68,21 @@ public struct Verification: Sendable {
         var problems: [String] = []
         var report = VerificationReport()
         var backupID: String?
+        var chain: [String] = []
         do {
             // Refused (thrown, not recorded): a planted archive must not be listed as verified.
             let outline = try ArchiveTrust.outline(of: source, archive: archive.description, key: key, allowUnencrypted: allowUnencrypted || storedBytesOnly)
             if storedBytesOnly {
                 report = try ArchiveVerifier.verifyStoredBytes(source: source, progress: read)
+                problems = report.problems.map { $0.description }
             } else {
                 let reader = try ArchiveReader(source: source, outline: outline, key: key)
                 backupID = reader.manifest.backupId
                 report = try ArchiveVerifier(reader: reader).verify(progress: read)
+                problems = report.problems.map { $0.description }
+                problems += try verifyReferences(of: reader, into: &report)
+                chain = reader.manifest.referencedBackups
             }
-            problems = report.problems.map { $0.description }
         } catch let error as ArchiveError {
             // A missing or wrong key says nothing about the archive itself.
             switch error {
@@ -105,12 +114,43 @@ public struct Verification: Sendable {
             backupId: backupID ?? localID?.rawValue, path: archive.description, intact: problems.isEmpty,
             problems: problems, tables: report.tablesChecked, chunks: report.chunksChecked, bytes: source.size,
             rawBytes: report.rawBytes, sidecar: sidecar, depth: storedBytesOnly ? "stored-bytes" : "full", encrypted: report.encrypted,
-            durationSeconds: duration.seconds)
+            durationSeconds: duration.seconds, chain: chain.isEmpty ? nil : chain)
         reporter.finish()
         if !storedBytesOnly, let id = localID {
             try repository.recordVerification(id, .init(
                 verifiedAt: Manifest.timestamp(Date()), intact: result.intact, problems: problems, tool: ArcaVersion.current))
         }
         return result
+    }
+
+    /// Verify "through the chain": an incremental backup's tables stored in
+    /// other archives are read there, each chunk checked and each stream's
+    /// MD5 and SHA-256 recomputed, after the reference itself is checked
+    /// (`ArchiveChain`). Damage and a missing or forged reference are
+    /// problems of this backup; a missing or wrong key is thrown.
+    private func verifyReferences(of reader: ArchiveReader, into report: inout VerificationReport) throws -> [String] {
+        let referenced = reader.manifest.referencedTables
+        guard !referenced.isEmpty else { return [] }
+        let chain = ArchiveChain(primary: reader, reference: archive, key: key, allowUnencrypted: allowUnencrypted, cloud: cloud)
+        defer { chain.release() }
+        let decoders = ArchiveChain.Decoders()
+        var problems: [String] = []
+        for table in referenced {
+            do {
+                try chain.readTable(table, decoders: decoders, checking: .streamDigests) { raw in
+                    report.rawBytes = [report.rawBytes, UInt64(raw.count)].checkedSum ?? .max
+                }
+                report.tablesChecked += 1
+                report.chunksChecked += table.chunkCount
+            } catch let error as ArchiveError {
+                switch error {
+                case .keyRequired, .wrongKey, .keyDerivationFailed: throw error
+                default: problems.append("\(error) (table \(table.qualifiedName), stored in backup \(table.storedIn ?? ""))")
+                }
+            } catch let error as ChainError {
+                problems.append(error.description)
+            }
+        }
+        return problems
     }
 }

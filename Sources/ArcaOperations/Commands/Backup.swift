@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaFormat
+import Foundation
 
 /// What a backup call may choose beyond the configuration.
 public struct BackupRequest: Sendable {
@@ -18,6 +19,10 @@ public struct BackupRequest: Sendable {
     public var uploadOnly = false
     /// Record the roles' password hashes (encrypted archives only).
     public var withRolePasswords = false
+    /// true: incremental (`--incremental`); false: full (`--full`); nil:
+    /// as the configuration's policy says (`ARCA_FULL_BACKUP_EVERY`,
+    /// `Operations.backupIsIncremental`).
+    public var incremental: Bool?
 
     public init() {}
 }
@@ -31,12 +36,27 @@ extension Operations {
         progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
         try trail("backup").run(details: ["trigger": requester.trigger.rawValue], summary: { (result: BackupResult) in
-            AuditSummary(
-                target: result.backupId,
-                details: ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)])
+            var details = ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)]
+            if let base = result.base { details["base"] = base }
+            return AuditSummary(target: result.backupId, details: details)
         }) {
             try BackupRunner(options: try backupOptions(request)).run(started: started, progress: progress)
         }
+    }
+
+    /// The policy for a backup that does not say: full when
+    /// `ARCA_FULL_BACKUP_EVERY` is unset; else incremental unless the newest
+    /// full backup of the store it goes to is that many days old or more
+    /// (or there is none). One place decides, for the CLI, the API and the
+    /// scheduler alike.
+    public func backupIsIncremental(uploadOnly: Bool = false, now: Date = Date()) throws -> Bool {
+        guard let days = configuration.fullBackupEveryDays else { return false }
+        var store: any ArchiveStore = repository
+        if uploadOnly, let cloud = configuration.cloud { store = cloud }
+        let fulls = try store.listings(key: configuration.encryptionKey, records: repository, now: now)
+            .filter { $0.tables != nil && $0.base == nil }
+        guard let newest = fulls.newest(now: now), let date = newest.date else { return false }
+        return now.timeIntervalSince(date) < Double(days) * 86_400
     }
 
     func backupOptions(_ request: BackupRequest) throws -> BackupOptions {
@@ -58,10 +78,14 @@ extension Operations {
         options.cloud = configuration.cloud
         options.uploadOnly = request.uploadOnly
         options.withRolePasswords = request.withRolePasswords
+        options.incremental = try request.incremental ?? backupIsIncremental(uploadOnly: request.uploadOnly)
         options.postgresBinDirectory = configuration.postgresBinDirectory
         options.trigger = requester.trigger
         options.cancellation = cancellation
         options.streamSlot = configuration.streamSlot
+        // The stream vouches for tables it saw no change to; the rest are compared.
+        options.changeEvidence = StreamEvidence(
+            repository: repository, key: configuration.encryptionKey, wait: 2 * Double(configuration.segmentSeconds) + 5)
         return options
     }
 }

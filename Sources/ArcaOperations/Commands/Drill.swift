@@ -24,6 +24,7 @@ extension Operations {
             drill.key = configuration.encryptionKey
             drill.allowUnencrypted = allowUnencrypted
             drill.postgresBinDirectory = configuration.postgresBinDirectory
+            drill.cloud = configuration.cloud
             let result = try drill.run()
             guard result.passed else { throw DrillFailure(result: result) }
             return result

@@ -51,6 +51,7 @@ extension Operations {
             }
             options.choices = request.choices
             options.key = configuration.encryptionKey
+            options.cloud = configuration.cloud
             options.postgresBinDirectory = configuration.postgresBinDirectory
             return try RestoreRunner(options: options).run(progress: progress)
         }

@@ -26,6 +26,7 @@ extension Operations {
                 key: request.withoutKey ? nil : configuration.encryptionKey)
             verification.storedBytesOnly = request.withoutKey
             verification.allowUnencrypted = request.allowUnencrypted
+            verification.cloud = configuration.cloud
             return try verification.run(progress: progress)
         }
     }
