@@ -26,21 +26,22 @@ import Testing
     static func backup(
         _ database: TestDatabase, into repository: Repository, incremental: Bool, jobs: Int = 2, cloud: CloudStore? = nil,
         uploadOnly: Bool = false, splitThresholdBytes: UInt64? = nil
-    ) throws -> BackupResult {
+    ) async throws -> BackupResult {
         var options = BackupOptions(source: database.connectionString, repository: repository)
         if let splitThresholdBytes { options.splitThresholdBytes = splitThresholdBytes }
         options.incremental = incremental
         options.jobs = jobs
         options.cloud = cloud
         options.uploadOnly = uploadOnly
-        return try BackupRunner(options: options).run()
+        // On a thread of its own: the cooperative pool stays free (see PostgreSQL18Tests).
+        return try await onThread { [options] in try BackupRunner(options: options).run() }
     }
 
     static func manifest(_ path: String) throws -> Manifest {
         try ArchiveReader(source: try FileSource(path: path)).manifest
     }
 
-    @Test func oneChangedTableOfTenIsAllAnIncrementalBackupStores() throws {
+    @Test func oneChangedTableOfTenIsAllAnIncrementalBackupStores() async throws {
         let source = try Self.tenTables("incr_src")
         let created = try TestDatabase("incr_dst", creating: false)
         let parallel = try TestDatabase("incr_par", creating: false)
@@ -48,10 +49,10 @@ import Testing
         defer { source.drop(); created.drop(); parallel.drop(); second.drop() }
         let repository = Steps.repository("incremental")
 
-        let full = try Self.backup(source, into: repository, incremental: false)
+        let full = try await Self.backup(source, into: repository, incremental: false)
         #expect(full.base == nil && full.referencedTables == nil)
         try source.execute("UPDATE t3 SET payload = upper(payload) WHERE id % 10 = 0")
-        let incremental = try Self.backup(source, into: repository, incremental: true)
+        let incremental = try await Self.backup(source, into: repository, incremental: true)
         #expect(incremental.base == full.backupId)
         #expect(incremental.referencedTables == 9)
         #expect(incremental.rows == full.rows && incremental.tables == 10)
@@ -65,32 +66,32 @@ import Testing
         #expect(Set(manifest.referencedTables.compactMap(\.storedIn)) == [full.backupId])
 
         // Restored through the chain, in one transaction and with two jobs.
-        try Steps.restore(incremental.path, into: created) { $0.create = true }
-        try Steps.expectEqual(source, created)
+        try await onThread { try Steps.restore(incremental.path, into: created) { $0.create = true } }
+        try await Steps.expectEqualOnThread(source, created)
         try Steps.restore(incremental.path, into: parallel) {
             $0.create = true
             $0.jobs = 2
         }
-        try Steps.expectEqual(source, parallel)
+        try await Steps.expectEqualOnThread(source, parallel)
 
-        let verified = try Verification(path: incremental.path, repository: repository).run()
+        let verified = try await onThread { try Verification(path: incremental.path, repository: repository).run() }
         #expect(verified.intact, "\(verified.problems)")
         #expect(verified.chain == [full.backupId] && verified.tables == 10)
 
         // A second incremental: t3 now refers to the first incremental,
         // the rest still (flattened) to the full backup; t5 is copied.
         try source.execute("DELETE FROM t5 WHERE id % 7 = 0")
-        let next = try Self.backup(source, into: repository, incremental: true, jobs: 1)
+        let next = try await Self.backup(source, into: repository, incremental: true, jobs: 1)
         #expect(next.base == incremental.backupId)
         let flattened = try Self.manifest(next.path)
         #expect(flattened.storedTables.map(\.name) == ["t5"])
         #expect(flattened.tables.first { $0.name == "t3" }?.storedIn == incremental.backupId)
         #expect(flattened.tables.filter { $0.name != "t3" && $0.name != "t5" }.allSatisfy { $0.storedIn == full.backupId })
-        let verifiedNext = try Verification(path: next.path, repository: repository).run()
+        let verifiedNext = try await onThread { try Verification(path: next.path, repository: repository).run() }
         #expect(verifiedNext.intact, "\(verifiedNext.problems)")
         #expect(verifiedNext.chain == [full.backupId, incremental.backupId].sorted())
-        try Steps.restore(next.path, into: second) { $0.create = true }
-        try Steps.expectEqual(source, second)
+        try await onThread { try Steps.restore(next.path, into: second) { $0.create = true } }
+        try await Steps.expectEqualOnThread(source, second)
 
         // The base cannot be deleted while an incremental backup needs it.
         let configuration = try ServiceConfiguration(environment: ["DATABASE_URL": "dbname=\(source.name)"], repository: repository.root)
@@ -127,38 +128,38 @@ import Testing
 
     /// A table whose rows are unchanged but whose base entry cannot be
     /// compared exactly is copied; a table added since the base too.
-    @Test func whatCannotBeComparedIsCopied() throws {
+    @Test func whatCannotBeComparedIsCopied() async throws {
         let source = try Self.tenTables("incr_doubt_src", rows: 2_000)
         let target = try TestDatabase("incr_doubt_dst", creating: false)
         defer { source.drop(); target.drop() }
         let repository = Steps.repository("incremental-doubt")
-        try Self.backup(source, into: repository, incremental: false)
+        try await Self.backup(source, into: repository, incremental: false)
         try source.execute("""
             ALTER TABLE t1 ADD COLUMN note text;
             CREATE TABLE t10 (id int PRIMARY KEY);
             INSERT INTO t10 SELECT generate_series(1, 10);
             """)
-        let incremental = try Self.backup(source, into: repository, incremental: true)
+        let incremental = try await Self.backup(source, into: repository, incremental: true)
         let manifest = try Self.manifest(incremental.path)
         #expect(Set(manifest.storedTables.map(\.name)) == ["t1", "t10"])
         #expect(manifest.referencedTables.count == 9)
-        try Steps.restore(incremental.path, into: target) { $0.create = true }
-        try Steps.expectEqual(source, target)
+        try await onThread { try Steps.restore(incremental.path, into: target) { $0.create = true } }
+        try await Steps.expectEqualOnThread(source, target)
     }
 
     /// Split tables are compared part by part, each read with its base
     /// part's page range; a changed part makes its table copied whole, in
     /// this backup's own split.
-    @Test func splitTablesAreComparedPartByPart() throws {
+    @Test func splitTablesAreComparedPartByPart() async throws {
         let source = try Self.tenTables("incr_split_src", rows: 20_000)
         let target = try TestDatabase("incr_split_dst", creating: false)
         defer { source.drop(); target.drop() }
         let repository = Steps.repository("incremental-split")
-        let full = try Self.backup(source, into: repository, incremental: false, splitThresholdBytes: 512 << 10)
+        let full = try await Self.backup(source, into: repository, incremental: false, splitThresholdBytes: 512 << 10)
         let base = try Self.manifest(full.path)
         #expect(base.tables.allSatisfy { $0.parts.count > 1 })
         try source.execute("UPDATE t6 SET payload = 'changed' WHERE id = 19999")
-        let incremental = try Self.backup(source, into: repository, incremental: true, splitThresholdBytes: 512 << 10)
+        let incremental = try await Self.backup(source, into: repository, incremental: true, splitThresholdBytes: 512 << 10)
         let manifest = try Self.manifest(incremental.path)
         #expect(manifest.storedTables.map(\.name) == ["t6"])
         for table in manifest.referencedTables {
@@ -168,12 +169,12 @@ import Testing
             $0.create = true
             $0.jobs = 2
         }
-        try Steps.expectEqual(source, target)
+        try await Steps.expectEqualOnThread(source, target)
     }
 
     /// An encrypted chain: the base is found and read with the key, and a
     /// data-only restore of a referenced table reads it from the base.
-    @Test func encryptedChainsAndDataOnlyRestores() throws {
+    @Test func encryptedChainsAndDataOnlyRestores() async throws {
         let source = try Self.tenTables("incr_key_src", rows: 2_000)
         let target = try TestDatabase("incr_key_dst")
         defer { source.drop(); target.drop() }
@@ -186,7 +187,7 @@ import Testing
             return try BackupRunner(options: options).run()
         }
         // A plain backup is never the base of an encrypted one.
-        let plain = try Self.backup(source, into: repository, incremental: false)
+        let plain = try await Self.backup(source, into: repository, incremental: false)
         let first = try backup(true)
         #expect(first.base == nil && first.note?.contains("not encrypted") == true)
         try source.execute("UPDATE t4 SET payload = 'x' WHERE id < 10")
@@ -210,17 +211,17 @@ import Testing
         #expect(throws: ArchiveError.self) { _ = try Verification(path: second.path, repository: repository).run() }
     }
 
-    @Test func aMissingOrForgedReferenceIsATypedErrorNeverData() throws {
+    @Test func aMissingOrForgedReferenceIsATypedErrorNeverData() async throws {
         let source = try Self.tenTables("incr_forge_src", rows: 2_000)
         let target = try TestDatabase("incr_forge_dst", creating: false)
         defer { source.drop(); target.drop() }
         let repository = Steps.repository("incremental-forged")
-        let base = try Self.backup(source, into: repository, incremental: false)
+        let base = try await Self.backup(source, into: repository, incremental: false)
         try source.execute((0..<10).map { "UPDATE t\($0) SET payload = 'changed' WHERE id = 1;" }.joined())
         // Another full backup: the same tables, each with other rows than the first's.
-        let other = try Self.backup(source, into: repository, incremental: false)
+        let other = try await Self.backup(source, into: repository, incremental: false)
         try source.execute("UPDATE t0 SET payload = 'changed again' WHERE id = 2")
-        let incremental = try Self.backup(source, into: repository, incremental: true)
+        let incremental = try await Self.backup(source, into: repository, incremental: true)
         #expect(incremental.base == other.backupId && incremental.referencedTables == 9)
 
         // Every reference pointed at the first full backup, whose parts differ.
@@ -230,21 +231,21 @@ import Testing
             }
         }
         do {
-            try Steps.restore(forgedPath, into: target) { $0.create = true }
+            try await onThread { try Steps.restore(forgedPath, into: target) { $0.create = true } }
             Issue.record("a forged reference was restored")
         } catch let error as ChainError {
             guard case .referenceMismatch(_, _, let storedIn) = error else { throw error }
             #expect(storedIn == base.backupId)
             #expect(error.description.contains("forged"))
         }
-        let forgedCheck = try Verification(path: forgedPath, repository: repository).run()
+        let forgedCheck = try await onThread { try Verification(path: forgedPath, repository: repository).run() }
         #expect(!forgedCheck.intact && forgedCheck.problems.contains { $0.contains("does not hold the table with the same columns and parts") })
 
         // A reference to a backup that is not there.
         let moved = repository.root + "/elsewhere.arca"
         try FileManager.default.moveItem(atPath: other.path, toPath: moved)
         do {
-            try Steps.restore(incremental.path, into: target) { $0.create = true }
+            try await onThread { try Steps.restore(incremental.path, into: target) { $0.create = true } }
             Issue.record("an incremental backup was restored without its base")
         } catch let error as ChainError {
             guard case .missingBackup(_, let backup, let storedIn, _) = error else { throw error }
@@ -253,7 +254,7 @@ import Testing
         }
         let exists = try source.connect().query("SELECT count(*) FROM pg_database WHERE datname = $1", [target.name]).singleValue
         #expect(exists == "0")
-        let missingCheck = try Verification(path: incremental.path, repository: repository).run()
+        let missingCheck = try await onThread { try Verification(path: incremental.path, repository: repository).run() }
         #expect(!missingCheck.intact && missingCheck.problems.contains { $0.contains(other.backupId) })
     }
 
@@ -267,9 +268,9 @@ import Testing
         let cloud = try await CloudStorageTests.bucket("incremental")
         // The base is made before the bucket is configured: the incremental
         // backup's upload must send it first.
-        let full = try await onThread { try Self.backup(source, into: repository, incremental: false) }
+        let full = try await Self.backup(source, into: repository, incremental: false)
         try source.execute("UPDATE t2 SET payload = 'changed' WHERE id < 50")
-        let incremental = try await onThread { try Self.backup(source, into: repository, incremental: true, cloud: cloud) }
+        let incremental = try await Self.backup(source, into: repository, incremental: true, cloud: cloud)
         #expect(incremental.referencedTables == 9)
         let stored = try await onThread { try cloud.archives().map(\.id.rawValue) }
         #expect(Set(stored) == [full.backupId, incremental.backupId])
@@ -282,15 +283,13 @@ import Testing
             options.jobs = 2
             _ = try RestoreRunner(options: options).run()
         }
-        try Steps.expectEqual(source, target)
+        try await Steps.expectEqualOnThread(source, target)
         let verified = try await onThread { try Verification(archive: .cloud(cloud, id), repository: repository).run() }
         #expect(verified.intact && verified.chain == [full.backupId], "\(verified.problems)")
 
         // --upload-only finds its base in the bucket.
         try source.execute("UPDATE t7 SET payload = 'changed' WHERE id < 50")
-        let streamed = try await onThread {
-            try Self.backup(source, into: repository, incremental: true, cloud: cloud, uploadOnly: true)
-        }
+        let streamed = try await Self.backup(source, into: repository, incremental: true, cloud: cloud, uploadOnly: true)
         #expect(streamed.base == incremental.backupId && streamed.referencedTables == 9)
 
         // sync refuses to upload an incremental backup without its base.

@@ -42,6 +42,13 @@ enum Steps {
         try restore(path, into: database, tables: tables, confirmed: confirmed) { $0.dataOnly = true }
     }
 
+    /// `expectEqual` with the comparison on a thread of its own, for async
+    /// tests that keep Swift's cooperative pool free (see PostgreSQL18Tests).
+    static func expectEqualOnThread(_ first: TestDatabase, _ second: TestDatabase, sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        let found = try await onThread { try differences(first, second) }
+        #expect(found.isEmpty, "databases differ:\n\(found.joined(separator: "\n"))", sourceLocation: sourceLocation)
+    }
+
     static func expectEqual(_ first: TestDatabase, _ second: TestDatabase, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let found = try differences(first, second)
         #expect(found.isEmpty, "databases differ:\n\(found.joined(separator: "\n"))", sourceLocation: sourceLocation)

@@ -103,7 +103,7 @@ final class ChangeReplay {
         var stoppedIn: Manifest?
         var last: Manifest?
         for path in plan.segments {
-            let reader = try ArchiveReader(source: try FileSource(path: path), key: plan.key)
+            let reader = try PointInTime.segmentReader(path, key: plan.key)
             guard reader.manifest.changes != nil else {
                 throw ReplayError.malformed(segment: path, detail: "it is not a change segment")
             }

@@ -32,12 +32,19 @@ public enum PointInTime {
     static func segmentInfos(_ log: ChangeLog, key: ArchiveKey?) throws -> [SegmentInfo] {
         try log.segments().map { id in
             let path = log.path(id)
-            let manifest = try ArchiveReader(source: try FileSource(path: path), key: key).manifest
+            let manifest = try segmentReader(path, key: key).manifest
             guard let changes = manifest.changes, SegmentID(manifest.backupId) == id, changes.slot == log.slot else {
                 throw ReplayError.malformed(segment: path, detail: "its manifest does not describe segment \(id) of slot \(log.slot)")
             }
             return SegmentInfo(id: id, path: path, changes: changes)
         }
+    }
+
+    /// Opens a segment under the rule archives are opened under
+    /// (`ArchiveTrust`): with a key configured, a plain segment is refused,
+    /// since it could be anyone's (a segment's schema changes are run).
+    static func segmentReader(_ path: String, key: ArchiveKey?) throws -> ArchiveReader {
+        try ArchiveTrust.reader(of: try FileSource(path: path), archive: path, key: key, allowUnencrypted: false)
     }
 
     /// The unbroken run of segments from the one holding `anchor` on: all
@@ -73,7 +80,7 @@ public enum PointInTime {
         }) else { return nil }
         struct Found: Error { let lsn: UInt64 }
         do {
-            let reader = try ArchiveReader(source: try FileSource(path: segment.path), key: key)
+            let reader = try segmentReader(segment.path, key: key)
             try reader.readChanges(checking: .chunkContent) { record in
                 guard record.first == UInt8(ascii: "B") else { return }
                 if case .begin(let finalLSN, let commitTime, _) = try PgOutputMessage.decode(record),
@@ -187,7 +194,7 @@ public enum PointInTime {
         let log = ChangeLog(repository: repository, slot: slot)
         let segments = try log.segments()
         let newest = try segments.last.map { id in
-            try ArchiveReader(source: try FileSource(path: log.path(id)), key: key).manifest.changes?.lastCommitAt
+            try segmentReader(log.path(id), key: key).manifest.changes?.lastCommitAt
         } ?? nil
         let oldest = try repository.backupIDs().reversed().lazy.compactMap { id -> Manifest? in
             try? ArchiveReader(source: try FileSource(path: repository.archivePath(id)), key: key).manifest
