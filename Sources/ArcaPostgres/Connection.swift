@@ -102,6 +102,15 @@ public final class PostgresConnection {
     /// decoded or pasted into SQL.
     @discardableResult
     public func executePrepared(_ name: String, _ values: [[UInt8]?], during: @autoclosure () -> String) throws -> UInt64 {
+        let result = Self.withParameters(values) { count, pointers in
+            PQexecPrepared(conn, name, count, pointers, nil, nil, 0)
+        }
+        defer { PQclear(result) }
+        return try consume(result, during: during()).affectedRows ?? 0
+    }
+
+    /// `values` as the NUL-terminated C strings libpq takes, for `body`.
+    static func withParameters<T>(_ values: [[UInt8]?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
         var storage: [UInt8] = []
         var offsets: [Int?] = []
         for value in values {
@@ -110,18 +119,69 @@ public final class PostgresConnection {
             storage.append(contentsOf: value)
             storage.append(0)
         }
-        let result: OpaquePointer? = storage.withUnsafeBufferPointer { bytes in
+        return storage.withUnsafeBufferPointer { bytes in
             let base = UnsafeRawPointer(bytes.baseAddress).map { $0.assumingMemoryBound(to: CChar.self) }
             let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in
                 guard let offset, let base else { return nil }
                 return base + offset
             }
-            return pointers.withUnsafeBufferPointer {
-                PQexecPrepared(conn, name, Int32(values.count), $0.baseAddress, nil, nil, 0)
-            }
+            return pointers.withUnsafeBufferPointer { body(Int32(values.count), $0.baseAddress) }
         }
+    }
+
+    // MARK: Pipeline
+
+    /// libpq's pipeline mode: statements are sent without waiting for
+    /// each one's result, and their results read in order after a sync
+    /// point. While in it, only `sendPrepared`, `pipelineSync`,
+    /// `pipelineResult` and `awaitSync` may be used.
+    public func enterPipelineMode(during: @autoclosure () -> String) throws {
+        guard PQenterPipelineMode(conn) == 1 else { throw lostOrFailed(during: during()) }
+    }
+
+    /// Leaves pipeline mode; every result must have been read.
+    public func exitPipelineMode(during: @autoclosure () -> String) throws {
+        guard PQexitPipelineMode(conn) == 1 else { throw lostOrFailed(during: during()) }
+    }
+
+    /// Queues prepared statement `name` with text parameters (as `executePrepared`).
+    public func sendPrepared(_ name: String, _ values: [[UInt8]?], during: @autoclosure () -> String) throws {
+        let sent = Self.withParameters(values) { count, pointers in
+            PQsendQueryPrepared(conn, name, count, pointers, nil, nil, 0)
+        }
+        guard sent == 1 else { throw lostOrFailed(during: during()) }
+    }
+
+    /// Marks a sync point and sends what is queued.
+    public func pipelineSync(during: @autoclosure () -> String) throws {
+        guard PQpipelineSync(conn) == 1 else { throw lostOrFailed(during: during()) }
+    }
+
+    /// The outcome of the next queued statement: the rows it affected, or
+    /// its error (a statement after a failed one is skipped by the server,
+    /// and reported as nil).
+    public func pipelineResult(during: @autoclosure () -> String) throws -> Result<UInt64, PostgresError>? {
+        guard let result = PQgetResult(conn) else { throw lostOrFailed(during: during()) }
+        defer {
+            PQclear(result)
+            // Each statement's results end with a NULL.
+            while let extra = PQgetResult(conn) { PQclear(extra) }
+        }
+        if PQresultStatus(result) == PGRES_PIPELINE_ABORTED { return nil }
+        do {
+            return .success(try consume(result, during: during()).affectedRows ?? 0)
+        } catch let error as PostgresError {
+            return .failure(error)
+        }
+    }
+
+    /// Reads up to the sync point's result.
+    public func awaitSync(during: @autoclosure () -> String) throws {
+        guard let result = PQgetResult(conn) else { throw lostOrFailed(during: during()) }
         defer { PQclear(result) }
-        return try consume(result, during: during()).affectedRows ?? 0
+        guard PQresultStatus(result) == PGRES_PIPELINE_SYNC else {
+            throw PostgresError.unexpectedResponse(during: during(), message: "a result where the pipeline's sync point was expected")
+        }
     }
 
     // MARK: COPY

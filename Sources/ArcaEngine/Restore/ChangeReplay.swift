@@ -86,6 +86,25 @@ final class ChangeReplay {
     private(set) var transactions: UInt64 = 0
     private(set) var changes: UInt64 = 0
     private(set) var lastCommit: Int64?
+    /// Changes in the transaction under way: one without any (the
+    /// stream's heartbeat) is not counted as replayed.
+    private var changesAtBegin: UInt64 = 0
+
+    /// Row changes are pipelined (libpq's pipeline mode): sent without
+    /// waiting for each result, which are read in order at each sync
+    /// point, every `pipelineDepth` changes and before anything that is
+    /// not a row change. A round trip per change was most of a replay's time.
+    static let pipelineDepth = 256
+    private var pipelining = false
+    /// What each queued change must come to, in order.
+    private var queued: [Queued] = []
+    private struct Queued {
+        let operation: String
+        let table: String
+        let lsn: UInt64
+        /// An update or delete changes exactly one row.
+        let expectsOneRow: Bool
+    }
 
     init(plan: ReplayPlan) { self.plan = plan }
 
@@ -93,6 +112,22 @@ final class ChangeReplay {
 
     /// Replays into `connection`, which is inside a transaction.
     func apply(to connection: PostgresConnection, encoding: String, reporter: ProgressReporter) throws {
+        do {
+            try replay(into: connection, encoding: encoding)
+        } catch {
+            // Out of pipeline mode, so the restore can roll back.
+            if pipelining {
+                queued.removeAll()
+                try? connection.pipelineSync(during: "ending the replay")
+                while (try? connection.pipelineResult(during: "ending the replay")) != nil {}
+                pipelining = false
+                try? connection.exitPipelineMode(during: "ending the replay")
+            }
+            throw error
+        }
+    }
+
+    private func replay(into connection: PostgresConnection, encoding: String) throws {
         try SessionSettings.apply(to: connection, encoding: encoding)
         do {
             try connection.execute("SET LOCAL session_replication_role = replica", during: "turning triggers off for the replay")
@@ -121,9 +156,11 @@ final class ChangeReplay {
                 }
             } catch is Stop {
                 stoppedIn = reader.manifest
+                try leavePipeline(connection)
                 break
             }
         }
+        try leavePipeline(connection)
         // Values captured after the target: each sequence at or past it.
         if let sequences = (stoppedIn ?? last)?.sequences {
             for sequence in sequences {
@@ -151,13 +188,14 @@ final class ChangeReplay {
         case .begin(let finalLSN, let commitTime, _):
             currentLSN = finalLSN
             guard finalLSN >= plan.anchor.lsn else { return false }
+            changesAtBegin = changes
             switch plan.target {
             case .time(let date): if PostgresTime.date(microseconds: commitTime) > date { throw Stop() }
             case .lsn(let lsn): if finalLSN > lsn { throw Stop() }
             }
             return true
         case .commit(_, _, let commitTime):
-            if including {
+            if including, changes > changesAtBegin {
                 transactions += 1
                 lastCommit = commitTime
             }
@@ -179,6 +217,7 @@ final class ChangeReplay {
             guard including else { return including }
             let names = try oids.compactMap { try relation($0, segment) }.filter(selected).map { SQLIdentifier.qualified($0.schema, $0.name) }
             guard !names.isEmpty else { return including }
+            try leavePipeline(connection)
             try connection.execute(
                 "TRUNCATE ONLY \(names.joined(separator: ", "))\(restartIdentity ? " RESTART IDENTITY" : "")\(cascade ? " CASCADE" : "")",
                 during: "replaying a TRUNCATE")
@@ -211,6 +250,7 @@ final class ChangeReplay {
         case .success(let text): statement = text
         case .failure(let reason): throw ReplayError.unreplayableSchemaChange(tag: change.tag, at: at, reason: reason.text)
         }
+        try leavePipeline(connection)
         let roleExists = try connection.query(
             "SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1", [change.role], during: "looking up a role").rows.count > 0
         guard roleExists else { throw ReplayError.missingRole(change.role) }
@@ -226,6 +266,60 @@ final class ChangeReplay {
         changes += 1
     }
 
+    // MARK: The pipeline
+
+    private func send(
+        _ name: String, _ values: [[UInt8]?], _ operation: String, _ relation: PgOutputMessage.Relation, expectsOneRow: Bool,
+        _ connection: PostgresConnection
+    ) throws {
+        if !pipelining {
+            try connection.enterPipelineMode(during: "replaying the change stream")
+            pipelining = true
+        }
+        let table = "\(relation.schema).\(relation.name)"
+        try connection.sendPrepared(name, values, during: "replaying an \(operation) \(table)")
+        queued.append(Queued(operation: operation, table: table, lsn: currentLSN, expectsOneRow: expectsOneRow))
+        changes += 1
+        if queued.count >= Self.pipelineDepth { try flush(connection) }
+    }
+
+    /// Reads the queued changes' results, in order: the first error, or
+    /// an update or delete that did not find exactly its one row, fails
+    /// the replay (after the rest is read, so the connection can roll back).
+    private func flush(_ connection: PostgresConnection) throws {
+        guard pipelining, !queued.isEmpty else { return }
+        try connection.pipelineSync(during: "replaying the change stream")
+        var failure: (any Error)?
+        for change in queued {
+            let outcome = try connection.pipelineResult(during: "replaying an \(change.operation) \(change.table)")
+            guard failure == nil, let outcome else { continue }
+            switch outcome {
+            case .failure(let error):
+                failure = error
+            case .success(let rows) where change.expectsOneRow && rows != 1:
+                let operation = change.operation.split(separator: " ").first.map(String.init) ?? change.operation
+                failure = ReplayError.conflict(table: change.table, operation: operation, lsn: LSN(change.lsn).description, rows: rows)
+            case .success:
+                break
+            }
+        }
+        queued.removeAll(keepingCapacity: true)
+        try connection.awaitSync(during: "replaying the change stream")
+        if let failure {
+            try? leavePipeline(connection)
+            throw failure
+        }
+    }
+
+    /// Reads what is queued and leaves pipeline mode, for a statement run
+    /// on its own (a TRUNCATE, a schema change, a PREPARE, the sequences).
+    private func leavePipeline(_ connection: PostgresConnection) throws {
+        guard pipelining else { return }
+        try flush(connection)
+        pipelining = false
+        try connection.exitPipelineMode(during: "replaying the change stream")
+    }
+
     // MARK: Rows
 
     private func prepared(_ key: String, _ relation: PgOutputMessage.Relation, parameters: Int, _ sql: () -> String, _ connection: PostgresConnection) throws -> String {
@@ -233,6 +327,7 @@ final class ChangeReplay {
         if let name = statements[key] { return name }
         statementCount += 1
         let name = "arca_replay_\(statementCount)"
+        try leavePipeline(connection)
         try connection.prepare(name, sql(), parameterCount: parameters, during: "preparing the replay of table \(relation.schema).\(relation.name)")
         statements[key] = name
         return name
@@ -259,8 +354,7 @@ final class ChangeReplay {
         let name = try prepared("I", relation, parameters: columns.count, {
             "INSERT INTO \(tableName(relation)) (\(columns.joined(separator: ", "))) OVERRIDING SYSTEM VALUE VALUES (\((1...max(1, columns.count)).map { "$\($0)" }.joined(separator: ", ")))"
         }, connection)
-        try connection.executePrepared(name, values(new, Array(new.indices)), during: "replaying an insert into \(relation.schema).\(relation.name)")
-        changes += 1
+        try send(name, values(new, Array(new.indices)), "insert into", relation, expectsOneRow: false, connection)
     }
 
     /// The WHERE clause that finds the old row, and its parameters from
@@ -317,9 +411,7 @@ final class ChangeReplay {
         let name = try prepared("U" + changed.map(String.init).joined(separator: ",") + found.key, relation, parameters: changed.count + found.values.count, {
             "UPDATE ONLY \(tableName(relation)) SET \(set.joined(separator: ", ")) WHERE \(found.condition)"
         }, connection)
-        let rows = try connection.executePrepared(name, values(new, changed) + found.values, during: "replaying an update of \(relation.schema).\(relation.name)")
-        guard rows == 1 else { throw ReplayError.conflict(table: "\(relation.schema).\(relation.name)", operation: "update", lsn: LSN(currentLSN).description, rows: rows) }
-        changes += 1
+        try send(name, values(new, changed) + found.values, "update of", relation, expectsOneRow: true, connection)
     }
 
     private func delete(_ relation: PgOutputMessage.Relation, old: PgOutputMessage.Tuple, oldIsKey: Bool, _ connection: PostgresConnection) throws {
@@ -328,8 +420,6 @@ final class ChangeReplay {
         let name = try prepared("D" + found.key, relation, parameters: found.values.count, {
             "DELETE FROM ONLY \(tableName(relation)) WHERE \(found.condition)"
         }, connection)
-        let rows = try connection.executePrepared(name, found.values, during: "replaying a delete from \(relation.schema).\(relation.name)")
-        guard rows == 1 else { throw ReplayError.conflict(table: "\(relation.schema).\(relation.name)", operation: "delete", lsn: LSN(currentLSN).description, rows: rows) }
-        changes += 1
+        try send(name, found.values, "delete from", relation, expectsOneRow: true, connection)
     }
 }
