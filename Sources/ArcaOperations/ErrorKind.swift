@@ -284,12 +284,13 @@ extension StreamError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .walLevel, .noReplicaIdentity, .notSuperuser: .invalid
+        case .alreadyStreaming: .conflict
         case .upload: .unavailable
         case .recordTooLarge, .server: .failed
         }
     }
 
-    public var code: String { kind == .invalid ? "stream_refused" : "stream_failed" }
+    public var code: String { kind == .invalid || kind == .conflict ? "stream_refused" : "stream_failed" }
 }
 
 extension ReplayError: ClassifiedError {

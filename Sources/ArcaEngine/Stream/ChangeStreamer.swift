@@ -65,7 +65,7 @@ public final class ChangeStreamer {
     public func run(_ report: (StreamEvent) -> Void) throws {
         try log.prepare()
         guard let lock = try FileLock(path: log.directory + "/stream.lock", mode: .exclusive) else {
-            throw OperationError.alreadyRunning(nil)
+            throw StreamError.alreadyStreaming(slot: options.slot, repository: options.repository.root)
         }
         defer { lock.release() }
         lock.write("stream \(getpid())")
@@ -118,7 +118,7 @@ public final class ChangeStreamer {
         let replication = try ReplicationConnection(replicationTarget, applicationName: "arca stream")
         defer { replication.close() }
         let slotStart = try beginSlot(setup, control, replication)
-        var position = max(slotStart, try log.segments().last.map(\.endLSN) ?? 0)
+        var position = try resumePosition(slotStart: slotStart)
         if let cloud = options.cloud { try uploadMissing(to: cloud) }
         try replication.startStreaming(slot: options.slot, publication: ReplicationNames.publication, from: LSN(position))
         connected()
@@ -231,6 +231,16 @@ public final class ChangeStreamer {
         }
         // A clean stop closes what it holds: the window reaches the last commit.
         if !inTransaction { try close() }
+    }
+
+    /// Where this run's first segment starts: the end of the newest segment
+    /// of the same stream (its slot begun at `slotStart`), else the slot's
+    /// beginning. Segments of an earlier stream (a slot made again, another
+    /// server) say nothing of this one.
+    private func resumePosition(slotStart: UInt64) throws -> UInt64 {
+        guard let newest = try log.segments().last else { return slotStart }
+        let changes = try PointInTime.segmentReader(log.path(newest), key: options.encryptionKey).manifest.changes
+        return changes?.slotStart == slotStart ? max(slotStart, newest.endLSN) : slotStart
     }
 
     /// Makes the slot if it does not exist, and returns where its stream

@@ -9,6 +9,7 @@ public enum StreamError: Error, Sendable, CustomStringConvertible {
     case notSuperuser(String)
     case recordTooLarge(table: String, bytes: Int)
     case upload(segment: String, place: String, underlying: String)
+    case alreadyStreaming(slot: String, repository: String)
     case server(PostgresError, during: String)
 
     public var description: String {
@@ -23,6 +24,8 @@ public enum StreamError: Error, Sendable, CustomStringConvertible {
             "A change to table \(table) is \(bytes) bytes as pgoutput sends it, more than a change segment holds (1 GiB per record). The stream stopped without confirming it; take a full backup, and keep such rows out of the published tables."
         case .upload(let segment, let place, let underlying):
             "Change segment \(segment) could not be uploaded to \(place): \(underlying). The slot keeps its changes until it is; the stream retries."
+        case .alreadyStreaming(let slot, let repository):
+            "Another `arca stream` already writes the segments of slot \(slot) into \(repository). One streamer per slot and repository: stop the other one first."
         case .server(let error, let during):
             "The change stream failed while \(during): \(error)"
         }
