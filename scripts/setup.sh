@@ -37,6 +37,13 @@ PACKAGES=(
   postgresql-contrib
   zstd
   unzip
+  chromium
+  chromium-driver
+)
+
+# PyPI packages the tests drive (module to import, then package).
+PYPI_PACKAGES=(
+  "selenium selenium"
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -115,6 +122,18 @@ install_packages() {
   log "system packages installed"
 }
 
+install_pypi() {
+  local entry module package
+  for entry in "${PYPI_PACKAGES[@]}"; do
+    read -r module package <<<"$entry"
+    if ! python3 -c "import $module" >/dev/null 2>&1; then
+      log "pip install $package"
+      python3 -m pip install --quiet --disable-pip-version-check "$package"
+    fi
+  done
+}
+
 install_packages
+install_pypi
 pg18_bin=$("$(dirname "$0")"/postgresql-18.sh fetch)
 log "PostgreSQL 18 programs in $pg18_bin"

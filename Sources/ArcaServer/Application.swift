@@ -37,6 +37,7 @@ func buildRouter(
     router.get("healthz", use: health.health)
     router.head("healthz", use: health.health)
     router.get("metrics", use: health.metrics)
+    StatusPage().register(on: router)
 
     let api = router.group("api").add(middleware: AuthenticationMiddleware(
         authority: authority, audit: audit, failures: AuthenticationFailureThrottle(capacity: configuration.rateLimitClients)))

@@ -130,6 +130,9 @@ struct BackupController: Sendable {
         var tables: Int?
         var rows: UInt64?
         var location: StorageLocation
+        var encrypted: Bool?
+        var base: String?
+        var durationSeconds: Double?
     }
 
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
@@ -144,7 +147,8 @@ struct BackupController: Sendable {
                 id: listing.id, timestamp: listing.timestamp, size: SizeText.format(listing.bytes),
                 type: listing.trigger == .scheduled || listing.trigger == .missed ? "scheduled" : "manual",
                 integrity: listing.integrity == .unreadable ? .failed : listing.integrity,
-                bytes: listing.bytes, tables: listing.tables, rows: listing.rows, location: listing.location)
+                bytes: listing.bytes, tables: listing.tables, rows: listing.rows, location: listing.location,
+                encrypted: listing.encrypted, base: listing.base, durationSeconds: listing.durationSeconds)
         }))
     }
 

@@ -40,9 +40,12 @@ public struct BackupListing: Codable, Sendable {
     /// damaged (then it cannot be restored, and needs nothing kept). False
     /// when it is encrypted and there is no key, or could not be fetched.
     public var needsKnown = true
+    /// From the manifest's start to its completion.
+    public var durationSeconds: Double?
 
     enum CodingKeys: String, CodingKey {
         case id, timestamp, bytes, tables, rows, rawBytes, integrity, trigger, encrypted, location, path, error, warnings, base, needs
+        case durationSeconds
     }
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
@@ -111,6 +114,9 @@ extension BackupListing {
             }
             let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
+            if let start = Manifest.date(fromTimestamp: manifest.startedAt), let end = Manifest.date(fromTimestamp: manifest.completedAt) {
+                durationSeconds = max(0, end.timeIntervalSince(start))
+            }
             tables = manifest.tables.count
             // The database's rows, wherever they are stored; rawBytes is this archive's.
             rows = manifest.tableRows
