@@ -115,6 +115,18 @@ import Testing
         #expect(sink.requests.count == 3)
     }
 
+    /// A flood while a webhook is down keeps only the newest events.
+    @Test func fullQueueDropsTheOldest() async throws {
+        var retry = Notifier.RetryPolicy()
+        retry.firstDelay = 0.05
+        let dead = try #require(Webhook("http://127.0.0.1:\(try freeLocalPort())/hook"))
+        let notifier = Notifier(settings: NotificationSettings(webhooks: [dead]), retry: retry, capacity: 3)
+        for number in 1...10 { notifier.notify(NotificationEvent(action: "backup", outcome: .failure, target: "b\(number)")) }
+        #expect(notifier.queuedCount <= 3)
+        let delivered = try await onThread { notifier.waitUntilDelivered(upTo: 30) }
+        #expect(delivered && notifier.queuedCount == 0)
+    }
+
     /// A webhook nobody answers: the backup neither waits for it nor fails.
     @Test func deadWebhookNeitherBlocksNorFailsTheBackup() async throws {
         let source = try TestDatabase("notify_dead")

@@ -63,6 +63,9 @@ public final class Notifier: @unchecked Sendable {
         condition.unlock()
     }
 
+    /// Events waiting, not counting the one being delivered.
+    var queuedCount: Int { condition.withLock { queue.count } }
+
     /// Waits until every queued event is delivered (or given up on), at most
     /// `seconds`; true when nothing is left.
     @discardableResult
