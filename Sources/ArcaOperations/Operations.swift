@@ -54,7 +54,7 @@ public struct Operations: Sendable {
     public func trail(_ action: String) -> AuditTrail {
         AuditTrail(
             repository: repository, action: action, actor: requester.actor, clientIP: requester.clientIP,
-            mirror: configuration.auditMirror)
+            mirror: configuration.auditMirror, notifier: configuration.notifier)
     }
 
     /// `reference` (a backup id or an archive path) in the repository, else

@@ -89,7 +89,21 @@ public final class Scheduler: Sendable {
                 }
             }
         }
+        if configuration.notifier != nil { watchLag(operations) }
         return thread
+    }
+
+    /// Checks the stream's lag every minute while it runs: one notification
+    /// when it passes `ARCA_MAX_LAG_SECONDS`, one when it is back within.
+    private func watchLag(_ operations: Operations) {
+        let watch = StreamLagWatch(), cancellation = cancellation
+        Thread.detachNewThread {
+            while !cancellation.isCancelled {
+                let next = Date().addingTimeInterval(60)
+                while Date() < next, !cancellation.isCancelled { Thread.sleep(forTimeInterval: 0.5) }
+                if !cancellation.isCancelled { watch.check(operations) }
+            }
+        }
     }
 
     private func operations(_ trigger: BackupTrigger) -> Operations {

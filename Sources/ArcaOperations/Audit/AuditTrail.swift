@@ -16,17 +16,21 @@ public struct AuditTrail: Sendable {
     /// `arca_audit`, created if missing), for SQL queries. Best effort: the
     /// local log is the record; a failure to mirror is reported on stderr.
     public let mirror: ConnectionString?
+    /// Told how the operation ended (never that it started): the one place
+    /// notifications come from, for the CLI, the API and the scheduler alike.
+    public let notifier: Notifier?
     private let started = ContinuousClock.now
 
     public init(
         repository: Repository, action: String, actor: String = AuditTrail.cliActor, clientIP: String? = nil,
-        mirror: ConnectionString? = nil
+        mirror: ConnectionString? = nil, notifier: Notifier? = nil
     ) {
         self.repository = repository
         self.action = action
         self.actor = actor
         self.clientIP = clientIP
         self.mirror = mirror
+        self.notifier = notifier
     }
 
     /// `ARCA_AUDIT_DATABASE_URL`, when set and valid.
@@ -56,6 +60,7 @@ public struct AuditTrail: Sendable {
             durationSeconds: (duration.seconds * 1000).rounded() / 1000,
             error: error, details: details)
         try log.append(event)
+        if outcome != .started { notifier?.notify(NotificationEvent(event)) }
         if let mirror {
             do {
                 try Self.insert(event, into: mirror)
