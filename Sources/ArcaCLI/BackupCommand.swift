@@ -28,6 +28,12 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "Parallel connections (default $ARCA_JOBS, else the number of cores, at least 2).")
     var jobs: Int?
 
+    @Option(name: .long, help: "Table data read per second, all connections together, e.g. 40MiB (default $ARCA_MAX_RATE, else unlimited).")
+    var maxRate: String?
+
+    @Option(name: .long, help: "Bytes uploaded to the bucket per second, e.g. 20MiB (default $ARCA_UPLOAD_MAX_RATE, else unlimited).")
+    var uploadMaxRate: String?
+
     @Option(name: .long, help: "Copy tables larger than this many MiB as several ctid ranges in parallel.")
     var splitThresholdMib: UInt64 = 256
 
@@ -67,10 +73,22 @@ struct BackupCommand: ParsableCommand {
         if let jobs { guard (1...64).contains(jobs) else { throw ValidationError("--jobs must be between 1 and 64.") } }
         guard splitThresholdMib >= 1 else { throw ValidationError("--split-threshold-mib must be at least 1.") }
         guard !(incremental && full) else { throw ValidationError("--incremental and --full exclude each other.") }
+        _ = try Self.rate(maxRate, "--max-rate")
+        _ = try Self.rate(uploadMaxRate, "--upload-max-rate")
+    }
+
+    /// A rate flag, or nil; a bad one is a usage error naming the flag.
+    static func rate(_ text: String?, _ flag: String) throws -> ByteRate? {
+        do {
+            return try text.map { try ByteRate(parsing: $0, setting: flag) }
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     func run() throws {
-        let operations = try commandLineOperations(repository, settings: ["DATABASE_URL": databaseURL, "ARCA_KEY_FILE": key.keyFile])
+        let operations = try commandLineOperations(
+            repository, settings: ["DATABASE_URL": databaseURL, "ARCA_KEY_FILE": key.keyFile, "ARCA_UPLOAD_MAX_RATE": uploadMaxRate])
         var request = BackupRequest()
         request.tables = TableFilter(include: tables, exclude: excludedTables)
         request.compressionLevel = level
@@ -78,6 +96,7 @@ struct BackupCommand: ParsableCommand {
         request.lockTimeoutMilliseconds = lockTimeout * 1000
         request.excludeLargeObjects = noLargeObjects
         request.jobs = jobs
+        request.maxRate = try Self.rate(maxRate, "--max-rate")
         request.splitThresholdBytes = splitThresholdMib << 20
         request.encrypt = !noEncrypt
         request.uploadOnly = uploadOnly

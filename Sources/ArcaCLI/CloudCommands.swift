@@ -23,14 +23,22 @@ struct SyncCommand: ParsableCommand {
     @Flag(name: .long, help: "Download the bucket's backups that the repository lacks.")
     var download = false
 
+    @Option(name: .long, help: "Bytes uploaded per second, e.g. 20MiB (default $ARCA_UPLOAD_MAX_RATE, else unlimited).")
+    var uploadMaxRate: String?
+
     @OptionGroup var repository: RepositoryOption
     @OptionGroup var key: KeyOption
     @OptionGroup var unencrypted: UnencryptedOption
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
 
+    func validate() throws {
+        _ = try BackupCommand.rate(uploadMaxRate, "--upload-max-rate")
+    }
+
     func run() throws {
-        let operations = try commandLineOperations(repository, settings: ["ARCA_KEY_FILE": key.keyFile])
+        let operations = try commandLineOperations(
+            repository, settings: ["ARCA_KEY_FILE": key.keyFile, "ARCA_UPLOAD_MAX_RATE": uploadMaxRate])
         let result: SyncResult
         do {
             result = try operations.sync(download ? .download : .upload, allowUnencrypted: unencrypted.allowUnencrypted, progress: progress.display)

@@ -52,12 +52,19 @@ public struct ServiceConfiguration: Sendable {
     /// `ARCA_NOTIFY_*`, `ARCA_SMTP_URL`: where events of failures (and, with
     /// `ARCA_NOTIFY_ON=all`, successes) are sent; nil when nowhere.
     public var notifier: Notifier?
+    /// `ARCA_MAX_RATE` (`40MiB`, …): table data a backup reads per second,
+    /// all workers together (`--max-rate` overrides it); nil: unlimited.
+    public var backupMaxRate: ByteRate?
+    /// `ARCA_UPLOAD_MAX_RATE`: bytes sent to the bucket per second, every
+    /// upload together (the `cloud` store's limiter); nil: unlimited.
+    public var uploadMaxRate: ByteRate?
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_FULL_BACKUP_EVERY",
+        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_FULL_BACKUP_EVERY", "ARCA_MAX_RATE",
     ] + KeyConfiguration.variables + [
+        "ARCA_UPLOAD_MAX_RATE",
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
         "ARCA_SLOT", "ARCA_SEGMENT_SECONDS", "ARCA_CONTINUOUS", "ARCA_REPLICA_IDENTITY_FULL", "ARCA_MAX_LAG_SECONDS",
@@ -93,7 +100,9 @@ public struct ServiceConfiguration: Sendable {
         }
         retention = RetentionPolicy(retentionDays: try Self.retentionDays(environment))
         cloudRetention = RetentionPolicy(retentionDays: try Self.retentionDays(environment, variable: "ARCA_CLOUD_RETENTION_DAYS") ?? retention.retentionDays)
-        cloud = try CloudStore.fromEnvironment(environment)
+        backupMaxRate = try Self.rate(environment, "ARCA_MAX_RATE")
+        uploadMaxRate = try Self.rate(environment, "ARCA_UPLOAD_MAX_RATE")
+        cloud = try CloudStore.fromEnvironment(environment, uploadRate: uploadMaxRate)
         staleUploadHours = try Self.staleUploadHours(environment)
         auditMirror = try value("ARCA_AUDIT_DATABASE_URL").map { text in
             do { return try ConnectionString(text) } catch {
@@ -143,6 +152,12 @@ public struct ServiceConfiguration: Sendable {
             throw OperationError.invalidConfiguration("\(variable) must be a whole number from \(range.lowerBound) to \(range.upperBound), not \"\(text.prefix(40))\".")
         }
         return value
+    }
+
+    /// A rate setting (`ByteRate`: `40MiB`, …), nil when unset; anything else names the variable.
+    public static func rate(_ environment: [String: String], _ variable: String) throws -> ByteRate? {
+        guard let text = environment[variable], !text.isEmpty else { return nil }
+        return try ByteRate(parsing: text, setting: variable)
     }
 
     /// `ARCA_RETENTION_DAYS`, default 30.

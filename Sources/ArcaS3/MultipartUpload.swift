@@ -24,13 +24,15 @@ extension S3Client {
     /// as one object, `concurrency` parts at a time; a single part becomes a
     /// PutObject. `partUploaded` is told each part's size once it is stored, in
     /// the order the parts came when `concurrency` is 1, so the producer can
-    /// reuse what held it. Aborts like `upload(key:chunks:)`.
+    /// reuse what held it. `pace` is awaited with each part's size before
+    /// it is sent (a rate limit). Aborts like `upload(key:chunks:)`.
     @discardableResult
     public func upload<Parts: AsyncSequence>(
-        key: String, parts: Parts, concurrency: Int = 1, partUploaded: @escaping @Sendable (Int) -> Void = { _ in }
+        key: String, parts: Parts, concurrency: Int = 1, partUploaded: @escaping @Sendable (Int) -> Void = { _ in },
+        pace: (Int) async throws -> Void = { _ in }
     ) async throws -> String where Parts.Element == SourcePart {
         var iterator = parts.makeAsyncIterator()
-        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace) {
             try await iterator.next().map { $0.readOnEventLoop ? .sourceOnEventLoop($0.source, $0.range) : .source($0.source, $0.range) }
         }
     }
@@ -38,16 +40,17 @@ extension S3Client {
     /// Uploads `source` (a file) in parts of `partSize` bytes, `concurrency` at a time,
     /// each read from the source a piece at a time when it is sent (and again if it is
     /// retried): memory does not grow with the part size. Aborts like `upload(key:chunks:)`.
-    /// `partUploaded` is told each part's size once it is stored (for progress).
+    /// `partUploaded` is told each part's size once it is stored (for progress);
+    /// `pace` is awaited with each part's size before it is sent.
     @discardableResult
     public func upload(
         key: String, source: any ByteSource & Sendable, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2,
-        partUploaded: @escaping @Sendable (Int) -> Void = { _ in }
+        partUploaded: @escaping @Sendable (Int) -> Void = { _ in }, pace: (Int) async throws -> Void = { _ in }
     ) async throws -> String {
         Self.checkPartSize(partSize)
         var offset: UInt64 = 0
         var first = true
-        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded) {
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace) {
             guard offset < source.size || first else { return nil }
             first = false
             let end = min(source.size, offset + UInt64(partSize))
@@ -64,14 +67,16 @@ extension S3Client {
     /// The upload all the above share: the first part alone is a PutObject (an empty
     /// stream gives one empty part), more are a multipart upload, aborted on failure.
     /// A part is asked for only when an upload slot is free, so a producer that fills
-    /// parts while they upload holds at most `concurrency + 1`.
+    /// parts while they upload holds at most `concurrency + 1`. `pace` holds each part
+    /// back before it is sent: a throttled upload keeps its producer waiting too.
     private func upload(
         key: String, concurrency: Int, partUploaded: @escaping @Sendable (Int) -> Void = { _ in },
-        nextPart: () async throws -> S3Payload?
+        pace: (Int) async throws -> Void = { _ in }, nextPart: () async throws -> S3Payload?
     ) async throws -> String {
         precondition((1...16).contains(concurrency), "concurrency must be between 1 and 16")
         let firstPart = try await nextPart() ?? .bytes(ByteBuffer())
         guard let secondPart = try await nextPart() else {
+            try await pace(firstPart.count)
             let etag = try await putObject(key: key, payload: firstPart)
             partUploaded(firstPart.count)
             return etag
@@ -92,6 +97,7 @@ extension S3Client {
                             "'\(key)' needs more than \(Self.maximumPartCount) parts: use a larger part size")
                     }
                     let number = partNumber
+                    try await pace(part.count)
                     group.addTask {
                         let etag = try await self.uploadPart(key: key, uploadID: uploadID, partNumber: number, payload: part)
                         partUploaded(part.count)

@@ -19,6 +19,10 @@ public struct BackupOptions: Sendable {
     public var jobs = BackupOptions.defaultJobs
     /// Tables larger than this are copied as several ctid ranges at once.
     public var splitThresholdBytes: UInt64 = 256 << 20
+    /// `--max-rate`/`ARCA_MAX_RATE`: table data read from the server per
+    /// second, all workers together, large objects and an incremental
+    /// backup's comparison reads included (nil: unlimited).
+    public var maxRate: ByteRate?
 
     public static var defaultJobs: Int { max(2, ProcessInfo.processInfo.activeProcessorCount) }
     /// zstd level 1: measured (BENCHMARKS.md) about twice as fast as level 3
@@ -168,8 +172,15 @@ public enum TableChange: Sendable, CustomStringConvertible {
 /// 5. `upload`: the finished archive to the bucket, when one is configured.
 public struct BackupRunner: Sendable {
     public let options: BackupOptions
+    /// `options.maxRate`'s bucket, one for the whole backup: the
+    /// comparison pass, the tables and the large objects draw from it in
+    /// turn. Its burst is one chunk, what a worker reads between takes.
+    let limiter: RateLimiter?
 
-    public init(options: BackupOptions) { self.options = options }
+    public init(options: BackupOptions) {
+        self.options = options
+        limiter = options.maxRate.map { RateLimiter(rate: $0, burst: UInt64(options.chunkSize)) }
+    }
 
     /// `started` is called with the backup's id once it is reserved (before
     /// any data is read), for callers that answer before the backup ends.
@@ -404,6 +415,7 @@ public struct BackupRunner: Sendable {
             encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
             archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
         if options.uploadOnly { copy.buffersPerWorker = 1 }
+        copy.limiter = limiter
         capture.stopping(copy)
         // The tables' size on disk estimates the COPY text to come.
         reporter.estimate(tables: tasks.count, bytes: copied.lazy.map { source.sizes[$0] }.checkedSum)
@@ -453,7 +465,10 @@ public struct BackupRunner: Sendable {
                     try LargeObjectRecords.segmentHeader(UInt32(piece.count)).withUnsafeBytes { try streamWriter.append($0) }
                     try streamWriter.append(piece)
                     reporter.count(bytes: UInt64(piece.count))
+                    try limiter?.take(piece.count) { options.cancellation.isCancelled }
                 }
+            } catch is RateLimiter.Stopped {
+                throw OperationError.cancelled("The backup")
             } catch let error as RepositoryError {
                 throw error
             } catch {

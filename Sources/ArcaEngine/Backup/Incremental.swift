@@ -176,6 +176,8 @@ extension BackupRunner {
             tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
             encoding: source.snapshot.source.encoding, lockTimeoutMilliseconds: options.lockTimeoutMilliseconds,
             archive: writer, level: options.compressionLevel, cancellation: options.cancellation)
+        // Reading a table to compare it costs the server what copying it does.
+        copy.limiter = limiter
         capture.stopping(copy)
         reporter.estimate(tables: tasks.count, bytes: tasks.lazy.map(\.estimatedBytes).checkedSum)
         reporter.phase("comparing tables with backup \(base.manifest.backupId)")

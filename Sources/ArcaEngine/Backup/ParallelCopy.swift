@@ -75,6 +75,11 @@ final class ParallelCopy: @unchecked Sendable {
     /// memory the upload's own buffers need.
     var buffersPerWorker = 2
 
+    /// `--max-rate`: every worker takes tokens for each chunk it read
+    /// before it reads more, so the server's backends wait on a full
+    /// socket instead of scanning (nil: as fast as the server sends).
+    var limiter: RateLimiter?
+
     /// Tables estimated below `smallTableBytes` share transactions, up to
     /// `tablesPerTransaction` each: few enough locks for the default
     /// `max_locks_per_transaction` (64), many enough that the per-transaction
@@ -200,11 +205,24 @@ final class ParallelCopy: @unchecked Sendable {
                 return  // another worker failed first
             } catch is BoundedQueue<ChunkBuffer>.Closed {
                 return
+            } catch is RateLimiter.Stopped {
+                return  // stopped waiting because the copy failed or was cancelled
             } catch {
                 fail(error)
                 return
             }
         }
+    }
+
+    /// Throttles the reader by `bytes` just read (see `limiter`).
+    private func pace(_ bytes: Int) throws(RateLimiter.Stopped) {
+        try limiter?.take(bytes) { hasFailed }
+    }
+
+    private var hasFailed: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return failure != nil
     }
 
     /// Copies the tasks `batch` (indices into `tasks`) in one transaction.
@@ -247,21 +265,27 @@ final class ParallelCopy: @unchecked Sendable {
                     let taken = buffer.fill(from: remaining)
                     remaining = UnsafeRawBufferPointer(rebasing: remaining[taken...])
                     if buffer.isFull {
-                        count(rawBytes: UInt64(buffer.count))
+                        let read = buffer.count
+                        count(rawBytes: UInt64(read))
                         try queue.push(.chunk(task: index, buffer))
+                        try pace(read)
                         guard let fresh = pool.pop() else { throw BoundedQueue<Item>.Closed() }
                         buffer = fresh
                     }
                 }
             }
-            count(rawBytes: UInt64(buffer.count))
-            if buffer.count > 0 {
+            let read = buffer.count
+            count(rawBytes: UInt64(read))
+            if read > 0 {
                 try queue.push(.chunk(task: index, buffer))
             } else {
                 try pool.push(buffer)
             }
             try queue.push(.end(task: index, rows: rows))
+            try pace(read)
         } catch let error as BoundedQueue<Item>.Closed {
+            throw error
+        } catch let error as RateLimiter.Stopped {
             throw error
         } catch let error as BoundedQueue<ChunkBuffer>.Closed {
             throw error

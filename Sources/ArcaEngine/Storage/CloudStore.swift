@@ -24,15 +24,23 @@ public final class CloudStore: @unchecked Sendable {
     /// from the socket into the reader's own buffers.
     static let sequentialReadAhead = 64 << 20
 
-    public init(configuration: S3Configuration, retryPolicy: RetryPolicy = .default) {
+    /// `ARCA_UPLOAD_MAX_RATE`: every upload through this store (backups,
+    /// streamed backups, change segments, sync) draws from this one bucket,
+    /// a part at a time before it is sent (nil: unlimited).
+    public let uploadLimiter: RateLimiter?
+
+    public init(configuration: S3Configuration, retryPolicy: RetryPolicy = .default, uploadRate: ByteRate? = nil) {
         self.configuration = configuration
         client = .sharingProcessClient(configuration: configuration, retryPolicy: retryPolicy)
+        uploadLimiter = uploadRate.map { RateLimiter(rate: $0) }
     }
 
     /// The bucket from `AWS_S3_BUCKET` and friends; nil when none is configured.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> CloudStore? {
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment, uploadRate: ByteRate? = nil
+    ) throws -> CloudStore? {
         do {
-            return try S3Configuration.fromEnvironment(environment).map { CloudStore(configuration: $0) }
+            return try S3Configuration.fromEnvironment(environment).map { CloudStore(configuration: $0, uploadRate: uploadRate) }
         } catch {
             throw OperationError.invalidConfiguration("\(error)")
         }
@@ -138,9 +146,15 @@ public final class CloudStore: @unchecked Sendable {
             throw RepositoryError.backupNotFound(Repository.checksumPath(ofArchive: path), repository: (path as NSString).deletingLastPathComponent)
         }
         try runBlocking {
-            try await self.client.upload(key: Self.archiveKey(id), source: source, partSize: partSize) { progress(UInt64($0)) }
+            try await self.client.upload(
+                key: Self.archiveKey(id), source: source, partSize: partSize, partUploaded: { progress(UInt64($0)) }, pace: self.pace)
             _ = try await self.client.putObject(key: Self.checksumKey(id), body: Array(sidecar))
         }
+    }
+
+    /// Holds a part of `bytes` back as `uploadLimiter` says.
+    func pace(_ bytes: Int) async throws {
+        try await uploadLimiter?.take(bytes)
     }
 
     /// Change segments live under `changes/<slot>/`, beside the archives.
@@ -150,7 +164,7 @@ public final class CloudStore: @unchecked Sendable {
     public func upload(segmentAt path: String, id: SegmentID, slot: String) throws {
         let source = try FileSource(path: path)
         try runBlocking {
-            _ = try await self.client.upload(key: Self.segmentKey(id, slot: slot), source: source, partSize: 8 << 20) { _ in }
+            _ = try await self.client.upload(key: Self.segmentKey(id, slot: slot), source: source, partSize: 8 << 20, pace: self.pace)
         }
     }
 

@@ -68,7 +68,8 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
         Task.detached(executorPreference: StorageExecutor.shared) { [self] in
             do {
                 try await store.client.upload(
-                    key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { _ in channel.release() })
+                    key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { _ in channel.release() },
+                    pace: { bytes in try await store.uploadLimiter?.take(bytes) { channel.isClosed } })
             } catch is CancellationError {
                 // `discard` stopped it: the backup failed, not the upload.
             } catch {
@@ -203,6 +204,13 @@ final class PartChannel: ByteSink, AsyncSequence, AsyncIteratorProtocol, @unchec
         if !sent.isEmpty { free.append(sent.removeFirst()) }
         condition.broadcast()
         condition.unlock()
+    }
+
+    /// Closed by `close`: a throttled uploader stops waiting.
+    var isClosed: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return failure != nil
     }
 
     /// Stops both sides: the uploader throws `error`, a writer throws it too.

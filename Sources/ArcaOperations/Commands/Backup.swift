@@ -10,6 +10,8 @@ public struct BackupRequest: Sendable {
     public var chunkSize: UInt32?
     /// nil: the configured jobs (`ARCA_JOBS`).
     public var jobs: Int?
+    /// nil: the configured rate (`ARCA_MAX_RATE`), if any.
+    public var maxRate: ByteRate?
     public var splitThresholdBytes: UInt64?
     public var lockTimeoutMilliseconds: Int?
     public var excludeLargeObjects = false
@@ -71,6 +73,7 @@ extension Operations {
         options.compressionLevel = request.compressionLevel ?? configuration.compressionLevel
         if let chunkSize = request.chunkSize { options.chunkSize = chunkSize }
         options.jobs = request.jobs ?? configuration.backupJobs
+        options.maxRate = request.maxRate ?? configuration.backupMaxRate
         if let threshold = request.splitThresholdBytes { options.splitThresholdBytes = threshold }
         if let timeout = request.lockTimeoutMilliseconds { options.lockTimeoutMilliseconds = timeout }
         options.excludeLargeObjects = request.excludeLargeObjects
