@@ -132,14 +132,19 @@ import Testing
         let source = try TestDatabase("notify_dead")
         defer { source.drop() }
         try source.execute("CREATE TABLE item (id int PRIMARY KEY); INSERT INTO item VALUES (1);")
-        let configuration = try ServiceConfiguration(environment: [
+        let configured = try ServiceConfiguration(environment: [
             "DATABASE_URL": source.connectionString.conninfo, "ARCA_REPO": TestPaths.temporaryDirectory("notify-dead") + "/repo",
             "ARCA_NOTIFY_URL": "http://127.0.0.1:\(try freeLocalPort())/hook", "ARCA_NOTIFY_ON": "all",
         ])
-        let notifier = try #require(configuration.notifier)
-        let result = try await onThread { try Operations(configuration: configuration, requester: .commandLine).backup() }
+        // Retries far apart: however slowly the machine runs the backup,
+        // the event is still waiting for its second attempt when it returns.
+        var configuration = configured
+        var retry = Notifier.RetryPolicy()
+        retry.firstDelay = 120
+        let notifier = Notifier(settings: try #require(configuration.notifier).settings, retry: retry)
+        configuration.notifier = notifier
+        let result = try await onThread { [configuration] in try Operations(configuration: configuration, requester: .commandLine).backup() }
         #expect(result.rows == 1)
-        // Still retrying (waits of about 1, 2 and 4 s) after the backup returned.
         #expect(!notifier.waitUntilDelivered(upTo: 0))
         let records = try configuration.repository.prepareAndReadAudit()
         #expect(records.last?.event.outcome == .success)
