@@ -184,6 +184,29 @@ public final class PostgresConnection {
         }
     }
 
+    /// After a failure in pipeline mode: marks a sync point, reads every
+    /// result up to it whatever they are, and leaves pipeline mode, so the
+    /// connection can run ROLLBACK. False when that could not be done (the
+    /// connection is then of no more use; closing it rolls back).
+    @discardableResult
+    public func abandonPipeline() -> Bool {
+        guard PQpipelineSync(conn) == 1 else { return false }
+        // Each statement's results end with a NULL; the sync point's result
+        // ends the queue. A bounded number of reads: a broken connection
+        // answers NULL for ever.
+        var nulls = 0
+        while nulls < 100_000, PQstatus(conn) == CONNECTION_OK {
+            guard let result = PQgetResult(conn) else {
+                nulls += 1
+                continue
+            }
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        return PQexitPipelineMode(conn) == 1
+    }
+
     // MARK: COPY
 
     /// Runs `COPY … TO STDOUT` and hands each row's bytes to `body` (the

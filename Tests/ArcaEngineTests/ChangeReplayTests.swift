@@ -36,10 +36,10 @@ import Testing
         return log.path(try builder.finish(sequences: []))
     }
 
-    static func replay(_ backup: String, _ segment: String, into target: TestDatabase, jobs: Int) throws -> RestoreResult {
+    static func replay(_ backup: String, _ segment: String, into target: TestDatabase, jobs: Int, create: Bool = true) throws -> RestoreResult {
         var options = RestoreOptions(archivePath: backup, target: target.connectionString)
         options.confirmed = true
-        options.create = true
+        options.create = create
         options.jobs = jobs
         options.replay = ReplayPlan(
             backup: BackupID("backup_20260101_000000")!, archivePath: backup, anchor: .init(slot: "arca_test", lsn: 0),
@@ -86,5 +86,24 @@ import Testing
         #expect(restored.replayedTransactions == 1 && restored.replayedChanges == 601)
         #expect(try target.value("SELECT count(*) || ':' || max(id) FROM ward") == "602:609")
         #expect(try target.value("SELECT name FROM ward WHERE id = 2") == "renamed")
+    }
+
+    /// A damaged record in the middle of a pipeline (a change to a relation
+    /// the segment never described): the replay stops, the pipeline is
+    /// read out, and the restore into an existing database rolls back.
+    @Test func aBrokenRecordMidPipelineRollsBack() async throws {
+        let source = try TestDatabase("replay_broken_src")
+        let target = try TestDatabase("replay_broken_dst")
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE ward (id int PRIMARY KEY, name text); INSERT INTO ward VALUES (1, 'first')")
+        let repository = Steps.repository("replay_broken")
+        let backup = try await onThread { try Steps.backup(source, into: repository).path }
+        var stranger = Self.insert(5000, "x")
+        stranger[4] = 2  // relation OID 2: never described
+        let broken = try Self.segment((10..<310).map { Self.insert($0, "n") } + [stranger], in: repository)
+        let outcome = try await onThread { Result { try Self.replay(backup, broken, into: target, jobs: 1, create: false) } }
+        guard case .failure(let error) = outcome else { Issue.record("a broken segment was restored"); return }
+        #expect("\(error)".contains("before its description"), "\(error)")
+        #expect(try target.value("SELECT count(*) FROM pg_class WHERE relname = 'ward'") == "0")
     }
 }

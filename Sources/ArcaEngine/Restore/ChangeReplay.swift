@@ -118,10 +118,8 @@ final class ChangeReplay {
             // Out of pipeline mode, so the restore can roll back.
             if pipelining {
                 queued.removeAll()
-                try? connection.pipelineSync(during: "ending the replay")
-                while (try? connection.pipelineResult(during: "ending the replay")) != nil {}
                 pipelining = false
-                try? connection.exitPipelineMode(during: "ending the replay")
+                connection.abandonPipeline()
             }
             throw error
         }
@@ -306,7 +304,8 @@ final class ChangeReplay {
         queued.removeAll(keepingCapacity: true)
         try connection.awaitSync(during: "replaying the change stream")
         if let failure {
-            try? leavePipeline(connection)
+            pipelining = false
+            try connection.exitPipelineMode(during: "replaying the change stream")
             throw failure
         }
     }
