@@ -54,6 +54,9 @@ struct BackupCommand: ParsableCommand {
     @Flag(name: .long, help: "Record the password hashes of the database's roles (encrypted archives only; needs a superuser).")
     var withRolePasswords = false
 
+    @Flag(name: .long, help: "Read the backup back once published (and its bucket copy from the bucket) and record its integrity.")
+    var verify = false
+
     @Flag(name: .long, help: "Store the tables unchanged since the newest backup as references to it (default: as $ARCA_FULL_BACKUP_EVERY says).")
     var incremental = false
 
@@ -101,6 +104,8 @@ struct BackupCommand: ParsableCommand {
         request.encrypt = !noEncrypt
         request.uploadOnly = uploadOnly
         request.withRolePasswords = withRolePasswords
+        // The service verifies by default (ARCA_VERIFY_AFTER_BACKUP); a command line asks.
+        request.verify = verify
         request.incremental = incremental ? true : full ? false : nil
         // SIGINT and SIGTERM stop the backup cleanly: temp file removed, lock released, failure audited.
         Signals.cancel(operations.cancellation)
@@ -111,8 +116,10 @@ struct BackupCommand: ParsableCommand {
             throw Output.fail(error, verbose: verbosity)
         }
         Output.clearProgress()
+        let damaged = result.verified == false || result.cloudVerified == false
         if output.json {
             Output.json(result)
+            if damaged { throw ExitCode(ExitStatus.integrity.rawValue) }
             return
         }
         let key = noEncrypt ? nil : operations.configuration.encryptionKey
@@ -133,5 +140,8 @@ struct BackupCommand: ParsableCommand {
               data     \(Format.bytes(storedRaw)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
             """)
+        if let verified = result.verified { print("  verify   \(verified ? "intact (read back from disk)" : "FAILED: see `arca verify \(result.backupId)`")") }
+        if let verified = result.cloudVerified { print("  cloud    \(verified ? "intact (read back from the bucket)" : "FAILED: see `arca verify --cloud \(result.backupId)`")") }
+        if damaged { throw ExitCode(ExitStatus.integrity.rawValue) }
     }
 }

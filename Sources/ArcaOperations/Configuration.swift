@@ -58,6 +58,9 @@ public struct ServiceConfiguration: Sendable {
     /// `ARCA_UPLOAD_MAX_RATE`: bytes sent to the bucket per second, every
     /// upload together (the `cloud` store's limiter); nil: unlimited.
     public var uploadMaxRate: ByteRate?
+    /// `ARCA_VERIFY_AFTER_BACKUP` (default 1): the scheduler's and the API's
+    /// backups are read back and verified once published.
+    public var verifyAfterBackup = true
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
@@ -68,6 +71,7 @@ public struct ServiceConfiguration: Sendable {
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
         "ARCA_S3_PREFIX", "ARCA_S3_ADDRESSING", "ARCA_CLOUD_RETENTION_DAYS", "ARCA_STALE_UPLOAD_HOURS",
         "ARCA_SLOT", "ARCA_SEGMENT_SECONDS", "ARCA_CONTINUOUS", "ARCA_REPLICA_IDENTITY_FULL", "ARCA_MAX_LAG_SECONDS",
+        "ARCA_VERIFY_AFTER_BACKUP",
     ] + NotificationSettings.variables
 
     public init(environment: [String: String] = ProcessInfo.processInfo.environment, repository: String? = nil) throws {
@@ -86,9 +90,11 @@ public struct ServiceConfiguration: Sendable {
         }
         backupSchedule = try schedule("ARCA_BACKUP_SCHEDULE", .dailyBackup)
         cleanupSchedule = try schedule("ARCA_CLEANUP_SCHEDULE", .weeklyCleanup)
-        drillSchedule = try value("ARCA_DRILL_SCHEDULE").map { text in
-            do { return try CronSchedule(text) } catch { throw OperationError.invalidConfiguration("ARCA_DRILL_SCHEDULE: \(error)") }
-        }
+        // A restore drill a month unless told otherwise (`off`).
+        let drill = value("ARCA_DRILL_SCHEDULE") ?? Self.defaultDrillSchedule
+        drillSchedule = try drill.lowercased() == "off" ? nil : {
+            do { return try CronSchedule(drill) } catch { throw OperationError.invalidConfiguration("ARCA_DRILL_SCHEDULE: \(error)") }
+        }()
         let zoneName = value("ARCA_TIMEZONE") ?? value("TZ").map { $0.hasPrefix(":") ? String($0.dropFirst()) : $0 }
         if let zoneName {
             guard let zone = TimeZone(identifier: zoneName) else {
@@ -128,9 +134,14 @@ public struct ServiceConfiguration: Sendable {
         if let lag = try Self.integer(environment, "ARCA_MAX_LAG_SECONDS", in: 1...604_800) { maxLagSeconds = lag }
         continuous = try Self.flag(environment, "ARCA_CONTINUOUS")
         replicaIdentityFull = try Self.flag(environment, "ARCA_REPLICA_IDENTITY_FULL")
+        if value("ARCA_VERIFY_AFTER_BACKUP") != nil { verifyAfterBackup = try Self.flag(environment, "ARCA_VERIFY_AFTER_BACKUP") }
         fullBackupEveryDays = try Self.integer(environment, "ARCA_FULL_BACKUP_EVERY", in: 1...3650)
         notifier = try NotificationSettings.fromEnvironment(environment).map { Notifier(settings: $0) }
     }
+
+    /// 04:00 on the first of each month: the restore drill a month that
+    /// backup practice recommends, on by default.
+    public static let defaultDrillSchedule = "0 4 1 * *"
 
     /// `1`/`true`/`yes` or `0`/`false`/`no` (unset: false).
     static func flag(_ environment: [String: String], _ variable: String) throws -> Bool {

@@ -83,13 +83,15 @@ import Testing
             request.dataOnly = true
             request.confirmed = true
             #expect(throws: (any Error).self) { try operations.restore(request) }
-            sink.wait(requests: 2)
+            sink.wait(requests: 3)
         }
         let texts = sink.requests.map { request in
             ((try? JSONSerialization.jsonObject(with: Data(request.body.utf8))) as? [String: String])?["text"] ?? request.body
         }
-        #expect(texts.count == 2)
+        // The backup, its verification (ARCA_VERIFY_AFTER_BACKUP, on by default), the restore.
+        #expect(texts.count == 3)
         #expect(texts.first?.hasPrefix("Arca: backup succeeded on \(NotificationEvent.hostName) (") == true, "\(texts)")
+        #expect(texts.dropFirst().first?.hasPrefix("Arca: verify succeeded on \(NotificationEvent.hostName) (") == true, "\(texts)")
         #expect(texts.last?.hasPrefix("Arca: restore failed on \(NotificationEvent.hostName)") == true, "\(texts)")
         #expect(texts.last?.contains("no_patients") == true, "\(texts)")
         for request in sink.requests {
@@ -165,7 +167,7 @@ import Testing
 }
 
 extension Repository {
-    fileprivate func prepareAndReadAudit() throws -> [AuditRecord] {
+    func prepareAndReadAudit() throws -> [AuditRecord] {
         try AuditTrail(repository: self, action: "test").log.records()
     }
 }

@@ -143,7 +143,8 @@ import Testing
                 let backups = try #require(try json(response.body)["backups"] as? [[String: Any]])
                 #expect(backups.first?["id"] as? String == id)
                 #expect(backups.first?["type"] as? String == "manual")
-                #expect(backups.first?["integrity"] as? String == "unverified")
+                // Read back and verified once published (ARCA_VERIFY_AFTER_BACKUP).
+                #expect(backups.first?["integrity"] as? String == "verified")
                 #expect(backups.first?["rows"] as? Int == 100)
                 #expect(backups.first?["location"] as? String == "local")
             }

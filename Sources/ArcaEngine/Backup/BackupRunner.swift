@@ -93,6 +93,10 @@ public struct BackupResult: Codable, Sendable {
     /// Of those, the tables the change stream vouched for: referenced
     /// without being read (`ChangeEvidence`).
     public var unreadTables: Int?
+    /// Whether reading the backup back found it intact (`--verify`,
+    /// `ARCA_VERIFY_AFTER_BACKUP`): the local file, and the bucket copy.
+    public var verified: Bool?
+    public var cloudVerified: Bool?
     /// Why an incremental backup asked for was made full.
     public var note: String?
 }

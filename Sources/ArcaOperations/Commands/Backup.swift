@@ -25,6 +25,11 @@ public struct BackupRequest: Sendable {
     /// as the configuration's policy says (`ARCA_FULL_BACKUP_EVERY`,
     /// `Operations.backupIsIncremental`).
     public var incremental: Bool?
+    /// Verify the backup once it is published (and its bucket copy, read
+    /// back from the bucket): true for `--verify`; nil: as
+    /// `ARCA_VERIFY_AFTER_BACKUP` says (the scheduler's and the API's
+    /// backups, on by default).
+    public var verify: Bool?
 
     public init() {}
 }
@@ -37,13 +42,32 @@ extension Operations {
         _ request: BackupRequest = BackupRequest(), started: (BackupID) -> Void = { _ in },
         progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
-        try trail("backup").run(details: ["trigger": requester.trigger.rawValue], summary: { (result: BackupResult) in
+        let result = try trail("backup").run(details: ["trigger": requester.trigger.rawValue], summary: { (result: BackupResult) in
             var details = ["bytes": String(result.bytes), "rows": String(result.rows), "tables": String(result.tables)]
             if let base = result.base { details["base"] = base }
             return AuditSummary(target: result.backupId, details: details)
         }) {
             try BackupRunner(options: try backupOptions(request)).run(started: started, progress: progress)
         }
+        guard request.verify ?? configuration.verifyAfterBackup else { return result }
+        return verifyAfterBackup(result)
+    }
+
+    /// Reads the new backup back and records its integrity (a verify of its
+    /// own in the audit trail, so a damaged one is a failure, notified, and
+    /// `status` turns unhealthy): the local file from disk, and the bucket
+    /// copy from the bucket. The backup itself stands whatever this finds.
+    func verifyAfterBackup(_ result: BackupResult) -> BackupResult {
+        var result = result
+        if !result.path.isEmpty, result.cloud == nil || FileManager.default.fileExists(atPath: result.path) {
+            result.verified = (try? verify(VerifyRequest(backup: result.backupId)))?.intact ?? false
+        }
+        if result.cloud != nil {
+            var request = VerifyRequest(backup: result.backupId)
+            request.fromCloud = true
+            result.cloudVerified = (try? verify(request))?.intact ?? false
+        }
+        return result
     }
 
     /// The policy for a backup that does not say: full when

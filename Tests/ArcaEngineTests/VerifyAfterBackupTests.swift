@@ -1,0 +1,43 @@
+import ArcaEngine
+import ArcaOperations
+import ArcaTesting
+import Foundation
+import Testing
+
+/// Every backup of the service is read back once published, and its
+/// integrity recorded; a restore drill is scheduled monthly by default.
+@Suite struct VerifyAfterBackupTests {
+    @Test func theServicesBackupsAreVerifiedUnlessTurnedOff() async throws {
+        let source = try TestDatabase("verify_after")
+        defer { source.drop() }
+        try source.execute("CREATE TABLE visit (id int PRIMARY KEY); INSERT INTO visit SELECT generate_series(1, 500)")
+        let repo = TestPaths.temporaryDirectory("verify-after") + "/repo"
+        let environment = ["DATABASE_URL": source.connectionString.conninfo, "ARCA_REPO": repo]
+        let configuration = try ServiceConfiguration(environment: environment)
+        #expect(configuration.verifyAfterBackup)
+        let scheduled = Operations(configuration: configuration, requester: .scheduler(.scheduled))
+        let result = try await onThread { try scheduled.backup() }
+        #expect(result.verified == true && result.cloudVerified == nil)
+        let listing = try #require(try configuration.repository.listings().first { $0.id == result.backupId })
+        #expect(listing.integrity == .verified)
+        let actions = try configuration.repository.prepareAndReadAudit().filter { $0.event.outcome != .started }.map(\.event.action)
+        #expect(Array(actions.suffix(2)) == ["backup", "verify"], "\(actions)")
+
+        // Turned off for the service: the backup stays unverified.
+        let off = try ServiceConfiguration(environment: environment.merging(["ARCA_VERIFY_AFTER_BACKUP": "0"]) { $1 })
+        #expect(!off.verifyAfterBackup)
+        let unverified = try await onThread { try Operations(configuration: off, requester: .scheduler(.scheduled)).backup() }
+        #expect(unverified.verified == nil)
+        #expect(try off.repository.listings().first { $0.id == unverified.backupId }?.integrity == .unverified)
+        #expect(throws: OperationError.self) {
+            _ = try ServiceConfiguration(environment: environment.merging(["ARCA_VERIFY_AFTER_BACKUP": "sometimes"]) { $1 })
+        }
+    }
+
+    @Test func aDrillIsScheduledMonthlyByDefault() throws {
+        #expect(try ServiceConfiguration(environment: [:]).drillSchedule?.expression == ServiceConfiguration.defaultDrillSchedule)
+        #expect(try ServiceConfiguration(environment: ["ARCA_DRILL_SCHEDULE": "off"]).drillSchedule == nil)
+        #expect(try ServiceConfiguration(environment: ["ARCA_DRILL_SCHEDULE": "0 5 * * 1"]).drillSchedule?.expression == "0 5 * * 1")
+        #expect(throws: OperationError.self) { _ = try ServiceConfiguration(environment: ["ARCA_DRILL_SCHEDULE": "monthly-ish"]) }
+    }
+}
