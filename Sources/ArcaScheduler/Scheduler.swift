@@ -33,6 +33,9 @@ public final class Scheduler: Sendable {
             lock.write(String(decoding: json, as: UTF8.self))
         }
         let plan = SchedulePlan(configuration: configuration)
+        if let drill = operations(.scheduled).drillReadiness() {
+            logger.warning("\(drill)")
+        }
         logger.info("scheduler started", metadata: [
             "repository": "\(repository.root)", "backup": "\(configuration.backupSchedule)",
             "cleanup": "\(configuration.cleanupSchedule)", "timeZone": "\(configuration.timeZone.identifier)",

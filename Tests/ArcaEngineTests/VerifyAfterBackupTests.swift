@@ -40,4 +40,31 @@ import Testing
         #expect(try ServiceConfiguration(environment: ["ARCA_DRILL_SCHEDULE": "0 5 * * 1"]).drillSchedule?.expression == "0 5 * * 1")
         #expect(throws: OperationError.self) { _ = try ServiceConfiguration(environment: ["ARCA_DRILL_SCHEDULE": "monthly-ish"]) }
     }
+
+    /// A drill that cannot run is said, in `status`, never skipped in silence.
+    @Test func aDrillThatCannotRunIsSaid() async throws {
+        let database = try TestDatabase("drill_ready")
+        let role = "arca_no_createdb_\(getpid())"
+        defer {
+            database.drop()
+            try? TestServer.execute("DROP ROLE IF EXISTS \(role)")
+        }
+        let repo = TestPaths.temporaryDirectory("drill-ready") + "/repo"
+        let ready = try ServiceConfiguration(environment: ["DATABASE_URL": database.connectionString.conninfo, "ARCA_REPO": repo])
+        #expect(Operations(configuration: ready, requester: .commandLine).drillReadiness() == nil)
+
+        try TestServer.execute("CREATE ROLE \(role) LOGIN NOCREATEDB")
+        let limited = database.connectionString.setting("user", to: role).conninfo
+        let refused = try ServiceConfiguration(environment: ["DATABASE_URL": limited, "ARCA_REPO": repo])
+        let operations = Operations(configuration: refused, requester: .commandLine)
+        let reason = try #require(operations.drillReadiness())
+        #expect(reason.contains("CREATEDB") && reason.contains(role), "\(reason)")
+        let status = try await onThread { try operations.status() }
+        #expect(!status.healthy && status.problems.contains(reason), "\(status.problems)")
+
+        let off = try ServiceConfiguration(environment: ["DATABASE_URL": limited, "ARCA_REPO": repo, "ARCA_DRILL_SCHEDULE": "off"])
+        #expect(Operations(configuration: off, requester: .commandLine).drillReadiness() == nil)
+        let nowhere = try ServiceConfiguration(environment: ["ARCA_REPO": repo])
+        #expect(Operations(configuration: nowhere, requester: .commandLine).drillReadiness()?.contains("no server") == true)
+    }
 }

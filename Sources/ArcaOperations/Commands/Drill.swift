@@ -1,5 +1,6 @@
 import ArcaEngine
 import ArcaFormat
+import ArcaPostgres
 import Foundation
 
 extension Operations {
@@ -28,6 +29,31 @@ extension Operations {
             let result = try drill.run()
             guard result.passed else { throw DrillFailure(result: result) }
             return result
+        }
+    }
+
+    /// Why the scheduled drills cannot run, or nil when they can (or none
+    /// is scheduled): no server, a server that cannot be reached, or a role
+    /// that may not create the scratch database. Said at start-up and in
+    /// `status`, so a drill is never skipped in silence.
+    public func drillReadiness() -> String? {
+        guard configuration.drillSchedule != nil else { return nil }
+        guard let server = configuration.drillTarget ?? configuration.database else {
+            return "Restore drills are scheduled but have no server: set DATABASE_URL (the drill uses a scratch database there) or ARCA_DRILL_URL, or ARCA_DRILL_SCHEDULE=off."
+        }
+        let maintenance = server.replacing(database: "postgres")
+        do {
+            let connection = try PostgresConnection(maintenance, applicationName: "arca drill check")
+            defer { connection.close() }
+            let allowed = try connection.execute(
+                "SELECT rolsuper OR rolcreatedb FROM pg_catalog.pg_roles WHERE rolname = current_user", during: "checking the drill role"
+            ).singleValue == "t"
+            guard allowed else {
+                return "Restore drills cannot run on \(maintenance.redacted): role \(connection.user) may not create the scratch database (it needs CREATEDB). Grant it, or point ARCA_DRILL_URL at a server where it may."
+            }
+            return nil
+        } catch {
+            return "Restore drills cannot run: \(error)"
         }
     }
 

@@ -162,6 +162,7 @@ extension Operations {
                 status.problems.append("The newest backup, \(newest.id), has no copy in \(cloud.place). Run `arca sync` to upload it.")
             }
         }
+        if let drill = drillReadiness() { status.problems.append(drill) }
         let streams = streamStatuses(now: now)
         if !streams.streams.isEmpty { status.streams = streams.streams }
         status.problems += streams.problems
