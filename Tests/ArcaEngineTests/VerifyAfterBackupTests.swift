@@ -1,4 +1,5 @@
 import ArcaEngine
+import ArcaFormat
 import ArcaOperations
 import ArcaTesting
 import Foundation
@@ -66,5 +67,22 @@ import Testing
         #expect(Operations(configuration: off, requester: .commandLine).drillReadiness() == nil)
         let nowhere = try ServiceConfiguration(environment: ["ARCA_REPO": repo])
         #expect(Operations(configuration: nowhere, requester: .commandLine).drillReadiness()?.contains("no server") == true)
+    }
+
+    /// Retention holds the newest backup whose verification found it
+    /// intact; a newer one that failed verification, or was never verified,
+    /// does not stand in for it.
+    @Test func onlyAVerifiedBackupCountsAsTheOneKept() {
+        let now = Date()
+        // As `arca list --json` gives them.
+        func listing(_ daysAgo: Double, _ integrity: String) -> BackupListing {
+            let date = now.addingTimeInterval(-daysAgo * 86_400)
+            let json = #"{"id":"\#(BackupID(date: date))","timestamp":"\#(Manifest.timestamp(date))","bytes":1,"integrity":"\#(integrity)","location":"local","path":""}"#
+            return try! JSONDecoder().decode(BackupListing.self, from: Data(json.utf8))
+        }
+        let listings = [listing(40, "failed"), listing(50, "unverified"), listing(60, "verified"), listing(70, "verified")]
+        let decisions = RetentionPolicy(retentionDays: 30).decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now)
+        #expect(decisions.filter(\.keep).map(\.id) == [listings[2].id], "\(decisions)")
+        #expect(decisions.first { $0.id == listings[2].id }?.reasons == ["newest verified backup"])
     }
 }
