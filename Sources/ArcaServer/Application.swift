@@ -188,6 +188,9 @@ struct HealthController: Sendable {
         ]
         lines += running.map { "arca_backup_progress_bytes{backup_id=\"\($0.id)\"} \($0.progress?.bytesDone ?? 0)" }
         lines += [
+            "# HELP arca_last_backup_verified Whether the newest backup's last verification found it intact (1), failed (0), or it was never verified (-1).",
+            "# TYPE arca_last_backup_verified gauge",
+            "arca_last_backup_verified \(figures.lastVerified)",
             "# HELP arca_healthy Whether `arca status` finds the service healthy (1) or not (0).",
             "# TYPE arca_healthy gauge",
             "arca_healthy \(figures.healthy ? 1 : 0)",
@@ -233,6 +236,8 @@ struct StoredFigures: Sendable {
     var lastBytes: String
     var failures: Int
     var healthy: Bool
+    /// The newest backup's integrity: 1 verified, 0 failed, -1 not verified (or none).
+    var lastVerified: Int
     var storage: [(location: String, backups: Int, bytes: UInt64)]
     var streams: [StreamStatus]
 
@@ -246,6 +251,11 @@ struct StoredFigures: Sendable {
         // Every store, as `arca status` sees them.
         let status = try operations.status()
         healthy = status.healthy
+        lastVerified = switch status.lastBackup?.integrity {
+        case .verified: 1
+        case .failed: 0
+        default: -1
+        }
         storage = status.storage.map { ($0.location.rawValue, $0.backups, $0.bytes) }
         streams = status.streams ?? []
     }

@@ -394,6 +394,8 @@ import Testing
                 let text = String(buffer: response.body)
                 #expect(text.contains("arca_backups{location=\"local\"} 1"), "\(text)")
                 #expect(text.contains("arca_healthy 1"), "\(text)")
+                // Made by the engine directly, not by the service: never verified.
+                #expect(text.contains("arca_last_backup_verified -1"), "\(text)")
                 #expect(text.contains("# TYPE arca_backup_failures_total counter"))
             }
         }
