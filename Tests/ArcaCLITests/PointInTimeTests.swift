@@ -116,6 +116,14 @@ import Testing
         streamer = try startStreamer()
         try source.execute("TRUNCATE consultation_2026")
         try await record("4")
+        // The connection is lost (its walsender terminated, as a server
+        // restart or a network cut would): the stream reconnects and
+        // resumes from the slot, and instant 5 still restores equal.
+        let slot = "arca_\(source.name)"
+        let active = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = '\(slot)' AND active"
+        #expect(try await waitFor(seconds: 60) { try source.value(active) == "1" }, "the restarted stream never attached")
+        try source.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '\(slot)' AND active")
+        #expect(try await waitFor(seconds: 60) { try source.value(active) == "1" }, "the stream did not reconnect")
         // A schema change, replayed in order with the rows around it (each
         // statement sent alone, as psql and migration tools send them).
         try source.execute("ALTER TABLE patient ADD COLUMN ward text DEFAULT 'general'")

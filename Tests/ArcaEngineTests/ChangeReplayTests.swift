@@ -106,4 +106,23 @@ import Testing
         #expect("\(error)".contains("before its description"), "\(error)")
         #expect(try target.value("SELECT count(*) FROM pg_class WHERE relname = 'ward'") == "0")
     }
+
+    /// A segment damaged on disk (one byte of its data flipped): the replay
+    /// refuses it as damaged, and the database it would have made is not left.
+    @Test func aDamagedSegmentIsRefused() async throws {
+        let source = try TestDatabase("replay_damaged_src")
+        let target = try TestDatabase("replay_damaged_dst", creating: false)
+        defer { source.drop(); target.drop() }
+        try source.execute("CREATE TABLE ward (id int PRIMARY KEY, name text); INSERT INTO ward VALUES (1, 'first')")
+        let repository = Steps.repository("replay_damaged")
+        let backup = try await onThread { try Steps.backup(source, into: repository).path }
+        let path = try Self.segment((10..<400).map { Self.insert($0, "name \($0)") }, in: repository)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[200] ^= 0x40  // inside the first data frame
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let outcome = try await onThread { Result { try Self.replay(backup, path, into: target, jobs: 1) } }
+        guard case .failure(let error) = outcome else { Issue.record("a damaged segment was replayed"); return }
+        #expect(error is ArchiveError, "\(error)")
+        #expect(try source.value("SELECT count(*) FROM pg_database WHERE datname = '\(target.name)'") == "0")
+    }
 }

@@ -111,7 +111,7 @@ final class ChangeReplay {
     private struct Stop: Error {}
 
     /// Replays into `connection`, which is inside a transaction.
-    func apply(to connection: PostgresConnection, encoding: String, reporter: ProgressReporter) throws {
+    func apply(to connection: PostgresConnection, encoding: String) throws {
         do {
             try replay(into: connection, encoding: encoding)
         } catch {
@@ -136,6 +136,7 @@ final class ChangeReplay {
         var stoppedIn: Manifest?
         var last: Manifest?
         for path in plan.segments {
+            segment = path
             let reader = try PointInTime.segmentReader(path, key: plan.key)
             guard reader.manifest.changes != nil else {
                 throw ReplayError.malformed(segment: path, detail: "it is not a change segment")
@@ -150,7 +151,7 @@ final class ChangeReplay {
                     } catch {
                         throw ReplayError.malformed(segment: path, detail: "\(error)")
                     }
-                    including = try handle(message, including: including, connection: connection, segment: path)
+                    including = try handle(message, including: including, connection: connection)
                 }
             } catch is Stop {
                 stoppedIn = reader.manifest
@@ -175,9 +176,11 @@ final class ChangeReplay {
     }
 
     private var currentLSN: UInt64 = 0
+    /// The segment being read: what errors about its records name.
+    private var segment = ""
 
     /// Returns whether the transaction under way is replayed.
-    private func handle(_ message: PgOutputMessage, including: Bool, connection: PostgresConnection, segment: String) throws -> Bool {
+    private func handle(_ message: PgOutputMessage, including: Bool, connection: PostgresConnection) throws -> Bool {
         switch message {
         case .relation(let relation):
             relations[relation.oid] = relation
@@ -200,20 +203,20 @@ final class ChangeReplay {
             return false
         case .message(_, _, let prefix, let content):
             guard including, prefix == ReplicationNames.ddlPrefix else { return including }
-            try replaySchemaChange(content, connection: connection, segment: segment)
+            try replaySchemaChange(content, connection: connection)
             return including
         case .insert(let oid, let new):
-            guard including, let relation = try relation(oid, segment), selected(relation) else { return including }
+            guard including, let relation = try relation(oid), selected(relation) else { return including }
             try insert(relation, new, connection)
         case .update(let oid, let old, let oldIsKey, let new):
-            guard including, let relation = try relation(oid, segment), selected(relation) else { return including }
+            guard including, let relation = try relation(oid), selected(relation) else { return including }
             try update(relation, old: old, oldIsKey: oldIsKey, new: new, connection)
         case .delete(let oid, let old, let oldIsKey):
-            guard including, let relation = try relation(oid, segment), selected(relation) else { return including }
+            guard including, let relation = try relation(oid), selected(relation) else { return including }
             try delete(relation, old: old, oldIsKey: oldIsKey, connection)
         case .truncate(let oids, let cascade, let restartIdentity):
             guard including else { return including }
-            let names = try oids.compactMap { try relation($0, segment) }.filter(selected).map { SQLIdentifier.qualified($0.schema, $0.name) }
+            let names = try oids.compactMap { try relation($0) }.filter(selected).map { SQLIdentifier.qualified($0.schema, $0.name) }
             guard !names.isEmpty else { return including }
             try leavePipeline(connection)
             try connection.execute(
@@ -226,7 +229,7 @@ final class ChangeReplay {
         return including
     }
 
-    private func relation(_ oid: UInt32, _ segment: String) throws -> PgOutputMessage.Relation? {
+    private func relation(_ oid: UInt32) throws -> PgOutputMessage.Relation? {
         guard let relation = relations[oid] else {
             throw ReplayError.malformed(segment: segment, detail: "a change to relation \(oid) comes before its description")
         }
@@ -237,7 +240,7 @@ final class ChangeReplay {
         plan.tables.map { $0.contains(.init(schema: relation.schema, name: relation.name)) } ?? true
     }
 
-    private func replaySchemaChange(_ content: [UInt8], connection: PostgresConnection, segment: String) throws {
+    private func replaySchemaChange(_ content: [UInt8], connection: PostgresConnection) throws {
         guard content.count > 64, let change = try? JSONDecoder().decode(SchemaChangeMessage.self, from: Data(content[64...])) else {
             throw ReplayError.malformed(segment: segment, detail: "a schema-change message cannot be read")
         }
@@ -336,7 +339,7 @@ final class ChangeReplay {
 
     private func check(_ tuple: PgOutputMessage.Tuple, _ relation: PgOutputMessage.Relation) throws {
         guard tuple.count == relation.columns.count else {
-            throw ReplayError.malformed(segment: "", detail: "a row of \(tuple.count) values for table \(relation.schema).\(relation.name) of \(relation.columns.count) columns")
+            throw ReplayError.malformed(segment: segment, detail: "a row of \(tuple.count) values for table \(relation.schema).\(relation.name) of \(relation.columns.count) columns")
         }
     }
 
@@ -347,7 +350,7 @@ final class ChangeReplay {
     private func insert(_ relation: PgOutputMessage.Relation, _ new: PgOutputMessage.Tuple, _ connection: PostgresConnection) throws {
         try check(new, relation)
         guard !new.contains(.unchanged) else {
-            throw ReplayError.malformed(segment: "", detail: "an insert into \(relation.schema).\(relation.name) without all its values")
+            throw ReplayError.malformed(segment: segment, detail: "an insert into \(relation.schema).\(relation.name) without all its values")
         }
         let columns = relation.columns.map { SQLIdentifier.quote($0.name) }
         let name = try prepared("I", relation, parameters: columns.count, {
@@ -377,11 +380,11 @@ final class ChangeReplay {
                 terms.append(byKey ? "\(name) = \(parameter)" : "pg_catalog.format('%s', \(name)) = \(parameter)")
                 shape += "t"
             case .unchanged:
-                throw ReplayError.malformed(segment: "", detail: "the old row of a change to \(relation.schema).\(relation.name) lacks a value it is found by")
+                throw ReplayError.malformed(segment: segment, detail: "the old row of a change to \(relation.schema).\(relation.name) lacks a value it is found by")
             }
         }
         guard !terms.isEmpty else {
-            throw ReplayError.malformed(segment: "", detail: "a change to \(relation.schema).\(relation.name) has no key to find its row")
+            throw ReplayError.malformed(segment: segment, detail: "a change to \(relation.schema).\(relation.name) has no key to find its row")
         }
         let condition = terms.joined(separator: " AND ")
         if byKey { return (condition, values, "K" + shape) }

@@ -29,8 +29,14 @@ public enum PointInTime {
         let changes: Manifest.ChangeData
     }
 
-    static func segmentInfos(_ log: ChangeLog, key: ArchiveKey?) throws -> [SegmentInfo] {
-        try log.segments().map { id in
+    /// The segments of `log` that end after `lsn`, their manifests read
+    /// (those in `known` are not read again). The names carry the LSNs, so
+    /// the segments before `lsn` are left out without being opened.
+    static func segmentInfos(
+        _ log: ChangeLog, key: ArchiveKey?, endingAfter lsn: UInt64 = 0, known: [SegmentID: SegmentInfo] = [:]
+    ) throws -> [SegmentInfo] {
+        try log.segments().filter { $0.endLSN > lsn }.map { id in
+            if let info = known[id] { return info }
             let path = log.path(id)
             let manifest = try segmentReader(path, key: key).manifest
             guard let changes = manifest.changes, SegmentID(manifest.backupId) == id, changes.slot == log.slot else {
@@ -121,6 +127,8 @@ public enum PointInTime {
         var segmentsBySlot: [String: [SegmentInfo]] = [:]
         func segments(_ slot: String) throws -> [SegmentInfo] {
             if let known = segmentsBySlot[slot] { return known }
+            // All of them, not only those after an anchor: the target's
+            // stop point may lie before every anchor, and must be found.
             let infos = try segmentInfos(ChangeLog(repository: repository, slot: slot), key: key)
             segmentsBySlot[slot] = infos
             return infos

@@ -686,7 +686,7 @@ public struct RestoreRunner: Sendable {
         guard let plan = options.replay else { return nil }
         reporter.phase("replaying the change stream to \(plan.target)")
         let replay = ChangeReplay(plan: plan)
-        try replay.apply(to: connection, encoding: encoding, reporter: reporter)
+        try replay.apply(to: connection, encoding: encoding)
         return replay
     }
 

@@ -29,8 +29,11 @@ public struct StreamEvidence: ChangeEvidence {
         guard let from = base.anchor, let to = anchor, from.slot == to.slot, from.lsn <= to.lsn else { return [] }
         let log = ChangeLog(repository: repository, slot: to.slot)
         let deadline = Date().addingTimeInterval(wait)
+        // While waiting, only the segments that appeared since are read.
+        var known: [SegmentID: PointInTime.SegmentInfo] = [:]
         while true {
-            let segments = try PointInTime.segmentInfos(log, key: key)
+            let segments = try PointInTime.segmentInfos(log, key: key, endingAfter: from.lsn, known: known)
+            for segment in segments { known[segment.id] = segment }
             let run = (try? PointInTime.chain(from: from.lsn, segments, slot: to.slot)) ?? []
             if let last = run.last, last.changes.endLSN >= to.lsn {
                 return Self.untouched(candidates, run.filter { $0.changes.startLSN < to.lsn }, from: from.lsn, to: to.lsn)
