@@ -42,11 +42,13 @@ struct CleanupCommand: ParsableCommand {
             for id in store.removed { print("  - \(id)") }
             for id in store.inUse { print("  kept \(id): a restore is reading it") }
             for decision in store.kept { print("  kept \(decision.id): \(decision.reasons.joined(separator: ", "))") }
+            if let others = store.otherSources { print("  left alone: \(others) backup(s) of other databases (they follow their own service's retention)") }
             if let unfinished = store.unfinishedWrites {
                 print("\(dryRun ? "Would abort" : "Aborted") \(unfinished.aborted.count) unfinished upload(s) older than \(unfinished.olderThanHours) h; \(unfinished.remaining) younger one(s) left.")
                 for key in unfinished.aborted { print("  - \(key)") }
             }
         }
+        for note in result.notes { print("Note: \(note)") }
         if !result.removedSegments.isEmpty {
             print("\(dryRun ? "Would remove" : "Removed") \(result.removedSegments.count) change segment(s) older than the oldest kept backup's place in the stream.")
         }

@@ -17,6 +17,11 @@ struct UnencryptedOption: ParsableArguments {
     var allowUnencrypted = false
 }
 
+struct OtherSourceOption: ParsableArguments {
+    @Flag(name: .long, help: "Accept a backup of another database than DATABASE_URL's (one a service sharing the bucket or repository made).")
+    var allowOtherSource = false
+}
+
 struct KeygenCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keygen",

@@ -62,6 +62,7 @@ struct RestoreCommand: ParsableCommand {
     @OptionGroup var cloud: CloudFlag
     @OptionGroup var key: KeyOption
     @OptionGroup var unencrypted: UnencryptedOption
+    @OptionGroup var otherSource: OtherSourceOption
     @OptionGroup var progress: ProgressOption
     @OptionGroup var output: JSONOption
     @OptionGroup var verbosity: VerboseOption
@@ -103,6 +104,7 @@ struct RestoreCommand: ParsableCommand {
         request.createRoles = createRoles
         request.jobs = jobs
         request.allowUnencrypted = unencrypted.allowUnencrypted
+        request.allowOtherSource = otherSource.allowOtherSource
         // Said to a person; scripts (--json, --progress json) get only what they parse.
         if !output.json, progress.progress != .json, confirm, let target = request.target ?? operations.configuration.database {
             let how = jobs > 1 && create

@@ -199,11 +199,14 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var snapshot: String
         public var systemIdentifier: String?
         public var encoding: String
+        /// The database's oid (optional: absent in archives written before it was recorded).
+        public var databaseOid: UInt32?
         public init(
             database: String, serverVersion: String, serverVersionNumber: Int, snapshot: String, systemIdentifier: String?,
-            encoding: String
+            encoding: String, databaseOid: UInt32? = nil
         ) {
             self.encoding = encoding
+            self.databaseOid = databaseOid
             self.database = database
             self.serverVersion = serverVersion
             self.serverVersionNumber = serverVersionNumber
@@ -573,7 +576,10 @@ public struct Manifest: Codable, Sendable, Equatable {
             }
             try changes.validate()
         } else {
-            guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId)\" is not of the form backup_YYYYMMDD_HHMMSS") }
+            guard BackupID(backupId) != nil else { throw fail("backupId \"\(backupId.prefix(64))\" is not of the form backup_YYYYMMDD_HHMMSS_mmmrrrrr") }
+        }
+        if let system = source.systemIdentifier, UInt64(system) == nil || system.hasPrefix("+") {
+            throw fail("source.systemIdentifier \"\(system.prefix(32))\" is not a 64-bit unsigned decimal number")
         }
         if anchor != nil, formatVersion < 5 { throw fail("anchor is a field of version 5 on, not of version \(formatVersion)") }
         if formatVersion >= 4 {

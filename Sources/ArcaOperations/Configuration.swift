@@ -61,6 +61,8 @@ public struct ServiceConfiguration: Sendable {
     /// `ARCA_VERIFY_AFTER_BACKUP` (default 1): the scheduler's and the API's
     /// backups are read back and verified once published.
     public var verifyAfterBackup = true
+    /// `DATABASE_URL`'s identity, once read (`Operations.configuredSource`).
+    let sourceCache = SourceIdentityCache()
 
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",

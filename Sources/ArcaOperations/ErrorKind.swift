@@ -195,8 +195,21 @@ extension CloudError: ClassifiedError {
         switch self {
         case .downloadMismatch: .damaged
         case .uploadFailed, .archiveLeftWithoutSidecar: .failed
+        case .idTaken: .conflict
         }
     }
+
+    public var code: String {
+        switch self {
+        case .idTaken: "backup_id_taken"
+        default: kind.defaultCode
+        }
+    }
+}
+
+extension OtherSourceError: ClassifiedError {
+    public var kind: ErrorKind { .refused }
+    public var code: String { "other_source" }
 }
 
 extension S3Error: ClassifiedError {
@@ -204,6 +217,7 @@ extension S3Error: ClassifiedError {
         switch self {
         case .invalidCredentials, .accessDenied, .noSuchBucket, .invalidRequest: .invalid
         case .noSuchKey, .noSuchUpload: .notFound
+        case .objectExists: .conflict
         case .unreachable, .serviceError: .unavailable
         case .invalidResponse: .failed
         }

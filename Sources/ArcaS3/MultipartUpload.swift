@@ -12,11 +12,11 @@ extension S3Client {
     /// rethrown, so no orphaned upload keeps costing storage.
     @discardableResult
     public func upload<Chunks: AsyncSequence>(
-        key: String, chunks: Chunks, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2
+        key: String, chunks: Chunks, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2, ifAbsent: Bool = false
     ) async throws -> String where Chunks.Element == [UInt8] {
         Self.checkPartSize(partSize)
         var reader = PartReader(iterator: chunks.makeAsyncIterator(), partSize: partSize)
-        return try await upload(key: key, concurrency: concurrency) { try await reader.nextPart().map(S3Payload.bytes) }
+        return try await upload(key: key, concurrency: concurrency, ifAbsent: ifAbsent) { try await reader.nextPart().map(S3Payload.bytes) }
     }
 
     /// Uploads a stream of whole parts (each at least `minimumPartSize` bytes but
@@ -29,10 +29,10 @@ extension S3Client {
     @discardableResult
     public func upload<Parts: AsyncSequence>(
         key: String, parts: Parts, concurrency: Int = 1, partUploaded: @escaping @Sendable (Int) -> Void = { _ in },
-        pace: (Int) async throws -> Void = { _ in }
+        pace: (Int) async throws -> Void = { _ in }, ifAbsent: Bool = false
     ) async throws -> String where Parts.Element == SourcePart {
         var iterator = parts.makeAsyncIterator()
-        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace) {
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace, ifAbsent: ifAbsent) {
             try await iterator.next().map { $0.readOnEventLoop ? .sourceOnEventLoop($0.source, $0.range) : .source($0.source, $0.range) }
         }
     }
@@ -45,18 +45,43 @@ extension S3Client {
     @discardableResult
     public func upload(
         key: String, source: any ByteSource & Sendable, partSize: Int = 8 * 1024 * 1024, concurrency: Int = 2,
-        partUploaded: @escaping @Sendable (Int) -> Void = { _ in }, pace: (Int) async throws -> Void = { _ in }
+        partUploaded: @escaping @Sendable (Int) -> Void = { _ in }, pace: (Int) async throws -> Void = { _ in }, ifAbsent: Bool = false
     ) async throws -> String {
         Self.checkPartSize(partSize)
         var offset: UInt64 = 0
         var first = true
-        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace) {
+        return try await upload(key: key, concurrency: concurrency, partUploaded: partUploaded, pace: pace, ifAbsent: ifAbsent) {
             guard offset < source.size || first else { return nil }
             first = false
             let end = min(source.size, offset + UInt64(partSize))
             defer { offset = end }
             return .source(source, offset..<end)
         }
+    }
+
+    /// The ETag an `upload(key:source:partSize:)` of `source` gives its
+    /// object (for stores whose ETags are MD5s): to recognise, after a
+    /// refused conditional write, an object that is this very upload.
+    public static func expectedETag(of source: any ByteSource, partSize: Int) throws -> String {
+        checkPartSize(partSize)
+        var partDigests: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: UInt64 = 0
+        repeat {
+            let end = min(source.size, offset + UInt64(partSize))
+            let digest = Digest(.md5)
+            while offset < end {
+                let count = Int(min(UInt64(buffer.count), end - offset))
+                try buffer.withUnsafeMutableBytes { bytes in
+                    let slice = UnsafeMutableRawBufferPointer(rebasing: bytes[0..<count])
+                    try source.read(at: offset, into: slice)
+                    digest.update(UnsafeRawBufferPointer(slice))
+                }
+                offset += UInt64(count)
+            }
+            partDigests.append(Hashes.hex(digest.finish()))
+        } while offset < source.size
+        return partDigests.count == 1 ? partDigests[0] : multipartETag(partETags: partDigests) ?? ""
     }
 
     private static func checkPartSize(_ partSize: Int) {
@@ -69,15 +94,17 @@ extension S3Client {
     /// A part is asked for only when an upload slot is free, so a producer that fills
     /// parts while they upload holds at most `concurrency + 1`. `pace` holds each part
     /// back before it is sent: a throttled upload keeps its producer waiting too.
+    /// `ifAbsent` makes the write that publishes the object (the PutObject
+    /// or the completion) conditional: it never replaces an object.
     private func upload(
         key: String, concurrency: Int, partUploaded: @escaping @Sendable (Int) -> Void = { _ in },
-        pace: (Int) async throws -> Void = { _ in }, nextPart: () async throws -> S3Payload?
+        pace: (Int) async throws -> Void = { _ in }, ifAbsent: Bool, nextPart: () async throws -> S3Payload?
     ) async throws -> String {
         precondition((1...16).contains(concurrency), "concurrency must be between 1 and 16")
         let firstPart = try await nextPart() ?? .bytes(ByteBuffer())
         guard let secondPart = try await nextPart() else {
             try await pace(firstPart.count)
-            let etag = try await putObject(key: key, payload: firstPart)
+            let etag = try await putObject(key: key, payload: firstPart, ifAbsent: ifAbsent)
             partUploaded(firstPart.count)
             return etag
         }
@@ -118,7 +145,7 @@ extension S3Client {
                 for try await done in group { uploaded.append(done) }
                 return uploaded
             }
-            return try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts)
+            return try await completeMultipartUpload(key: key, uploadID: uploadID, parts: parts, ifAbsent: ifAbsent)
         } catch {
             // In a task of its own: the current one may be cancelled, which would stop the abort too.
             let abort = Task { try await self.abortMultipartUpload(key: key, uploadID: uploadID) }

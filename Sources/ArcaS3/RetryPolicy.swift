@@ -47,7 +47,11 @@ public struct RetryPolicy: Sendable {
     }
 
     static let retryableStatuses: Set<Int> = [429, 500, 502, 503, 504]
-    static let retryableCodes: Set<String> = ["SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable"]
+    static let retryableCodes: Set<String> = [
+        "SlowDown", "InternalError", "RequestTimeout", "ServiceUnavailable",
+        // 409 to a conditional write racing another one: S3 asks for a retry.
+        "ConditionalRequestConflict",
+    ]
 
     static func isRetryable(status: Int, code: String?) -> Bool {
         retryableStatuses.contains(status) || code.map(retryableCodes.contains) == true

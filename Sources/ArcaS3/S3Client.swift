@@ -147,22 +147,42 @@ public final class S3Client: Sendable {
 
     // MARK: - Objects
 
-    /// Stores `body` under `key`, replacing any object there. Sends Content-MD5 so S3
-    /// rejects a body damaged in transit. Returns the ETag (unquoted).
+    /// Stores `body` under `key`. Sends Content-MD5 so S3 rejects a body
+    /// damaged in transit. With `ifAbsent` the write is conditional
+    /// (`If-None-Match: *`): an object already under `key` stays, and the
+    /// write fails with `.objectExists`. Returns the ETag (unquoted).
     @discardableResult
-    public func putObject(key: String, body: ByteBuffer) async throws -> String {
-        try await putObject(key: key, payload: .bytes(body))
+    public func putObject(key: String, body: ByteBuffer, ifAbsent: Bool = false) async throws -> String {
+        try await putObject(key: key, payload: .bytes(body), ifAbsent: ifAbsent)
     }
 
-    func putObject(key: String, payload: S3Payload) async throws -> String {
-        let response = try await send(S3Operation(
-            name: "PutObject", method: .PUT, key: try fullKey(key), payload: payload, contentMD5: true))
-        return Self.unquoted(response.headers.first(name: "etag") ?? "")
+    func putObject(key: String, payload: S3Payload, ifAbsent: Bool = false) async throws -> String {
+        var operation = try S3Operation(name: "PutObject", method: .PUT, key: try fullKey(key), payload: payload, contentMD5: true)
+        if ifAbsent { operation.headers.append(("if-none-match", "*")) }
+        do {
+            let response = try await send(operation)
+            return Self.unquoted(response.headers.first(name: "etag") ?? "")
+        } catch S3Error.objectExists(let context) {
+            // A retry after an answer that was lost finds its own first attempt.
+            return try await etagIfOwnWrite(key: key, expected: Hashes.hex(operation.md5), refusal: context)
+        }
     }
 
     @discardableResult
-    public func putObject(key: String, body: [UInt8]) async throws -> String {
-        try await putObject(key: key, body: ByteBuffer(bytes: body))
+    public func putObject(key: String, body: [UInt8], ifAbsent: Bool = false) async throws -> String {
+        try await putObject(key: key, body: ByteBuffer(bytes: body), ifAbsent: ifAbsent)
+    }
+
+    /// After a conditional write was refused: the object's ETag when it is
+    /// the very object this write sent (an earlier attempt of it succeeded
+    /// and its answer was lost), else the refusal. Stores whose ETag is not
+    /// the content's MD5 (SSE-KMS) always get the refusal: safe, never a
+    /// false success.
+    private func etagIfOwnWrite(key: String, expected: String, refusal: S3RequestContext) async throws -> String {
+        guard refusal.attempts > 1, let existing = try await headObject(key: key), existing.etag == expected else {
+            throw S3Error.objectExists(refusal)
+        }
+        return existing.etag
     }
 
     /// The object's bytes, or only those in `range` (byte offsets, upper bound excluded).
@@ -345,10 +365,13 @@ public final class S3Client: Sendable {
 
     /// Assembles the parts into the object and returns its ETag (unquoted).
     /// S3 may answer 200 with an `<Error>` body here: that counts as a failure (and is retried
-    /// when its code is a transient one).
+    /// when its code is a transient one). `ifAbsent` makes it conditional, as for `putObject`.
     @discardableResult
-    public func completeMultipartUpload(key: String, uploadID: String, parts: [S3UploadedPart]) async throws -> String {
-        let partsXML = parts.sorted { $0.partNumber < $1.partNumber }.map {
+    public func completeMultipartUpload(
+        key: String, uploadID: String, parts: [S3UploadedPart], ifAbsent: Bool = false
+    ) async throws -> String {
+        let sorted = parts.sorted { $0.partNumber < $1.partNumber }
+        let partsXML = sorted.map {
             "<Part><PartNumber>\($0.partNumber)</PartNumber><ETag>\(S3XML.escape("\"\($0.etag)\""))</ETag></Part>"
         }.joined()
         var operation = try S3Operation(
@@ -356,9 +379,26 @@ public final class S3Client: Sendable {
             body: ByteBuffer(string: "<CompleteMultipartUpload>\(partsXML)</CompleteMultipartUpload>"))
         operation.query = [("uploadId", uploadID)]
         operation.errorBodyMeansFailure = true
-        let response = try await send(operation)
-        let result = try parseXML(response, for: operation)
-        return Self.unquoted(result.value("ETag") ?? "")
+        if ifAbsent { operation.headers.append(("if-none-match", "*")) }
+        do {
+            let response = try await send(operation)
+            let result = try parseXML(response, for: operation)
+            return Self.unquoted(result.value("ETag") ?? "")
+        } catch S3Error.objectExists(let context) {
+            guard let expected = Self.multipartETag(partETags: sorted.map(\.etag)) else { throw S3Error.objectExists(context) }
+            return try await etagIfOwnWrite(key: key, expected: expected, refusal: context)
+        }
+    }
+
+    /// The ETag S3 gives a multipart object: the MD5 of the parts' binary
+    /// MD5s, a dash and the part count; nil when a part's ETag is not an MD5.
+    static func multipartETag(partETags: [String]) -> String? {
+        var digests: [UInt8] = []
+        for etag in partETags {
+            guard let digest = Hex.decode(etag), digest.count == 16 else { return nil }
+            digests += digest
+        }
+        return "\(Hashes.hex(Digest.hash(.md5, digests)))-\(partETags.count)"
     }
 
     /// Aborts the upload and frees its parts; an upload that no longer exists counts as aborted.
@@ -426,6 +466,8 @@ public final class S3Client: Sendable {
         var payload: S3Payload?
         /// Hex SHA-256 of the payload, as SigV4 signs it; computed once for all attempts.
         let payloadHash: String
+        /// The payload's MD5 (a single PUT's ETag); empty without a payload.
+        var md5: [UInt8] = []
         var acceptedStatuses: Set<Int> = [200, 204]
         /// Largest response body accepted.
         var bodyLimit = 64 * 1024 * 1024
@@ -450,6 +492,7 @@ public final class S3Client: Sendable {
             }
             let digests = try payload.digests()
             payloadHash = Hashes.hex(digests.sha256)
+            md5 = digests.md5
             if contentMD5 { headers.append(("content-md5", Data(digests.md5).base64EncodedString())) }
         }
 
@@ -689,6 +732,8 @@ public final class S3Client: Sendable {
                     ? "the server ignored the Range header and answered with the whole object"
                     : "unexpected HTTP \(response.status)")
             case (403, _): return .accessDenied(answer)
+            // Only conditional writes (`If-None-Match: *`) are sent with a precondition.
+            case (412, _): return .objectExists(answer)
             // HEAD answers have no body to tell which of the two is missing.
             case (404, nil): return operation.key == nil ? .noSuchBucket(answer) : .noSuchKey(answer)
             default: return .serviceError(answer)

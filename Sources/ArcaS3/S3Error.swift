@@ -59,6 +59,8 @@ public enum S3Error: Error, CustomStringConvertible, Sendable {
     case noSuchBucket(S3RequestContext)
     case noSuchKey(S3RequestContext)
     case noSuchUpload(S3RequestContext)
+    /// 412 to a conditional write (`If-None-Match: *`): another object is under the key.
+    case objectExists(S3RequestContext)
     /// Any other error answer from S3 (after retries when it was retryable).
     case serviceError(S3RequestContext)
     /// No HTTP answer: connection refused/reset/closed, DNS failure, timeout; after all attempts.
@@ -71,7 +73,7 @@ public enum S3Error: Error, CustomStringConvertible, Sendable {
     public var context: S3RequestContext? {
         switch self {
         case .invalidCredentials(let context), .accessDenied(let context), .noSuchBucket(let context),
-            .noSuchKey(let context), .noSuchUpload(let context), .serviceError(let context),
+            .noSuchKey(let context), .noSuchUpload(let context), .objectExists(let context), .serviceError(let context),
             .unreachable(let context, _), .invalidResponse(let context, _):
             context
         case .invalidRequest:
@@ -96,6 +98,9 @@ public enum S3Error: Error, CustomStringConvertible, Sendable {
         case .noSuchUpload(let c):
             return "the multipart upload of \(c.target) no longer exists (\(c.errorCode ?? "HTTP 404")): "
                 + "it was completed or aborted; start the upload again"
+        case .objectExists(let c):
+            return "\(c.target) already exists and S3 refused to replace it (\(c.errorCode ?? "HTTP 412"))\(c.requestIDText): "
+                + "another writer stored an object under that name; nothing was overwritten"
         case .serviceError(let c):
             let retryable = c.httpStatus.map { $0 >= 500 || $0 == 429 } ?? false
             let hint = retryable

@@ -194,7 +194,7 @@ struct HealthController: Sendable {
             "# HELP arca_healthy Whether `arca status` finds the service healthy (1) or not (0).",
             "# TYPE arca_healthy gauge",
             "arca_healthy \(figures.healthy ? 1 : 0)",
-            "# HELP arca_backups Backups in each store.",
+            "# HELP arca_backups The configured database's backups in each store.",
             "# TYPE arca_backups gauge",
         ]
         lines += figures.storage.map { "arca_backups{location=\"\($0.location)\"} \($0.backups)" }

@@ -133,11 +133,23 @@ struct BackupController: Sendable {
         var encrypted: Bool?
         var base: String?
         var durationSeconds: Double?
+        /// The database it is a backup of; nil when its manifest cannot be read.
+        var source: SourceIdentity?
+    }
+
+    /// A `true`/`false` query parameter, false when absent.
+    static func flag(_ name: String, of request: Request) throws -> Bool {
+        switch request.uri.queryParameters[Substring(name)].map(String.init) {
+        case nil, "false": return false
+        case "true": return true
+        default: throw APIError(.badRequest, "invalid_parameter", "\(name) must be true or false.")
+        }
     }
 
     @Sendable func list(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.viewer), context)
-        let listings = try await pool.run { try operations.list() }
+        let allSources = try Self.flag("allSources", of: request)
+        let listings = try await pool.run { try operations.list(allSources: allSources) }
         struct Body: Encodable {
             var success = true
             var backups: [Listed]
@@ -148,7 +160,7 @@ struct BackupController: Sendable {
                 type: listing.trigger == .scheduled || listing.trigger == .missed ? "scheduled" : "manual",
                 integrity: listing.integrity == .unreadable ? .failed : listing.integrity,
                 bytes: listing.bytes, tables: listing.tables, rows: listing.rows, location: listing.location,
-                encrypted: listing.encrypted, base: listing.base, durationSeconds: listing.durationSeconds)
+                encrypted: listing.encrypted, base: listing.base, durationSeconds: listing.durationSeconds, source: listing.source)
         }))
     }
 
@@ -214,7 +226,8 @@ struct BackupController: Sendable {
     @Sendable func delete(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let operations = operations(try context.require(.admin), context)
         let id = try backupID(context)
-        let freed = try await pool.run { try operations.delete(id) }
+        let allowOtherSource = try Self.flag("allowOtherSource", of: request)
+        let freed = try await pool.run { try operations.delete(id, allowOtherSource: allowOtherSource) }
         struct Body: Encodable { var success = true; var message: String; var freedBytes: UInt64 }
         return JSONBody.response(Body(message: "Backup \(id) removed", freedBytes: freed))
     }
@@ -237,17 +250,19 @@ struct BackupController: Sendable {
         var target: String?
         /// No longer accepted: a request names a target, it never supplies a connection.
         var targetUrl: String?
+        /// Restore a backup of another database than the configured one.
+        var allowOtherSource: Bool?
     }
 
     @Sendable func restore(_ request: Request, context: ArcaRequestContext) async throws -> Response {
         let identity = try context.require(.admin)
         let body = try await JSONBody.decode(
-            RestoreBody.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "target", "targetUrl"])
+            RestoreBody.self, from: request, context: context, known: ["backupId", "confirmRestore", "tables", "target", "targetUrl", "allowOtherSource"])
         guard body.confirmRestore == true else {
             throw APIError(.badRequest, "confirmation_required", "Set \"confirmRestore\": true to replace the database's contents with the backup.")
         }
         guard let id = BackupID(body.backupId) else {
-            throw APIError(.badRequest, "invalid_backup_id", "\"\(body.backupId)\" is not a backup id (backup_YYYYMMDD_HHMMSS).")
+            throw APIError(.badRequest, "invalid_backup_id", "\"\(body.backupId.prefix(64))\" is not a backup id (backup_YYYYMMDD_HHMMSS_mmmrrrrr).")
         }
         guard body.targetUrl == nil else {
             throw APIError(.badRequest, "invalid_target", "targetUrl is not accepted: name a target with \"target\" (DATABASE_URL's database or one of ARCA_RESTORE_TARGETS); the server supplies the connection.")
@@ -262,6 +277,7 @@ struct BackupController: Sendable {
         var restore = RestoreRequest(backup: id.rawValue)
         restore.target = target
         restore.confirmed = true
+        restore.allowOtherSource = body.allowOtherSource ?? false
         // Replace what the backup holds, atomically: drop and recreate its objects in one transaction.
         restore.clean = (body.tables ?? []).isEmpty
         restore.dataOnly = !(body.tables ?? []).isEmpty
@@ -296,7 +312,7 @@ struct BackupController: Sendable {
     private func backupID(_ context: ArcaRequestContext) throws -> BackupID {
         let text = context.parameters.get("id") ?? ""
         guard let id = BackupID(text) else {
-            throw APIError(.badRequest, "invalid_backup_id", "\"\(text.prefix(80))\" is not a backup id (backup_YYYYMMDD_HHMMSS).")
+            throw APIError(.badRequest, "invalid_backup_id", "\"\(text.prefix(80))\" is not a backup id (backup_YYYYMMDD_HHMMSS_mmmrrrrr).")
         }
         return id
     }

@@ -305,22 +305,24 @@ import Testing
         let repository = Steps.repository("cloud-retention")
         let result = try await Self.backup(source, repository, cloud: cloud)
         // Two old backups, in the bucket only (retention goes by the time in their manifests).
+        var old: [String] = []
         for day in [1, 2] {
             var options = BackupOptions(source: source.connectionString, repository: repository)
             options.cloud = cloud
             options.uploadOnly = true
             let configured = options
-            let old = Date(timeIntervalSince1970: 1_577_844_000 + Double(day) * 86_400)  // 2020-01-0x
-            _ = try await onThread { try BackupRunner(options: configured).run(now: { old }) }
+            let date = Date(timeIntervalSince1970: 1_577_844_000 + Double(day) * 86_400)  // 2020-01-0x
+            old.append(try await onThread { try BackupRunner(options: configured).run(now: { date }) }.backupId)
         }
+        #expect(old.map { $0.prefix(22) } == ["backup_20200102_020000", "backup_20200103_020000"])
         #expect(try cloud.archives().count == 3)
 
         let cleanup = Cleanup(repository: repository, targets: [(repository, RetentionPolicy(retentionDays: 30)), (cloud, RetentionPolicy(retentionDays: 30))])
         let outcome = try await onThread { try cleanup.run() }
         #expect(outcome.stores.map(\.location) == [.local, .cloud])
-        #expect(outcome.stores[1].removed.sorted() == ["backup_20200102_020000", "backup_20200103_020000"])
+        #expect(outcome.stores[1].removed.sorted() == old)
         #expect(try cloud.archives().map(\.id.rawValue) == [result.backupId])
-        #expect(try cloud.recordedMD5(BackupID("backup_20200102_020000")!) == nil)
+        #expect(try cloud.recordedMD5(BackupID(old[0])!) == nil)
         #expect(try repository.backupIDs().map(\.rawValue) == [result.backupId])
     }
 }

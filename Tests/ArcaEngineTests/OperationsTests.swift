@@ -35,7 +35,7 @@ import Testing
         let weekly = kept(RetentionPolicy(retentionDays: 0, keepWeekly: 4), backups)
         #expect(weekly.count == 4)
         let monthly = kept(RetentionPolicy(retentionDays: 0, keepMonthly: 3), backups)
-        #expect(monthly == ["backup_20241201_020000", "backup_20241130_020000", "backup_20241031_020000"])
+        #expect(monthly.map { $0.prefix(22) } == ["backup_20241201_020000", "backup_20241130_020000", "backup_20241031_020000"])
         // Rules add up; one backup held by two rules counts once.
         #expect(kept(RetentionPolicy(retentionDays: 2, keepLast: 3, keepMonthly: 2), backups).count == 3)
     }

@@ -61,8 +61,9 @@ import Testing
         let now = Date(timeIntervalSince1970: 1_733_061_930)
         let first = try repository.reserve(startedAt: now)
         let second = try repository.reserve(startedAt: now)
-        #expect(first.id.rawValue == "backup_20241201_140530")
-        #expect(second.id.rawValue == "backup_20241201_140530_2")
+        #expect(first.id != second.id)
+        #expect(first.id.rawValue.hasPrefix("backup_20241201_140530_000"))
+        #expect(second.id.rawValue.hasPrefix("backup_20241201_140530_000"))
     }
 
     @Test func listsNewestFirstWithIntegrity() throws {

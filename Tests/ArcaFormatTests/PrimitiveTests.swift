@@ -53,14 +53,42 @@ import Testing
 }
 
 @Suite struct BackupIDTests {
-    @Test func formatsUTCTimeAndSuffix() {
-        let date = Date(timeIntervalSince1970: 1_733_061_930.123)  // 2024-12-01T14:05:30.123Z
-        #expect(BackupID(date: date).rawValue == "backup_20241201_140530")
-        #expect(BackupID(date: date, attempt: 1).rawValue == "backup_20241201_140530_2")
-        #expect(BackupID(date: date).date == Date(timeIntervalSince1970: 1_733_061_930))
+    /// A generator that always gives the same numbers, for exact ids.
+    struct FixedGenerator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state
+        }
     }
 
-    @Test(arguments: ["backup_20241201_140530", "backup_20241201_140530_2", "backup_20241201_140530_123456"])
+    @Test func formatsUTCTimeMillisecondsAndRandomPart() throws {
+        let date = Date(timeIntervalSince1970: 1_733_061_930.123)  // 2024-12-01T14:05:30.123Z
+        var generator = FixedGenerator(state: 1)
+        let id = BackupID(date: date, using: &generator)
+        #expect(id.rawValue.hasPrefix("backup_20241201_140530_123"))
+        #expect(id.rawValue.count == 31)
+        #expect(BackupID(id.rawValue) == id, "a new id parses")
+        #expect(!id.isLegacy)
+        let parsed = try #require(id.date)
+        #expect(abs(parsed.timeIntervalSince1970 - 1_733_061_930.123) < 0.0005)
+        let random = id.rawValue.suffix(5)
+        #expect(random.allSatisfy { "abcdefghijklmnopqrstuvwxyz234567".contains($0) })
+    }
+
+    /// Two hosts starting in the same millisecond, the case the random part is for.
+    @Test func idsOfOneInstantDiffer() {
+        let date = Date(timeIntervalSince1970: 1_733_061_930)
+        let ids = Set((0..<1000).map { _ in BackupID(date: date) })
+        // 1,000 draws of 2^25: a repeat has a chance of about 1.5 %; two are all but impossible.
+        #expect(ids.count >= 998)
+        #expect(ids.allSatisfy { $0.rawValue.hasPrefix("backup_20241201_140530_000") })
+    }
+
+    @Test(arguments: [
+        "backup_20241201_140530", "backup_20241201_140530_2", "backup_20241201_140530_123456", "backup_20241201_140530_123k7qxa",
+        "backup_20241201_140530_00000000",
+    ])
     func acceptsIDs(_ text: String) {
         #expect(BackupID(text)?.rawValue == text)
     }
@@ -68,16 +96,22 @@ import Testing
     @Test(arguments: [
         "", "backup_", "backup_2024120_140530", "backup_20241201-140530", "backup_20241201_140530_", "backup_20241201_140530_x",
         "../../etc/passwd", "%2e%2e", "backup_20241201_140530\u{0}", "backup_20241201_140530/..", "Backup_20241201_140530",
-        "backup_20241201_140530_1234567", "backup_2024１201_140530",
+        "backup_20241201_140530_1234567", "backup_2024１201_140530", "backup_20241201_140530_123K7QXA", "backup_20241201_140530_123k7qx",
+        "backup_20241201_140530_123k7qxab", "backup_20241201_140530_123k7qx.", "backup_20241201_140530_123k7q/a",
     ])
     func rejectsEverythingElse(_ text: String) {
         #expect(BackupID(text) == nil)
     }
 
     @Test func ordersChronologically() {
-        let ids = ["backup_20241201_140530_10", "backup_20241201_140530", "backup_20241202_000000", "backup_20241201_140530_2"]
-            .compactMap(BackupID.init)
-        #expect(ids.sorted().map(\.rawValue) == ["backup_20241201_140530", "backup_20241201_140530_2", "backup_20241201_140530_10", "backup_20241202_000000"])
+        let ids = [
+            "backup_20241201_140530_10", "backup_20241201_140530", "backup_20241202_000000", "backup_20241201_140530_2",
+            "backup_20241201_140530_999aaaaa", "backup_20241201_140530_001zzzzz", "backup_20241201_140529_999aaaaa",
+        ].compactMap(BackupID.init)
+        #expect(ids.sorted().map(\.rawValue) == [
+            "backup_20241201_140529_999aaaaa", "backup_20241201_140530", "backup_20241201_140530_2", "backup_20241201_140530_10",
+            "backup_20241201_140530_001zzzzz", "backup_20241201_140530_999aaaaa", "backup_20241202_000000",
+        ])
     }
 }
 

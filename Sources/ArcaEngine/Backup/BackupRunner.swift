@@ -533,6 +533,8 @@ public struct BackupRunner: Sendable {
                 reporter.send()
             }
             reporter.send(final: true)
+        } catch let taken as CloudError where taken.isIDTaken {
+            throw taken
         } catch {
             throw CloudError.uploadFailed(id: result.backupId, localPath: result.path, location: cloud.place, underlying: "\(error)")
         }
@@ -616,10 +618,9 @@ public struct BackupRunner: Sendable {
         do {
             let encoding = try SessionSettings.databaseEncoding(connection)
             try SessionSettings.apply(to: connection, encoding: encoding)
-            // Outside the transaction: this function is not granted to every
-            // role, and a failure inside would abort the snapshot.
-            let systemIdentifier = try? connection.execute(
-                "SELECT system_identifier::text FROM pg_catalog.pg_control_system()").singleValue
+            // Outside the transaction: pg_control_system() is not granted to
+            // every role, and a failure inside would abort the snapshot.
+            let identity = try SourceIdentity.read(connection)
             // While the change stream runs, the snapshot is a new slot's:
             // it sees exactly the transactions committed before the slot's
             // consistent point, where the backup then stands in the stream.
@@ -640,8 +641,8 @@ public struct BackupRunner: Sendable {
                 database: connection.database,
                 serverVersion: String(version.prefix { $0 != " " }),
                 serverVersionNumber: connection.serverVersionNumber,
-                snapshot: snapshotID, systemIdentifier: systemIdentifier,
-                encoding: encoding),
+                snapshot: snapshotID, systemIdentifier: identity.systemIdentifier,
+                encoding: encoding, databaseOid: identity.databaseOid),
                 anchor: anchoring.map { Manifest.Anchor(slot: $0.stream, lsn: $0.slot.consistentPoint.value) })
         } catch let error as PostgresError {
             throw BackupError.snapshot(error)

@@ -20,7 +20,13 @@ public struct CleanupResult: Codable, Sendable {
         /// uploads): nil for a store without any (the repository removes
         /// its own leftovers in temp/ when the lock is taken).
         public var unfinishedWrites: UnfinishedWrites?
+        /// Backups of other databases in the store (`Cleanup.source`): never
+        /// candidates for removal. Nil when there are none.
+        public var otherSources: Int?
     }
+
+    /// What cleanup left alone and why (a store it could not judge).
+    public var notes: [String] = []
 
     /// Change segments older than every kept backup's anchor: no restore
     /// can start before them. Removed from the repository (or, in a dry
@@ -43,6 +49,8 @@ public struct Cleanup: Sendable {
     public var key: ArchiveKey?
     /// Unfinished writes older than this are aborted (`ARCA_STALE_UPLOAD_HOURS`).
     public var staleWriteHours = 24
+    /// Whose backups the policy applies to; the others are not touched.
+    public var source = SourceScope.everySource
 
     public init(repository: Repository, targets: [(store: any ArchiveStore, policy: RetentionPolicy)]) {
         self.repository = repository
@@ -56,7 +64,8 @@ public struct Cleanup: Sendable {
         for (store, policy) in targets {
             // A cloud copy counts as verified when its local twin is: the
             // newest verified backup is kept in both places.
-            let listings = try store.listings(key: key, records: repository, now: now)
+            let every = try store.listings(key: key, records: repository, now: now)
+            let listings = every.filter(source.includes)
             // What a kept incremental backup needs is kept with it.
             let decisions = BackupDependencies(listings).protecting(
                 policy.decide(listings.compactMap(RetentionPolicy.Candidate.init), now: now))
@@ -66,7 +75,8 @@ public struct Cleanup: Sendable {
             var cleaned = CleanupResult.StoreCleanup(
                 location: store.location, place: store.place, policy: policy, removed: [], inUse: [], kept: decisions.filter(\.keep),
                 freedBytes: 0,
-                unfinishedWrites: try store.unfinishedWrites(olderThanHours: staleWriteHours, now: now, aborting: !dryRun))
+                unfinishedWrites: try store.unfinishedWrites(olderThanHours: staleWriteHours, now: now, aborting: !dryRun),
+                otherSources: every.count == listings.count ? nil : every.count - listings.count)
             for decision in decisions where !decision.keep {
                 guard let id = BackupID(decision.id) else { continue }
                 if dryRun {

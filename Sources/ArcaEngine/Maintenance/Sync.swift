@@ -22,6 +22,9 @@ public struct CloudSync: Sendable {
     /// the key (its manifest authenticates) before it is copied.
     public var key: ArchiveKey?
     public var allowUnencrypted = false
+    /// Whose backups are copied: another database's are neither uploaded
+    /// nor downloaded (the bucket may be shared).
+    public var source = SourceScope.everySource
 
     public init(repository: Repository, cloud: CloudStore) {
         self.repository = repository
@@ -31,8 +34,8 @@ public struct CloudSync: Sendable {
     /// Archive by archive, the progress counts archives (as tables) and their bytes.
     public func upload(progress: @escaping (OperationProgress) -> Void = { _ in }) throws -> SyncResult {
         let reporter = ProgressReporter(.upload, report: progress)
-        let uploaded = Set(try cloud.archives().map(\.id))
-        let missing = try repository.archives().filter { !uploaded.contains($0.id) }.reversed()
+        let uploaded = Set(try inScope(cloud).map(\.id))
+        let missing = try inScope(repository).filter { !uploaded.contains($0.id) }.reversed()
         reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
         var result = SyncResult(location: cloud.place, direction: "upload", copied: [], bytes: 0, failed: [:])
         // Oldest first, so an incremental backup's base is in the bucket before it.
@@ -72,7 +75,7 @@ public struct CloudSync: Sendable {
         let lock = try repository.lockForWriting("sync")
         defer { lock.release() }
         let local = Set(try repository.backupIDs())
-        let missing = try cloud.archives().filter { !local.contains($0.id) }.reversed()
+        let missing = try inScope(cloud).filter { !local.contains($0.id) }.reversed()
         reporter.estimate(tables: missing.count, bytes: missing.lazy.map(\.bytes).checkedSum)
         var result = SyncResult(location: cloud.place, direction: "download", copied: [], bytes: 0, failed: [:])
         defer { reporter.finish() }
@@ -92,6 +95,17 @@ public struct CloudSync: Sendable {
             }
         }
         return result
+    }
+}
+
+extension CloudSync {
+    /// The archives of `store` that `source` includes, newest first (every
+    /// one, without reading a manifest, when it includes every source).
+    private func inScope(_ store: any ArchiveStore) throws -> [StoredArchive] {
+        guard source != .everySource else { return try store.archives() }
+        return try store.listings(key: key, records: repository).filter(source.includes).compactMap { listing in
+            BackupID(listing.id).map { StoredArchive(id: $0, bytes: listing.bytes) }
+        }
     }
 }
 

@@ -26,8 +26,8 @@ public protocol ArchiveStore: Sendable {
     func remove(_ id: BackupID) throws -> UInt64
     /// How a person names one archive of it.
     func describe(_ id: BackupID) -> String
-    /// A streamed write of a new archive under an id for `date` that the
-    /// store does not hold (ids taken in the same second get a suffix); it
+    /// A streamed write of a new archive under a new id for `date` that the
+    /// store does not hold (`BackupID`: time and a random part); it
     /// becomes visible only when published, complete. `staging` is a local
     /// folder (the repository's temp/) where a store that sends in parts
     /// keeps the parts in flight, so that memory does not hold them.
@@ -105,9 +105,10 @@ extension CloudStore: ArchiveStore {
     public var location: StorageLocation { .cloud }
 
     public func beginWrite(startedAt date: Date, staging: String) throws -> any ArchiveDestination {
-        // One HEAD per candidate id (ids collide only within a second), not a listing of the bucket.
-        for attempt in 0..<1000 {
-            let id = BackupID(date: date, attempt: attempt)
+        // One HEAD per candidate id, not a listing of the bucket; the
+        // upload's conditional completion is what cannot race.
+        for _ in 0..<8 {
+            let id = BackupID(date: date)
             if try stat(id) == nil { return try CloudUpload(store: self, id: id, staging: staging) }
         }
         throw OperationError.noFreeID(place: place, date: date)

@@ -42,10 +42,13 @@ public struct BackupListing: Codable, Sendable {
     public var needsKnown = true
     /// From the manifest's start to its completion.
     public var durationSeconds: Double?
+    /// The database it is a backup of (from the manifest); nil when the
+    /// manifest cannot be read.
+    public var source: SourceIdentity?
 
     enum CodingKeys: String, CodingKey {
         case id, timestamp, bytes, tables, rows, rawBytes, integrity, trigger, encrypted, location, path, error, warnings, base, needs
-        case durationSeconds
+        case durationSeconds, source
     }
     /// Whether the archive is encrypted (from its header, readable without the key).
     public var encrypted: Bool?
@@ -114,6 +117,7 @@ extension BackupListing {
             }
             let manifest = try ArchiveReader(source: source, outline: outline, key: key).manifest
             timestamp = manifest.startedAt
+            self.source = manifest.source.identity
             if let start = Manifest.date(fromTimestamp: manifest.startedAt), let end = Manifest.date(fromTimestamp: manifest.completedAt) {
                 durationSeconds = max(0, end.timeIntervalSince(start))
             }

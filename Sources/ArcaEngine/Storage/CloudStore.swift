@@ -145,10 +145,36 @@ public final class CloudStore: @unchecked Sendable {
         guard let sidecar = try FileSystem.readSmallFile(Repository.checksumPath(ofArchive: path), limit: Repository.sidecarSizeLimit) else {
             throw RepositoryError.backupNotFound(Repository.checksumPath(ofArchive: path), repository: (path as NSString).deletingLastPathComponent)
         }
-        try runBlocking {
-            try await self.client.upload(
-                key: Self.archiveKey(id), source: source, partSize: partSize, partUploaded: { progress(UInt64($0)) }, pace: self.pace)
-            _ = try await self.client.putObject(key: Self.checksumKey(id), body: Array(sidecar))
+        let md5 = Repository.recordedMD5(inSidecar: sidecar)
+        // A store that ignores conditional writes still never has an object
+        // replaced by a backup of ours: look first (ids are chosen so that
+        // no other writer picks the same one, FORMAT.md `backupId`).
+        if try stat(id) != nil {
+            // The same bytes: uploaded already (an earlier run was interrupted after it).
+            if try recordedMD5(id) == md5 { return }
+            throw CloudError.idTaken(id: id.rawValue, localPath: path, location: place)
+        }
+        do {
+            try runBlocking {
+                try await self.client.upload(
+                    key: Self.archiveKey(id), source: source, partSize: partSize, partUploaded: { progress(UInt64($0)) }, pace: self.pace,
+                    ifAbsent: true)
+            }
+        } catch S3Error.objectExists {
+            throw CloudError.idTaken(id: id.rawValue, localPath: path, location: place)
+        }
+        try storeSidecar(Array(sidecar), of: id, localPath: path)
+    }
+
+    /// Stores an archive's sidecar, never replacing one: a sidecar already
+    /// there must record the same MD5 (this very upload, retried).
+    func storeSidecar(_ sidecar: [UInt8], of id: BackupID, localPath: String?) throws {
+        do {
+            _ = try runBlocking { try await self.client.putObject(key: Self.checksumKey(id), body: sidecar, ifAbsent: true) }
+        } catch S3Error.objectExists {
+            guard try recordedMD5(id) == Repository.recordedMD5(inSidecar: sidecar) else {
+                throw CloudError.idTaken(id: id.rawValue, localPath: localPath, location: place)
+            }
         }
     }
 
@@ -157,20 +183,37 @@ public final class CloudStore: @unchecked Sendable {
         try await uploadLimiter?.take(bytes)
     }
 
-    /// Change segments live under `changes/<slot>/`, beside the archives.
-    static func segmentKey(_ id: SegmentID, slot: String) -> String { "changes/\(slot)/\(id).arca" }
+    /// Where a change stream's segments live, beside the archives:
+    /// `changes/<system identifier>_<database oid>/<slot>/`. Slot names are
+    /// unique in one cluster only; services sharing a bucket stream into
+    /// folders of their own.
+    public static func segmentFolder(slot: String, source: SourceIdentity) -> String {
+        "changes/\(source.systemIdentifier ?? "unknown")_\(source.databaseOid.map(String.init) ?? "unknown")/\(slot)/"
+    }
 
-    /// Uploads a finished change segment (streamed from the file, like an archive).
-    public func upload(segmentAt path: String, id: SegmentID, slot: String) throws {
+    static let segmentPartSize = 8 << 20
+
+    /// Uploads a finished change segment (streamed from the file, like an
+    /// archive) into `folder`, never replacing an object: one already there
+    /// must be this very segment (uploaded before a crash, sent again).
+    public func upload(segmentAt path: String, id: SegmentID, folder: String) throws {
         let source = try FileSource(path: path)
-        try runBlocking {
-            _ = try await self.client.upload(key: Self.segmentKey(id, slot: slot), source: source, partSize: 8 << 20, pace: self.pace)
+        let key = "\(folder)\(id).arca"
+        do {
+            try runBlocking {
+                _ = try await self.client.upload(
+                    key: key, source: source, partSize: Self.segmentPartSize, pace: self.pace, ifAbsent: true)
+            }
+        } catch S3Error.objectExists(let context) {
+            let stored = try runBlocking { try await self.client.headObject(key: key) }
+            guard let stored, stored.etag == (try S3Client.expectedETag(of: source, partSize: Self.segmentPartSize)) else {
+                throw S3Error.objectExists(context)
+            }
         }
     }
 
-    /// The change segments of `slot` in the bucket, in stream order.
-    public func segments(slot: String) throws -> [SegmentID] {
-        let prefix = "changes/\(slot)/"
+    /// The change segments in `folder` in the bucket, in stream order.
+    public func segments(folder prefix: String) throws -> [SegmentID] {
         return try runBlocking { try await self.client.listObjects(prefix: prefix) }.compactMap { object in
             guard object.key.hasPrefix(prefix), object.key.hasSuffix(".arca") else { return nil }
             return SegmentID(String(object.key.dropFirst(prefix.count).dropLast(5)))
@@ -230,6 +273,10 @@ public enum CloudError: Error, Sendable, CustomStringConvertible {
     /// A streamed upload whose sidecar could not be stored, and whose archive
     /// object could not be deleted again.
     case archiveLeftWithoutSidecar(id: String, object: String, underlying: String, removal: String)
+    /// The bucket holds another object under the backup's id (a backup of
+    /// another service written before ids had a random part): it was not
+    /// replaced. `localPath` is the local copy kept, nil for `--upload-only`.
+    case idTaken(id: String, localPath: String?, location: String)
 
     public var description: String {
         switch self {
@@ -239,9 +286,18 @@ public enum CloudError: Error, Sendable, CustomStringConvertible {
             "Backup \(id) is complete at \(localPath), but its upload to \(location) failed: \(Self.sentence(underlying)) The local copy is intact; run `arca sync` to upload it once the bucket is reachable."
         case .uploadFailed(let id, nil, let location, let underlying):
             "The upload of backup \(id) to \(location) failed: \(Self.sentence(underlying)) No backup was kept (--upload-only); nothing partial is left in the bucket."
+        case .idTaken(let id, let localPath?, let location):
+            "The bucket \(location) already holds a different backup named \(id) (another host or database sharing the bucket stored it), so backup \(id) was not uploaded and nothing in the bucket was replaced. The local copy at \(localPath) is intact; keep it, or copy it to the bucket under another prefix (ARCA_S3_PREFIX)."
+        case .idTaken(let id, nil, let location):
+            "The bucket \(location) already holds a different backup named \(id), so the upload was refused and nothing in the bucket was replaced. No backup was kept (--upload-only); run it again: it gets a new id."
         case .archiveLeftWithoutSidecar(let id, let object, let underlying, let removal):
             "The upload of backup \(id) failed while storing its checksum sidecar: \(Self.sentence(underlying)) Deleting the uploaded archive failed too (\(removal)), so \(object) is in the bucket without its sidecar: delete that object with your S3 tools. No backup was kept (--upload-only)."
         }
+    }
+
+    public var isIDTaken: Bool {
+        if case .idTaken = self { return true }
+        return false
     }
 
     /// S3 errors read as clauses, without a full stop; this message goes on after them.

@@ -69,7 +69,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
             do {
                 try await store.client.upload(
                     key: CloudStore.archiveKey(id), parts: channel, concurrency: 1, partUploaded: { _ in channel.release() },
-                    pace: { bytes in try await store.uploadLimiter?.take(bytes) { channel.isClosed } })
+                    pace: { bytes in try await store.uploadLimiter?.take(bytes) { channel.isClosed } }, ifAbsent: true)
             } catch is CancellationError {
                 // `discard` stopped it: the backup failed, not the upload.
             } catch {
@@ -82,7 +82,10 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
     }
 
     var failure: (any Error)? {
-        uploadError.map { CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.place, underlying: "\($0)") }
+        uploadError.map { error in
+            if case S3Error.objectExists = error { return CloudError.idTaken(id: id.rawValue, localPath: nil, location: store.place) }
+            return CloudError.uploadFailed(id: id.rawValue, localPath: nil, location: store.place, underlying: "\(error)")
+        }
     }
 
     func publish(fileMD5: String) throws -> String {
@@ -92,7 +95,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
         if let failure { throw failure }
         let sidecar = Repository.sidecar(md5: fileMD5, id: id)
         do {
-            try runBlocking { _ = try await self.store.client.putObject(key: CloudStore.checksumKey(self.id), body: sidecar) }
+            try store.storeSidecar(sidecar, of: id, localPath: nil)
         } catch {
             // An archive without its sidecar would pass for a whole one: take it back.
             do {

@@ -28,7 +28,7 @@ public enum RepositoryError: Error, Sendable, CustomStringConvertible {
         case .backupNotFound(let reference, let repository):
             "No backup \(reference) in \(repository). `arca list --repo \(repository)` shows the backups there."
         case .invalidReference(let reference):
-            "\"\(reference.debugDescription.dropFirst().dropLast())\" is neither a backup id (backup_YYYYMMDD_HHMMSS) nor a path to an .arca file."
+            "\"\(reference.debugDescription.dropFirst().dropLast())\" is neither a backup id (backup_YYYYMMDD_HHMMSS_mmmrrrrr) nor a path to an .arca file."
         case .notARegularFile(let path):
             "\(path) is not a regular file (a directory or a device?). Give the path of an .arca archive."
         case .symbolicLink(let path):

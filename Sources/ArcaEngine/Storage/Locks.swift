@@ -135,7 +135,7 @@ public enum OperationError: Error, Sendable, CustomStringConvertible {
         case .inUse(let id):
             "Backup \(id) is being read by a restore; it was not removed. Try again when the restore has finished."
         case .noFreeID(let place, let date):
-            "No free backup id in \(place) for \(Manifest.timestamp(date)): 1,000 backups were started there in that second. Try again in a second."
+            "No free backup id in \(place) for \(Manifest.timestamp(date)): 8 new ids in a row were taken, which random ids make all but impossible. Check what writes into \(place); then try again."
         case .noBackup(let message), .invalidConfiguration(let message):
             message
         }

@@ -49,8 +49,9 @@ public struct Repository: Sendable {
     }
 
     public func reserve(startedAt date: Date) throws -> Reservation {
-        for attempt in 0..<1000 {
-            let id = BackupID(date: date, attempt: attempt)
+        // A new id's random part makes a second try all but unheard of.
+        for _ in 0..<8 {
+            let id = BackupID(date: date)
             let temporary = "\(temporaryDirectory)/\(id).arca.partial"
             if FileSystem.exists(archivePath(id)) { continue }
             let sink: FileSink

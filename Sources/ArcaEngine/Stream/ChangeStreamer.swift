@@ -119,7 +119,8 @@ public final class ChangeStreamer {
         defer { replication.close() }
         let slotStart = try beginSlot(setup, control, replication)
         var position = try resumePosition(slotStart: slotStart)
-        if let cloud = options.cloud { try uploadMissing(to: cloud) }
+        let bucketFolder = CloudStore.segmentFolder(slot: options.slot, source: try SourceIdentity.read(control))
+        if let cloud = options.cloud { try uploadMissing(to: cloud, folder: bucketFolder) }
         try replication.startStreaming(slot: options.slot, publication: ReplicationNames.publication, from: LSN(position))
         connected()
         report(.started(slot: options.slot, from: LSN(position).description))
@@ -136,7 +137,7 @@ public final class ChangeStreamer {
             segment = nil
             let sequences = try captureSequences(control)
             let id = try built.finish(sequences: sequences)
-            if let cloud = options.cloud { try upload(id, to: cloud) }
+            if let cloud = options.cloud { try upload(id, to: cloud, folder: bucketFolder) }
             position = id.endLSN
             try replication.sendStatus(written: LSN(position), flushed: LSN(position))
             lastStatus = Date()
@@ -270,18 +271,18 @@ public final class ChangeStreamer {
         }
     }
 
-    private func upload(_ id: SegmentID, to cloud: CloudStore) throws {
+    private func upload(_ id: SegmentID, to cloud: CloudStore, folder: String) throws {
         do {
-            try cloud.upload(segmentAt: log.path(id), id: id, slot: options.slot)
+            try cloud.upload(segmentAt: log.path(id), id: id, folder: folder)
         } catch {
             throw StreamError.upload(segment: id.description, place: cloud.place, underlying: "\(error)")
         }
     }
 
     /// Segments written while the bucket was unreachable go up before anything new.
-    private func uploadMissing(to cloud: CloudStore) throws {
-        let stored = Set(try cloud.segments(slot: options.slot))
-        for id in try log.segments() where !stored.contains(id) { try upload(id, to: cloud) }
+    private func uploadMissing(to cloud: CloudStore, folder: String) throws {
+        let stored = Set(try cloud.segments(folder: folder))
+        for id in try log.segments() where !stored.contains(id) { try upload(id, to: cloud, folder: folder) }
     }
 }
 

@@ -27,13 +27,26 @@ extension Operations {
         try trail("cleanup").run(details: ["trigger": requester.trigger.rawValue, "dryRun": String(request.dryRun)], summary: { (result: CleanupResult) in
             AuditSummary(details: ["removed": String(result.removedCount), "freedBytes": String(result.freedBytes)])
         }) {
+            let scope = sourceScope()
             var targets: [(store: any ArchiveStore, policy: RetentionPolicy)] = [(repository, request.policy(configuration.retention))]
-            if let cloud = configuration.cloud { targets.append((cloud, request.policy(configuration.cloudRetention))) }
+            var notes: [String] = []
+            if let cloud = configuration.cloud {
+                // A bucket may be shared: without knowing whose backups are
+                // ours, none of its backups is removed.
+                if scope.identity == nil {
+                    notes.append("The backups in \(cloud.place) were left alone: which of them are this database's is unknown (\(configuration.database == nil ? "DATABASE_URL is not set" : "the database cannot be reached and the repository holds no readable backup of it")). Set DATABASE_URL to the backed-up database.")
+                } else {
+                    targets.append((cloud, request.policy(configuration.cloudRetention)))
+                }
+            }
             var cleanup = Cleanup(repository: repository, targets: targets)
             cleanup.dryRun = request.dryRun
             cleanup.key = configuration.encryptionKey
             cleanup.staleWriteHours = configuration.staleUploadHours
-            return try cleanup.run()
+            cleanup.source = scope
+            var result = try cleanup.run()
+            result.notes += notes
+            return result
         }
     }
 }

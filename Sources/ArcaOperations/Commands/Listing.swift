@@ -3,11 +3,12 @@ import ArcaFormat
 import Foundation
 
 extension Operations {
-    /// Every backup in the repository and the bucket, newest first, the
-    /// local and the cloud copy of a backup side by side.
-    public func list(now: Date = Date()) throws -> [BackupListing] {
+    /// The configured database's backups in the repository and the bucket
+    /// (every database's with `allSources`), newest first, the local and
+    /// the cloud copy of a backup side by side.
+    public func list(now: Date = Date(), allSources: Bool = false) throws -> [BackupListing] {
         try trail("list").run(changes: false, summary: { (listings: [BackupListing]) in AuditSummary(details: ["backups": String(listings.count)]) }) {
-            try listings(now: now)
+            try listings(now: now, allSources: allSources)
         }
     }
 
@@ -17,9 +18,12 @@ extension Operations {
         try listings(now: now).newest(now: now)
     }
 
-    func listings(now: Date = Date()) throws -> [BackupListing] {
-        try configuration.stores.flatMap { try $0.listings(key: configuration.encryptionKey, records: repository, now: now) }
+    /// The backups of the configured source (`sourceScope`) in every store.
+    func listings(now: Date = Date(), allSources: Bool = false) throws -> [BackupListing] {
+        let every = try configuration.stores.flatMap { try $0.listings(key: configuration.encryptionKey, records: repository, now: now) }
             .sorted { ($0.id, $0.location.rawValue) > ($1.id, $1.location.rawValue) }
+        let scope = sourceScope(allSources: allSources, now: now, localListings: every.filter { $0.location == .local })
+        return every.filter(scope.includes)
     }
 
     /// One archive's manifest, with what can be said of it without reading its data.

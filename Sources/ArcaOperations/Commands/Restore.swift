@@ -14,6 +14,8 @@ public struct RestoreRequest: Sendable {
     public var fromCloud = false
     /// nil: `DATABASE_URL`.
     public var target: ConnectionString?
+    /// Restore a backup of another database than the configured one.
+    public var allowOtherSource = false
     public var choices = RestoreChoices()
 
     public init(backup: String) { self.backup = backup }
@@ -49,6 +51,7 @@ extension Operations {
             } else {
                 options = RestoreOptions(archive: try locate(request.backup, fromCloud: request.fromCloud), target: target)
             }
+            try checkSource(of: options.archive, allowed: request.allowOtherSource, action: "restore")
             options.choices = request.choices
             options.key = configuration.encryptionKey
             options.cloud = configuration.cloud

@@ -43,9 +43,12 @@ public struct ServiceStatus: Codable, Sendable {
     public struct Storage: Codable, Sendable {
         public var location: StorageLocation
         public var place: String
+        /// The configured database's backups there, and their bytes.
         public var backups: Int
         public var bytes: UInt64
         public var freeBytes: UInt64?
+        /// Backups there of other databases (services sharing the store), left out of the rest.
+        public var otherSources: Int?
     }
 
     public var healthy: Bool
@@ -67,6 +70,9 @@ public struct ServiceStatus: Codable, Sendable {
     public var staleUploadHours: Int?
     /// The change streams (point-in-time restore), when there are any.
     public var streams: [StreamStatus]?
+    /// The database whose backups this is about (`DATABASE_URL`'s); nil
+    /// when none is configured: then every backup counts.
+    public var source: SourceIdentity?
 }
 
 extension ServiceConfiguration {
@@ -108,22 +114,30 @@ extension Operations {
             storage: [],
             retention: configuration.retention)
 
-        // Every store; one that cannot be listed is a problem, not a failure of status.
-        var listings: [BackupListing] = []
+        // Every store; one that cannot be listed is a problem, not a failure
+        // of status. Only the configured database's backups count.
+        var listed: [(store: any ArchiveStore, listings: [BackupListing])] = []
         for store in configuration.stores {
             do {
-                let found = try store.listings(key: configuration.encryptionKey, records: repository, now: now)
-                listings += found
+                listed.append((store, try store.listings(key: configuration.encryptionKey, records: repository, now: now)))
                 if let unfinished = try store.unfinishedWrites(olderThanHours: configuration.staleUploadHours, now: now, aborting: false) {
                     status.unfinishedUploads = (status.unfinishedUploads ?? 0) + unfinished.aborted.count + unfinished.remaining
                     status.staleUploadHours = configuration.staleUploadHours
                 }
-                status.storage.append(.init(
-                    location: store.location, place: store.place, backups: found.count, bytes: found.lazy.map(\.bytes).checkedSum ?? .max,
-                    freeBytes: store.location == .local ? Self.freeBytes(repository.root) : nil))
             } catch {
                 status.problems.append("The backups in \(store.place) cannot be listed: \(error)")
             }
+        }
+        let scope = sourceScope(now: now, localListings: listed.first { $0.store.location == .local }?.listings)
+        status.source = scope.identity
+        var listings: [BackupListing] = []
+        for (store, every) in listed {
+            let found = every.filter(scope.includes)
+            listings += found
+            status.storage.append(.init(
+                location: store.location, place: store.place, backups: found.count, bytes: found.lazy.map(\.bytes).checkedSum ?? .max,
+                freeBytes: store.location == .local ? Self.freeBytes(repository.root) : nil,
+                otherSources: every.count == found.count ? nil : every.count - found.count))
         }
         let newest = listings.newest(now: now)
         if let newest {

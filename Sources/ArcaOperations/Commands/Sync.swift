@@ -23,6 +23,7 @@ extension Operations {
             var sync = CloudSync(repository: repository, cloud: cloud)
             sync.key = configuration.encryptionKey
             sync.allowUnencrypted = allowUnencrypted
+            sync.source = sourceScope()
             switch direction {
             case .upload: return try sync.upload(progress: progress)
             case .download: return try sync.download(progress: progress)
