@@ -33,7 +33,7 @@ public final class MemorySink: ByteSink {
 }
 
 /// An in-memory source over a byte array.
-public final class MemorySource: ByteSource {
+public final class MemorySource: ByteSource, Sendable {
     public let bytes: [UInt8]
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public var size: UInt64 { UInt64(bytes.count) }

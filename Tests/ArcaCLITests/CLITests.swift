@@ -56,6 +56,39 @@ import Testing
         #expect(try target.value("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = current_database()") == "ward")
     }
 
+    /// Two databases backed up into one repository: each one's `list`
+    /// shows its own backups, `--all-sources` both with their source, and
+    /// restoring the other's backup needs `--allow-other-source` (exit 2,
+    /// nothing created, before it).
+    @Test func listAndRestoreKeepSourcesApart() throws {
+        let first = try TestDatabase("cli_source_one")
+        let second = try TestDatabase("cli_source_two")
+        let target = try TestDatabase("cli_source_target", creating: false)
+        defer { first.drop(); second.drop(); target.drop() }
+        try first.execute("CREATE TABLE a AS SELECT g FROM generate_series(1, 5) g")
+        try second.execute("CREATE TABLE b AS SELECT g FROM generate_series(1, 7) g")
+        let repo = TestPaths.temporaryDirectory("cli_sources") + "/repo"
+        let asFirst = ["DATABASE_URL": "dbname=\(first.name)"]
+        let one = try #require(try arca(["backup", "--repo", repo, "--json"], environment: asFirst).json()["backupId"] as? String)
+        let two = try #require(try arca(["backup", "--repo", repo, "--database-url", "dbname=\(second.name)", "--json"]).json()["backupId"] as? String)
+
+        let own = try arca(["list", "--repo", repo], environment: asFirst)
+        #expect(own.status == 0, "\(own.all)")
+        #expect(own.output.stdout.contains(one) && !own.output.stdout.contains(two), "\(own.all)")
+        let all = try arca(["list", "--repo", repo, "--all-sources"], environment: asFirst)
+        #expect(all.output.stdout.contains(two) && all.output.stdout.contains("\(second.name)@"), "\(all.all)")
+
+        let refused = try arca(["restore", two, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm"], environment: asFirst)
+        #expect(refused.status == 2, "\(refused.all)")
+        #expect(refused.output.stderr.contains("database \"\(second.name)\"") && refused.output.stderr.contains("--allow-other-source"), "\(refused.all)")
+        #expect(try first.value("SELECT count(*) FROM pg_database WHERE datname = '\(target.name)'") == "0")
+        let allowed = try arca(
+            ["restore", two, "--repo", repo, "--target-url", "dbname=\(target.name)", "--create", "--confirm", "--allow-other-source"],
+            environment: asFirst)
+        #expect(allowed.status == 0, "\(allowed.all)")
+        #expect(try target.value("SELECT count(*) FROM b") == "7")
+    }
+
     @Test func backupListVerifyInspectRestoreCompare() throws {
         let source = try TestDatabase("cli_src")
         let target = try TestDatabase("cli_dst")

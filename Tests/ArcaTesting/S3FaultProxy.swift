@@ -10,8 +10,11 @@ public final class S3FaultProxy: Sendable {
     /// `failPutsEndingWith`: so do PUTs of keys with this suffix.
     /// `failDeletes`: so do deletions of objects.
     /// `cutGets`: the first this many GET answers over 1 MiB stop halfway (the connection drops).
+    /// `ignoreConditions`: writes lose their `If-None-Match` (a store without conditional writes).
+    /// `loseConditionalAnswers`: the first this many conditional writes are done, but never answered.
     public init(
-        upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false, cutGets: Int = 0
+        upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false, cutGets: Int = 0,
+        ignoreConditions: Bool = false, loseConditionalAnswers: Int = 0
     ) throws {
         let port = try freeLocalPort()
         let process = Process()
@@ -23,6 +26,8 @@ public final class S3FaultProxy: Sendable {
         if let failPart { arguments += ["--fail-part", String(failPart)] }
         if let suffix { arguments += ["--fail-put-suffix", suffix] }
         if failDeletes { arguments.append("--fail-deletes") }
+        if ignoreConditions { arguments.append("--ignore-conditions") }
+        if loseConditionalAnswers > 0 { arguments += ["--lose-conditional-answers", String(loseConditionalAnswers)] }
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output

@@ -5,7 +5,7 @@ about some answers.
 
     s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT
                       [--fail-part N] [--fail-put-suffix SUFFIX] [--fail-deletes]
-                      [--cut-gets N]
+                      [--cut-gets N] [--ignore-conditions] [--lose-conditional-answers N]
 
 --fail-part N answers every UploadPart request for part N with a 500
 InternalError, without forwarding it; --fail-put-suffix SUFFIX does the same
@@ -13,6 +13,11 @@ for every PUT of a key ending in SUFFIX (".md5": the checksum sidecars);
 --fail-deletes does the same for every DeleteObject and DeleteObjects.
 --cut-gets N sends only the first half of the first N GET answers larger
 than 1 MiB (announcing their whole length) and then drops the connection.
+--ignore-conditions forwards writes without their If-None-Match and
+If-Match headers: a store that ignores conditional writes.
+--lose-conditional-answers N forwards the first N conditional writes (those
+with If-None-Match) and then drops the connection without answering: a
+write that succeeded although its client never heard so.
 Everything else is forwarded as is.
 Prints "ready" on stdout once it listens.
 """
@@ -32,17 +37,22 @@ def main():
     parser.add_argument("--fail-put-suffix")
     parser.add_argument("--fail-deletes", action="store_true")
     parser.add_argument("--cut-gets", type=int, default=0)
+    parser.add_argument("--ignore-conditions", action="store_true")
+    parser.add_argument("--lose-conditional-answers", type=int, default=0)
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
-    cuts = {"left": args.cut_gets}
+    cuts = {"left": args.cut_gets, "answers": args.lose_conditional_answers}
     cuts_lock = threading.Lock()
 
-    def take_cut():
+    def take(counter):
         with cuts_lock:
-            if cuts["left"] <= 0:
+            if cuts[counter] <= 0:
                 return False
-            cuts["left"] -= 1
+            cuts[counter] -= 1
             return True
+
+    def take_cut():
+        return take("left")
 
     class Proxy(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -67,10 +77,17 @@ def main():
                 self.wfile.write(error)
                 return
             connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=60)
-            headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
+            conditional = self.headers.get("If-None-Match") is not None
+            ignored = ("connection",) + (("if-none-match", "if-match") if args.ignore_conditions else ())
+            headers = {name: value for name, value in self.headers.items() if name.lower() not in ignored}
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             payload = response.read()
+            if conditional and take("answers"):
+                # Done upstream; the client hears nothing.
+                self.close_connection = True
+                connection.close()
+                return
             self.send_response(response.status)
             # A HEAD answer's length is the object's, not of the (empty) payload.
             dropped = ("transfer-encoding", "connection") + (() if self.command == "HEAD" else ("content-length",))
