@@ -38,7 +38,7 @@ struct InspectCommand: ParsableCommand {
         print("""
             Backup     \(manifest.backupId)
             Started    \(manifest.startedAt)   completed \(manifest.completedAt)
-            Source     database \(manifest.source.database), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
+            Source     \(manifest.source.identity), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
             Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))\(encrypted ? ", encrypted (AES-256-GCM)" : "")
             Schema     \(manifest.schema.map { "written by pg_dump \(PostgresTools.shownVersion($0.pgDumpVersion)), \(Format.bytes($0.rawBytes))" } ?? "none (table data only)")
             Data       \(manifest.tables.count) tables, \(Format.count(manifest.tableRows)) rows; \(manifest.referencedTables.isEmpty ? "" : "in this archive: ")\(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored

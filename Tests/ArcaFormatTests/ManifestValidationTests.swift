@@ -38,6 +38,36 @@ import Testing
         #expect(detail.contains(text), "\(detail)", sourceLocation: sourceLocation)
     }
 
+    /// The source's identity (how services sharing a bucket tell their
+    /// backups apart) is read as hostile as the rest.
+    @Test func sourceIdentity() throws {
+        let recorded = try Sample.read(try forged { manifest in
+            manifest.source.systemIdentifier = "18446744073709551615"
+            manifest.source.databaseOid = 4_294_967_295
+        }).manifest.source.identity
+        #expect(recorded == SourceIdentity(systemIdentifier: "18446744073709551615", database: "medical", databaseOid: 4_294_967_295))
+        for bad in ["18446744073709551616", "-1", "+1", "12a", "", " 1"] {
+            expectInvalidManifest(try forged { $0.source.systemIdentifier = bad }, mentioning: "source.systemIdentifier")
+        }
+        // An oid past 2^32-1 does not decode.
+        let tooLarge = try Sample.rewriteManifest(archive.bytes) { json in
+            var object = try! JSONSerialization.jsonObject(with: Data(json)) as! [String: Any]
+            var source = object["source"] as! [String: Any]
+            source["databaseOid"] = 4_294_967_296
+            object["source"] = source
+            json = Array(try! JSONSerialization.data(withJSONObject: object))
+        }
+        #expect(openError(tooLarge) != nil)
+
+        // Matching: every field both record must agree.
+        let full = SourceIdentity(systemIdentifier: "1", database: "medical", databaseOid: 16_384)
+        #expect(full.matches(SourceIdentity(systemIdentifier: "1", database: "medical", databaseOid: nil)))
+        #expect(full.matches(SourceIdentity(systemIdentifier: nil, database: "medical", databaseOid: nil)))
+        #expect(!full.matches(SourceIdentity(systemIdentifier: "2", database: "medical", databaseOid: 16_384)))
+        #expect(!full.matches(SourceIdentity(systemIdentifier: "1", database: "medical", databaseOid: 16_385)))
+        #expect(!full.matches(SourceIdentity(systemIdentifier: "1", database: "Medical", databaseOid: 16_384)))
+    }
+
     static let emptyStream = StreamSummary(
         rawBytes: 0, storedBytes: 0, md5: Hex.encode(Digest.hash(.md5, [])), sha256: Hex.encode(Digest.hash(.sha256, [])), chunks: [])
 

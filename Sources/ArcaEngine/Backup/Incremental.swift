@@ -20,9 +20,10 @@ public protocol ChangeEvidence: Sendable {
 }
 
 /// The backup an incremental one refers to: the newest backup of the same
-/// database (by name, in the same encoding: the COPY text's bytes mean the
-/// same) in the store the new one is written to, readable with the key the
-/// new one is written with (so a restore opens both with one key).
+/// database (by its source identity, FORMAT.md `source`; in the same
+/// encoding: the COPY text's bytes mean the same) in the store the new one
+/// is written to, readable with the key the new one is written with (so a
+/// restore opens both with one key).
 struct IncrementalBase {
     let reader: ArchiveReader
     var manifest: Manifest { reader.manifest }
@@ -44,7 +45,9 @@ struct IncrementalBase {
                 }
                 let reader = try ArchiveReader(source: source, outline: outline, key: key)
                 let manifest = reader.manifest
-                guard manifest.source.database == database.database else { continue }
+                // Another service's backup of a database of the same name
+                // (a shared bucket) is not a base: its owner's retention removes it.
+                guard database.identity.matches(manifest.source.identity) else { continue }
                 guard manifest.source.encoding == database.encoding else {
                     skipped.append("\(archive.id) is in encoding \(manifest.source.encoding), the database now in \(database.encoding)")
                     continue
