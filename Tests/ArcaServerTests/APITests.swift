@@ -179,6 +179,56 @@ import Testing
         #expect(actors == ["admin-screen", "admin-screen"])  // its start, then its end
     }
 
+    /// Another database's backup in the same repository (a service sharing
+    /// it): left out of the list unless `allSources=true`; restoring or
+    /// deleting it is 400 `other_source` until `allowOtherSource`.
+    @Test func anotherSourcesBackupsAreListedOnRequestAndGuarded() async throws {
+        let f = try await fixture("api_sources")
+        let other = try TestDatabase("api_sources_other")
+        defer { f.database.drop(); other.drop() }
+        try other.execute("CREATE TABLE visit AS SELECT g AS id FROM generate_series(1, 3) g")
+        let repository = f.repository
+        let foreign = try await onThread {
+            try BackupRunner(options: BackupOptions(source: other.connectionString, repository: repository)).run().backupId
+        }
+        let own = try await onThread {
+            try BackupRunner(options: BackupOptions(source: f.database.connectionString, repository: repository)).run().backupId
+        }
+        let admin = try await f.token(.admin)
+        try await f.app().test(.router) { client in
+            try await client.execute(uri: "/api/backup", method: .get, headers: bearer(admin)) { (response) async throws in
+                let backups = try #require(try json(response.body)["backups"] as? [[String: Any]])
+                #expect(backups.map { $0["id"] as? String } == [own])
+                #expect((backups.first?["source"] as? [String: Any])?["database"] as? String == f.database.name)
+            }
+            try await client.execute(uri: "/api/backup?allSources=true", method: .get, headers: bearer(admin)) { (response) async throws in
+                let backups = try #require(try json(response.body)["backups"] as? [[String: Any]])
+                #expect(Set(backups.compactMap { $0["id"] as? String }) == [own, foreign])
+                let listed = try #require(backups.first { $0["id"] as? String == foreign })
+                #expect((listed["source"] as? [String: Any])?["database"] as? String == other.name)
+            }
+            try await client.execute(uri: "/api/backup?allSources=maybe", method: .get, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .badRequest)
+            }
+            let restore = #"{"backupId":"\#(foreign)","confirmRestore":true}"#
+            try await client.execute(uri: "/api/backup/restore", method: .post, headers: bearer(admin), body: ByteBuffer(string: restore)) { (response) async throws in
+                #expect(response.status == .badRequest)
+                let body = try json(response.body)
+                #expect(body["code"] as? String == "other_source")
+                #expect((body["error"] as? String ?? body["message"] as? String ?? "").contains(other.name), "\(body)")
+            }
+            #expect(try f.database.value("SELECT count(*) FROM \"User\"") == "50", "the refused restore changed nothing")
+            try await client.execute(uri: "/api/backup/\(foreign)", method: .delete, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .badRequest)
+                #expect(try json(response.body)["code"] as? String == "other_source")
+            }
+            try await client.execute(uri: "/api/backup/\(foreign)?allowOtherSource=true", method: .delete, headers: bearer(admin)) { (response) async throws in
+                #expect(response.status == .ok)
+            }
+        }
+        #expect(try repository.backupIDs().map(\.rawValue) == [own])
+    }
+
     @Test func asynchronousBackupAndConflicts() async throws {
         let f = try await fixture("api_async")
         defer { f.database.drop() }
