@@ -74,6 +74,7 @@ struct StatusCommand: ParsableCommand {
             print("  backups   \(scheduler.backupSchedule), next \(scheduler.nextBackup ?? "never")")
             print("  cleanup   \(scheduler.cleanupSchedule), next \(scheduler.nextCleanup ?? "never")")
             if let drill = scheduler.drillSchedule { print("  drills    \(drill), next \(scheduler.nextDrill ?? "never")") }
+            if let source = status.source { print("Source      \(source)") }
             if let running = status.running { print("Running     \(running.operation) (pid \(running.pid), since \(running.since))") }
             if let last = status.lastBackup {
                 let age = last.ageSeconds.map { Format.seconds($0 / 3600).replacingOccurrences(of: " s", with: " h") } ?? "?"
@@ -84,7 +85,7 @@ struct StatusCommand: ParsableCommand {
             if let failure = status.lastFailure { print("Last failure \(failure.time) \(failure.action): \(failure.error ?? "")") }
             if let drill = status.lastDrill { print("Last drill  \(drill.time) \(drill.target ?? ""): \(drill.outcome.rawValue)") }
             for storage in status.storage {
-                print("Storage     \(storage.place): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")")
+                print("Storage     \(storage.place): \(storage.backups) backups, \(Format.bytes(storage.bytes))\(storage.freeBytes.map { ", \(Format.bytes($0)) free" } ?? "")\(storage.otherSources.map { "; \($0) of other databases (list --all-sources)" } ?? "")")
             }
             if let unfinished = status.unfinishedUploads, let hours = status.staleUploadHours {
                 print("Unfinished  \(unfinished) upload(s) in the bucket (cleanup aborts those older than \(hours) h)")

@@ -4,18 +4,24 @@ import ArcaPostgres
 import Foundation
 
 /// The configured database's identity, asked of its server at most once a
-/// minute (every API listing would otherwise open a connection).
+/// minute (every API listing would otherwise open a connection, and wait
+/// for a server that does not answer). While the server cannot be
+/// reached, the identity it last gave stands.
 final class SourceIdentityCache: @unchecked Sendable {
     private let lock = NSLock()
-    private var entry: (identity: SourceIdentity, at: Date)?
+    private var known: SourceIdentity?
+    private var askedAt: Date?
     static let lifetime: TimeInterval = 60
 
     func identity(now: Date, read: () -> SourceIdentity?) -> SourceIdentity? {
-        if let entry = lock.withLock({ entry }), now.timeIntervalSince(entry.at) < Self.lifetime, entry.at <= now {
-            return entry.identity
+        let (known, fresh) = lock.withLock { () -> (SourceIdentity?, Bool) in
+            let fresh = askedAt.map { $0 <= now && now.timeIntervalSince($0) < Self.lifetime } ?? false
+            if !fresh { askedAt = now }
+            return (self.known, fresh)
         }
-        guard let identity = read() else { return nil }
-        lock.withLock { entry = (identity, now) }
+        if fresh { return known }
+        guard let identity = read() else { return known }
+        lock.withLock { self.known = identity }
         return identity
     }
 }
