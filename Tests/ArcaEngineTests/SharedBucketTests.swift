@@ -113,6 +113,56 @@ import Testing
         #expect(try a.repository.backupIDs().map(\.rawValue) == [backupA.backupId])
     }
 
+    /// The change stream uploads its segments into its source's own folder
+    /// (`changes/<system id>_<oid>/<slot>/`): two clusters' slots of the
+    /// same name never meet. A segment sent again (a restart after the
+    /// upload, before the slot advanced) is accepted as the same object; a
+    /// different one under its name is refused, the first kept.
+    @Test func changeSegmentsGoToTheirSourcesFolder() async throws {
+        let cloud = try await CloudStorageTests.bucket("segments", prefix: "")
+        let database = try TestDatabase("shared_stream")
+        let slot = "arca_\(database.name)"
+        defer {
+            try? database.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '\(slot)'")
+            database.drop()
+        }
+        try database.execute("CREATE TABLE visit (id int PRIMARY KEY, note text)")
+        let repository = Steps.repository("shared-stream")
+        var options = StreamOptions(source: database.connectionString, repository: repository, slot: slot)
+        options.cloud = cloud
+        options.segmentSeconds = 1
+        let configured = options
+        let streamer = BackgroundOperation { try ChangeStreamer(options: configured).run { _ in } }
+        defer {
+            configured.cancellation.cancel()
+            _ = streamer.wait(seconds: 60)
+        }
+        let identity = try SourceIdentity.read(try database.connect())
+        let folder = CloudStore.segmentFolder(slot: slot, source: identity)
+        #expect(folder == "changes/\(try #require(identity.systemIdentifier))_\(try #require(identity.databaseOid))/\(slot)/")
+        var uploaded: [SegmentID] = []
+        let deadline = Date().addingTimeInterval(60)
+        while uploaded.isEmpty, Date() < deadline, !streamer.isFinished {
+            try database.execute("INSERT INTO visit SELECT coalesce(max(id), 0) + 1, 'x' FROM visit")
+            try await Task.sleep(for: .milliseconds(300))
+            uploaded = try await onThread { try cloud.segments(folder: folder) }
+        }
+        let id = try #require(uploaded.first, "no segment reached \(folder): \(String(describing: streamer.wait(seconds: 0)))")
+        let path = ChangeLog(repository: repository, slot: slot).path(id)
+        // Sent again: the same bytes, accepted.
+        try await onThread { try cloud.upload(segmentAt: path, id: id, folder: folder) }
+        // Other bytes under its name: refused, the stored one kept.
+        let other = try ChangeReplayTests.segment([ChangeReplayTests.insert(1, "a")], in: Steps.repository("shared-stream-other"))
+        do {
+            try await onThread { try cloud.upload(segmentAt: other, id: id, folder: folder) }
+            Issue.record("a different segment replaced an uploaded one")
+        } catch S3Error.objectExists {}
+        let key = folder + "\(id).arca"
+        let stored = try await onThread { try runBlocking { try await cloud.client.headObject(key: key) } }
+        #expect(stored?.size == FileSystem.size(path))
+        #expect(stored?.etag == (try S3Client.expectedETag(of: try FileSource(path: path), partSize: CloudStore.segmentPartSize)))
+    }
+
     /// A bucket that already holds another database's object under a local
     /// backup's name (what old ids could lead to): the upload is refused,
     /// the local copy stays, the bucket's object is not replaced. Against
