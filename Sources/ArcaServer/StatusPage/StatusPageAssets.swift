@@ -223,7 +223,8 @@ enum StatusPageAssets {
             clear(storage);
             for (const place of status.storage || []) {
               storage.appendChild(node("li", place.place + ": " + place.backups + " backups, " + bytes(place.bytes)
-                + (place.freeBytes !== undefined ? ", " + bytes(place.freeBytes) + " free" : "")));
+                + (place.freeBytes !== undefined ? ", " + bytes(place.freeBytes) + " free" : "")
+                + (place.otherSources !== undefined ? "; " + place.otherSources + " of other databases" : "")));
             }
 
             const streams = status.streams || [];
