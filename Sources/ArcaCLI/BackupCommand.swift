@@ -22,6 +22,9 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "zstd compression level (1-19; default $ARCA_COMPRESSION_LEVEL, else 1); higher is smaller and slower.")
     var level: Int32?
 
+    @Option(name: .long, help: "COPY format of the tables' rows: auto (binary where it is exact, else text), text or binary (default $ARCA_COPY_FORMAT, else auto).")
+    var copyFormat: String?
+
     @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
     var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024
 
@@ -78,6 +81,16 @@ struct BackupCommand: ParsableCommand {
         guard !(incremental && full) else { throw ValidationError("--incremental and --full exclude each other.") }
         _ = try Self.rate(maxRate, "--max-rate")
         _ = try Self.rate(uploadMaxRate, "--upload-max-rate")
+        _ = try Self.copyFormat(copyFormat)
+    }
+
+    /// `--copy-format`, or nil; a bad one is a usage error.
+    static func copyFormat(_ text: String?) throws -> CopyFormatChoice? {
+        do {
+            return try text.map { try CopyFormatChoice(parsing: $0, setting: "--copy-format") }
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     /// A rate flag, or nil; a bad one is a usage error naming the flag.
@@ -95,6 +108,7 @@ struct BackupCommand: ParsableCommand {
         var request = BackupRequest()
         request.tables = TableFilter(include: tables, exclude: excludedTables)
         request.compressionLevel = level
+        request.copyFormat = try Self.copyFormat(copyFormat)
         request.chunkSize = chunkSizeKib * 1024
         request.lockTimeoutMilliseconds = lockTimeout * 1000
         request.excludeLargeObjects = noLargeObjects

@@ -120,6 +120,9 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case tooManyObjects(objects: Int, capacity: Int, maxLocksPerTransaction: Int)
     /// The server ran out of lock table space during the restore.
     case lockTableFull(any Error)
+    /// Tables stored in COPY's binary format, which PostgreSQL loads only
+    /// into its own major version or a newer one (checked before anything changes).
+    case binaryNeedsNewerServer(tables: [String], sourceMajor: Int, targetMajor: Int)
 
     public var description: String {
         switch self {
@@ -162,6 +165,9 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "A restored table refers to a table that is not restored (\(message)): a foreign key or an inheritance needs it. Add that table with --table. The transaction was rolled back; the target is unchanged."
         case .tooManyObjects(let objects, let capacity, let perTransaction):
             return "This restore runs in one transaction, which would lock at least \(objects) objects until it commits, but the server's lock table holds \(capacity) (max_locks_per_transaction \(perTransaction) × (max_connections + max_prepared_transactions)). Restore into a new database with --create, which builds it in a series of transactions and renames it when complete; or restore fewer tables at a time with --table; or raise max_locks_per_transaction on the target server (it takes a restart). Nothing was changed."
+        case .binaryNeedsNewerServer(let tables, let sourceMajor, let targetMajor):
+            let list = tables.prefix(10).joined(separator: ", ") + (tables.count > 10 ? " and \(tables.count - 10) more" : "")
+            return "This archive holds \(tables.count) table(s) in COPY's binary format (\(list)), written by PostgreSQL \(sourceMajor); PostgreSQL \(targetMajor) cannot be relied on to read them, since binary COPY is only read by the same major version or a newer one. Restore into PostgreSQL \(sourceMajor) or later, or restore the other tables with --table (or --exclude-table) and take a backup with --copy-format text for this server. Nothing was changed."
         case .lockTableFull(let error):
             return "The server ran out of room in its lock table during the restore's one transaction (\(error)). Restore into a new database with --create, which builds it in a series of transactions, or raise max_locks_per_transaction on the target server (it takes a restart). The transaction was rolled back; the target is unchanged."
         case .subsetNeedsDataOnly:
@@ -266,7 +272,7 @@ public struct RestoreRunner: Sendable {
         // Built before anything is created: a value that cannot be restored fails first.
         let properties = options.create ? try setup.propertyStatements(for: databaseName) : []
         reporter.phase("checking the target server")
-        try preflight(setup)
+        try preflight(setup, tables: tables)
         var roles: DatabaseSetup.RoleCreation?
         if options.createRoles {
             reporter.phase("creating roles")
@@ -290,17 +296,25 @@ public struct RestoreRunner: Sendable {
     }
 
     /// Checks, before anything is created, that the target server has what
-    /// the archive needs (`DatabaseSetup.missing`), and reports all of it.
-    private func preflight(_ setup: DatabaseSetup) throws {
+    /// the archive needs (`DatabaseSetup.missing`), and reports all of it;
+    /// and that it can read the binary tables among `tables`.
+    private func preflight(_ setup: DatabaseSetup, tables: [Manifest.Table]) throws {
         if options.createRoles, setup.manifest.roles == nil {
             throw RestoreError.invalidOptions("This archive does not record its roles (it was written by an older Arca), so --create-roles cannot create them.")
         }
         if options.createRoles, options.dataOnly {
             throw RestoreError.invalidOptions("--create-roles creates the roles the schema needs; --data-only restores no schema.")
         }
-        guard setup.manifest.database != nil || setup.manifest.roles != nil else { return }
+        let binary = tables.filter { $0.format == .binary }.map(\.qualifiedName)
+        let recordsDatabase = setup.manifest.database != nil || setup.manifest.roles != nil
+        guard recordsDatabase || !binary.isEmpty else { return }
         let connection = try PostgresConnection(
             options.create ? options.target.replacing(database: "postgres") : options.target, applicationName: "arca restore")
+        let sourceMajor = setup.manifest.sourceMajorVersion, targetMajor = connection.serverVersionNumber / 10000
+        guard binary.isEmpty || targetMajor >= sourceMajor else {
+            throw RestoreError.binaryNeedsNewerServer(tables: binary, sourceMajor: sourceMajor, targetMajor: targetMajor)
+        }
+        guard recordsDatabase else { return }
         let missing = try setup.missing(on: connection)
         guard missing.isEmpty else { throw RestoreError.targetLacks(missing) }
     }
@@ -595,18 +609,30 @@ public struct RestoreRunner: Sendable {
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for table in tables {
             reporter.working(on: table.qualifiedName)
-            let loaded: UInt64
+            var loaded: UInt64 = 0
             do {
                 // Every restored table was created or emptied in this
                 // transaction, so its rows can be written already frozen.
-                loaded = try connection.copyIn(
-                    "COPY \(table.copyTarget) FROM STDIN WITH (FREEZE)",
-                    during: "COPY into \(table.qualifiedName)"
-                ) { writer in
-                    try chain.readTable(table, decoders: decoders, checking: Self.readCheck) { raw in
-                        try writer.send(raw)
-                        reporter.count(bytes: UInt64(raw.count))
-                        reporter.send()
+                let statement = "COPY \(table.copyTarget) FROM STDIN" + table.format.copyOptions(freeze: true)
+                let during = "COPY into \(table.qualifiedName)"
+                let send = { (writer: CopyInWriter, raw: UnsafeRawBufferPointer) throws in
+                    try writer.send(raw)
+                    reporter.count(bytes: UInt64(raw.count))
+                    reporter.send()
+                }
+                switch table.format {
+                case .text:
+                    // Text parts are rows cut anywhere: one COPY reads them all.
+                    loaded = try connection.copyIn(statement, during: during) { writer in
+                        try chain.readTable(table, decoders: decoders, checking: Self.readCheck) { try send(writer, $0) }
+                    }
+                case .binary:
+                    // Each binary part is a whole COPY stream, header and trailer.
+                    for part in table.parts.indices {
+                        let rows = try connection.copyIn(statement, during: during) { writer in
+                            try chain.readPart(table, part: part, decoders: decoders, checking: Self.readCheck) { try send(writer, $0) }
+                        }
+                        loaded = [loaded, rows].checkedSum ?? .max
                     }
                 }
             } catch {
