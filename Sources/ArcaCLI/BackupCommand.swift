@@ -142,7 +142,7 @@ struct BackupCommand: ParsableCommand {
         let ratio = result.bytes > 0 ? Double(storedRaw) / Double(result.bytes) : 0
         var incremental = ""
         if let base = result.base {
-            incremental = "\n  based on \(base): \(result.referencedTables ?? 0) unchanged table(s) referenced, \(Format.bytes(result.referencedRawBytes ?? 0)) of COPY text not stored again"
+            incremental = "\n  based on \(base): \(result.referencedTables ?? 0) unchanged table(s) referenced, \(Format.bytes(result.referencedRawBytes ?? 0)) of COPY data not stored again"
         }
         if let note = result.note { incremental += "\n  note     \(note)" }
         print("""
@@ -151,7 +151,7 @@ struct BackupCommand: ParsableCommand {
               md5      \(result.md5)\(result.cloud.map { "\n  cloud    \($0)" } ?? "")
               sealed   \(key.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
               tables   \(result.tables), rows \(Format.count(result.rows))\(incremental)
-              data     \(Format.bytes(storedRaw)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
+              data     \(Format.bytes(storedRaw)) of COPY data, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
             """)
         if let verified = result.verified { print("  verify   \(verified ? "intact (read back from disk)" : "FAILED: see `arca verify \(result.backupId)`")") }

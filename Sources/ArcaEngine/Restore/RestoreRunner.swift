@@ -257,6 +257,7 @@ public struct RestoreRunner: Sendable {
 
         reporter.estimate(
             tables: tables.count, bytes: (tables.map(\.rawBytes) + [largeObjects > 0 ? manifest.largeObjectRawBytes : 0]).checkedSum)
+        try checkBinaryTables(tables, of: manifest)
         reporter.phase("reading the schema")
         // Everything that can fail without the target is done first.
         // A private folder for pg_restore's object list (names only; the
@@ -272,7 +273,7 @@ public struct RestoreRunner: Sendable {
         // Built before anything is created: a value that cannot be restored fails first.
         let properties = options.create ? try setup.propertyStatements(for: databaseName) : []
         reporter.phase("checking the target server")
-        try preflight(setup, tables: tables)
+        try preflight(setup)
         var roles: DatabaseSetup.RoleCreation?
         if options.createRoles {
             reporter.phase("creating roles")
@@ -296,27 +297,36 @@ public struct RestoreRunner: Sendable {
     }
 
     /// Checks, before anything is created, that the target server has what
-    /// the archive needs (`DatabaseSetup.missing`), and reports all of it;
-    /// and that it can read the binary tables among `tables`.
-    private func preflight(_ setup: DatabaseSetup, tables: [Manifest.Table]) throws {
+    /// the archive needs (`DatabaseSetup.missing`), and reports all of it.
+    private func preflight(_ setup: DatabaseSetup) throws {
         if options.createRoles, setup.manifest.roles == nil {
             throw RestoreError.invalidOptions("This archive does not record its roles (it was written by an older Arca), so --create-roles cannot create them.")
         }
         if options.createRoles, options.dataOnly {
             throw RestoreError.invalidOptions("--create-roles creates the roles the schema needs; --data-only restores no schema.")
         }
-        let binary = tables.filter { $0.format == .binary }.map(\.qualifiedName)
-        let recordsDatabase = setup.manifest.database != nil || setup.manifest.roles != nil
-        guard recordsDatabase || !binary.isEmpty else { return }
-        let connection = try PostgresConnection(
-            options.create ? options.target.replacing(database: "postgres") : options.target, applicationName: "arca restore")
-        let sourceMajor = setup.manifest.sourceMajorVersion, targetMajor = connection.serverVersionNumber / 10000
-        guard binary.isEmpty || targetMajor >= sourceMajor else {
-            throw RestoreError.binaryNeedsNewerServer(tables: binary, sourceMajor: sourceMajor, targetMajor: targetMajor)
-        }
-        guard recordsDatabase else { return }
+        guard setup.manifest.database != nil || setup.manifest.roles != nil else { return }
+        let connection = try PostgresConnection(targetServer, applicationName: "arca restore")
         let missing = try setup.missing(on: connection)
         guard missing.isEmpty else { throw RestoreError.targetLacks(missing) }
+    }
+
+    /// Where the target server is asked about itself: its `postgres`
+    /// database when the restore creates the target.
+    private var targetServer: ConnectionString {
+        options.create ? options.target.replacing(database: "postgres") : options.target
+    }
+
+    /// Refuses, before anything is read or changed, binary tables among
+    /// `tables` for a server older than the source: PostgreSQL reads binary
+    /// COPY of its own major version and older ones only.
+    private func checkBinaryTables(_ tables: [Manifest.Table], of manifest: Manifest) throws {
+        let binary = tables.filter { $0.format == .binary }.map(\.qualifiedName)
+        guard !binary.isEmpty else { return }
+        let targetMajor = try PostgresConnection(targetServer, applicationName: "arca restore").serverVersionNumber / 10000
+        guard targetMajor >= manifest.sourceMajorVersion else {
+            throw RestoreError.binaryNeedsNewerServer(tables: binary, sourceMajor: manifest.sourceMajorVersion, targetMajor: targetMajor)
+        }
     }
 
     private func restore(
