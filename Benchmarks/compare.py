@@ -172,13 +172,14 @@ def benchmark(args, database):
     work = os.path.join(args.work, database)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    # One repository per COPY format, so each restore reads its own kind of archive.
-    repos = {"auto": os.path.join(work, "repo"), "text": os.path.join(work, "repo-text")}
+    # A repository per kind of archive, so each restore reads the kind it names
+    # (unencrypted: a configured key makes arca refuse an unencrypted archive).
+    repos = {"auto": os.path.join(work, "repo"), "text": os.path.join(work, "repo-text"), "encrypted": os.path.join(work, "repo-encrypted")}
     dump_dir = os.path.join(work, "dump.dir")
     j, level = args.jobs, args.level
     results = {}
     arca_raw = 0
-    # One key for the run; restores always get it (an unencrypted archive ignores it).
+    # One key for the run's encrypted backups.
     key = subprocess.run([args.arca, "keygen"], check=True, capture_output=True, text=True).stdout.strip()
     keyed = f"ARCA_ENCRYPTION_KEY={key}"
 
@@ -188,7 +189,7 @@ def benchmark(args, database):
 
     def arca_backup(jobs, encrypted=False, copy_format="auto"):
         nonlocal arca_raw
-        repo = repos[copy_format]
+        repo = repos["encrypted" if encrypted else copy_format]
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(work, "arca.json")
         result = run(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} "
@@ -211,7 +212,7 @@ def benchmark(args, database):
         sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
         repo = repos[copy_format]
         archive = next(os.path.join(repo, "local", f) for f in os.listdir(os.path.join(repo, "local")) if f.endswith(".arca"))
-        return run(f"{keyed} {args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
+        return run(f"{args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
 
     def pg_restore_j():
         # Timed from nothing, as Arca's --create is: the database is made too.
