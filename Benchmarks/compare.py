@@ -10,14 +10,17 @@ Databases:
   wide      one `medical_record` table of text, jsonb and bytea: text-heavy.
 
 Tools, per database:
-  arca backup --jobs J         one archive, MD5 + SHA-256 per table, zstd at --level (1, Arca's default)
+  arca backup --jobs J         one archive, MD5 + SHA-256 per table, zstd at --level (1, Arca's default),
+                               --copy-format auto (the default: binary COPY where it is exact)
   ... , encrypted              the same with ARCA_ENCRYPTION_KEY (AES-256-GCM per chunk)
+  ... --copy-format text       every table as COPY text (Arca before format 6)
   pg_dump -Fc                  pg_dump's default archive (zlib)
   pg_dump -Fd -j J             directory format, J jobs
   pg_dump | zstd -L -T J       plain SQL through a parallel zstd at the same level
   COPY limit (J streams)       raw COPY TO STDOUT to /dev/null, J at once
   COPY | zstd -L limit         the same, each stream through zstd at the same level
-  arca restore --create        and pg_restore -j J from the -Fd dump
+  ... binary                   the same in COPY's binary format
+  arca restore --create        (of the auto and of the text archive) and pg_restore -j J from the -Fd dump
   load limit                   the raw COPY text loaded by J parallel COPY FROM,
                                then indexes and constraints by pg_restore -j J
 
@@ -135,9 +138,10 @@ def make_wide(database, rows):
     psql(database, "VACUUM ANALYZE")
 
 
-def copy_statements(database, jobs):
+def copy_statements(database, jobs, binary=False):
     """(table, COPY … TO STDOUT) pairs covering every table, largest first;
-    the largest split into `jobs` ctid ranges."""
+    the largest split into `jobs` ctid ranges; in COPY's binary format with `binary`."""
+    options = " (FORMAT binary)" if binary else ""
     rows = psql(database, """
         SELECT format('%I.%I', n.nspname, c.relname), c.relpages
           FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -151,14 +155,14 @@ def copy_statements(database, jobs):
             bounds = [pages * i // jobs for i in range(jobs)] + [None]
             for a, b in zip(bounds, bounds[1:]):
                 where = f"ctid >= '({a},0)'" + (f" AND ctid < '({b},0)'" if b is not None else "")
-                statements.append((name, f"COPY (SELECT * FROM ONLY {name} WHERE {where}) TO STDOUT"))
+                statements.append((name, f"COPY (SELECT * FROM ONLY {name} WHERE {where}) TO STDOUT{options}"))
         else:
-            statements.append((name, f"COPY {name} TO STDOUT"))
+            statements.append((name, f"COPY {name} TO STDOUT{options}"))
     return statements
 
 
-def copy_out_commands(database, jobs):
-    return [f"psql -X -q -d {database} -c {shlex.quote(sql)}" for _, sql in copy_statements(database, jobs)]
+def copy_out_commands(database, jobs, binary=False):
+    return [f"psql -X -q -d {database} -c {shlex.quote(sql)}" for _, sql in copy_statements(database, jobs, binary)]
 
 
 Run = collections.namedtuple("Run", "seconds rss size cpu")
@@ -168,12 +172,14 @@ def benchmark(args, database):
     work = os.path.join(args.work, database)
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    repo = os.path.join(work, "repo")
+    # A repository per kind of archive, so each restore reads the kind it names
+    # (unencrypted: a configured key makes arca refuse an unencrypted archive).
+    repos = {"auto": os.path.join(work, "repo"), "text": os.path.join(work, "repo-text"), "encrypted": os.path.join(work, "repo-encrypted")}
     dump_dir = os.path.join(work, "dump.dir")
     j, level = args.jobs, args.level
     results = {}
     arca_raw = 0
-    # One key for the run; restores always get it (an unencrypted archive ignores it).
+    # One key for the run's encrypted backups.
     key = subprocess.run([args.arca, "keygen"], check=True, capture_output=True, text=True).stdout.strip()
     keyed = f"ARCA_ENCRYPTION_KEY={key}"
 
@@ -181,13 +187,16 @@ def benchmark(args, database):
         seconds, rss, cpu = timed(command)
         return Run(seconds, rss, size_of(size_path) if size_path else 0, cpu)
 
-    def arca_backup(jobs, encrypted=False):
+    def arca_backup(jobs, encrypted=False, copy_format="auto"):
         nonlocal arca_raw
+        repo = repos["encrypted" if encrypted else copy_format]
         shutil.rmtree(repo, ignore_errors=True)
         out = os.path.join(work, "arca.json")
-        result = run(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} --level {level} --json > {out}")
+        result = run(f"{keyed if encrypted else ''} {args.arca} backup --database-url dbname={database} --repo {repo} --jobs {jobs} "
+                     f"--level {level} --copy-format {copy_format} --json > {out}")
         report = json.load(open(out))
-        arca_raw = report["rawBytes"]
+        if copy_format == "text":
+            arca_raw = report["rawBytes"]  # the table headings count COPY text
         return result._replace(size=report["bytes"])
 
     def pg_dump_fd():
@@ -198,11 +207,12 @@ def benchmark(args, database):
         seconds, rss, cpu = timed_parallel(commands, j)
         return Run(seconds, rss, 0, cpu)
 
-    def arca_restore(jobs):
+    def arca_restore(jobs, copy_format="auto"):
         target = f"{database}_arca_restored"
         sh(f"dropdb --if-exists --force {target}", stderr=subprocess.DEVNULL)
+        repo = repos[copy_format]
         archive = next(os.path.join(repo, "local", f) for f in os.listdir(os.path.join(repo, "local")) if f.endswith(".arca"))
-        return run(f"{keyed} {args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
+        return run(f"{args.arca} restore {archive} --repo {repo} --target-url dbname={target} --create --confirm --jobs {jobs} 2>/dev/null")
 
     def pg_restore_j():
         # Timed from nothing, as Arca's --create is: the database is made too.
@@ -247,15 +257,19 @@ def benchmark(args, database):
         ("arca backup --jobs 1", lambda: arca_backup(1)),
         (f"arca backup --jobs {j}", lambda: arca_backup(j)),
         (f"arca backup --jobs {j}, encrypted", lambda: arca_backup(j, encrypted=True)),
+        (f"arca backup --jobs {j} --copy-format text", lambda: arca_backup(j, copy_format="text")),
         ("pg_dump -Fc", lambda: run(f"pg_dump -Fc -f {work}/dump.fc {database}", f"{work}/dump.fc")),
         (f"pg_dump -Fd -j {j}", pg_dump_fd),
         (f"pg_dump | zstd -{level} -T{j}", lambda: run(f"pg_dump {database} | zstd -{level} -T{j} -q -f -o {work}/dump.sql.zst", f"{work}/dump.sql.zst")),
         (f"COPY limit: {j} streams to /dev/null", lambda: parallel([c + " > /dev/null" for c in copy_out_commands(database, j)])),
         (f"COPY | zstd -{level} limit: {j} streams", lambda: parallel([c + f" | zstd -{level} -q -c > /dev/null" for c in copy_out_commands(database, j)])),
+        (f"COPY binary | zstd -{level} limit: {j} streams",
+         lambda: parallel([c + f" | zstd -{level} -q -c > /dev/null" for c in copy_out_commands(database, j, binary=True)])),
         ("MD5 + SHA-256 of the COPY text (openssl, one core)", digests),
     ]
     restores = [
         (f"arca restore --create --jobs {j}", lambda: arca_restore(j)),
+        (f"arca restore --create --jobs {j}, text archive", lambda: arca_restore(j, copy_format="text")),
         ("arca restore --create (one transaction)", lambda: arca_restore(1)),
         (f"pg_restore -j {j} (from -Fd)", pg_restore_j),
         (f"load limit: {j} × COPY FROM, then pg_restore -j {j} post-data", load_limit),
@@ -294,7 +308,7 @@ def table(database, results, raw_bytes, reference):
         lines.append(
             f"| {name.replace('|', chr(92) + '|')} | {seconds:.2f} | {' '.join(f'{r.seconds:.2f}' for r in runs)} | {raw_bytes / 1e6 / seconds:,.0f} | "
             f"{seconds / ref:.2f} | {f'{size / 1e6:,.1f} MB' if size else '–'} | {f'{rss / 1024:.0f} MiB' if rss else '–'} | {busy:.2f} |")
-    plain = [name for name in results if name.startswith("arca backup --jobs") and not name.endswith("encrypted")]
+    plain = [name for name in results if name.startswith("arca backup --jobs") and not name.endswith(("encrypted", "text"))]
     encrypted = [name for name in results if name.endswith(", encrypted")]
     if plain and encrypted:
         ratio = median(results[encrypted[0]]) / median(results[plain[-1]])
@@ -337,6 +351,35 @@ def targets(args, results, rss_by_scale):
         f"| peak RSS ≤ 64 MiB at default settings, flat with size | {rss:.0f} MiB at most"
         + (f"; {', '.join(f'{v:.1f} MiB at scale {k}' for k, v in rss_by_scale.items())}" if rss_by_scale else "") + " | – |",
     ]
+    return "\n".join(lines)
+
+
+def copy_format_targets(args, results):
+    """Issue 23's targets: binary COPY where it is exact (`--copy-format
+    auto`, the default) against text, the COPY limits and pg_restore, all
+    from this run."""
+    j, level = args.jobs, args.level
+    lines = ["| database | what | measured (medians, this run) | target |", "|---|---|---|---|"]
+    for database, runs in results.items():
+        m = {name: median(r) for name, r in runs.items()}
+        size = {name: r[-1].size for name, r in runs.items()}
+        auto, text = m[f"arca backup --jobs {j}"], m[f"arca backup --jobs {j} --copy-format text"]
+        text_limit, binary_limit = m[f"COPY | zstd -{level} limit: {j} streams"], m[f"COPY binary | zstd -{level} limit: {j} streams"]
+        restore, restore_text = m[f"arca restore --create --jobs {j}"], m[f"arca restore --create --jobs {j}, text archive"]
+        pg_restore = m[f"pg_restore -j {j} (from -Fd)"]
+        wide = database == "bench_wide"
+        lines += [
+            f"| {database} | backup (auto) / two-stream text `COPY \\| zstd -{level}` limit | {auto / text_limit:.2f} × ({auto:.2f} s vs {text_limit:.2f} s); "
+            f"the binary limit is {binary_limit / text_limit:.2f} × | {'≤ 0.85 ×' if wide else '–'} |",
+            f"| {database} | backup auto / text | {auto / text:.2f} × ({auto:.2f} s vs {text:.2f} s) | {'–' if wide else 'no regression (≤ 1 × within noise)'} |",
+            f"| {database} | restore `--jobs {j}` (auto archive) / `pg_restore -j {j}` | {restore / pg_restore:.2f} × ({restore:.2f} s vs {pg_restore:.2f} s); "
+            f"of the text archive {restore_text / pg_restore:.2f} × | {'≤ 0.55 ×' if wide else '–'} |",
+            f"| {database} | restore auto / text archive | {restore / restore_text:.2f} × | {'–' if wide else 'no regression'} |",
+            f"| {database} | archive auto / text | {size[f'arca backup --jobs {j}'] / 1e6:,.1f} MB vs {size[f'arca backup --jobs {j} --copy-format text'] / 1e6:,.1f} MB "
+            f"({size[f'arca backup --jobs {j}'] / size[f'arca backup --jobs {j} --copy-format text']:.2f} ×) | – |",
+        ]
+    rss = max(r.rss for runs in results.values() for name, rs in runs.items() if name.startswith("arca ") for r in rs) / 1024
+    lines.append(f"| all | peak RSS of every arca backup and restore above | {rss:.0f} MiB | ≤ 64 MiB |")
     return "\n".join(lines)
 
 
@@ -508,6 +551,8 @@ def main():
     if results_by_database:
         sections.append(f"Against the targets of issue 4 ({'bench_wide' if 'bench_wide' in results_by_database else 'bench_pgbench'}; "
                         f"RSS over every backup above):\n\n{targets(args, results_by_database, peaks)}")
+    if results_by_database:
+        sections.append(f"Against the targets of issue 23 (binary COPY where it is exact):\n\n{copy_format_targets(args, results_by_database)}")
     if args.load_scale > 0:
         sections.append(load_test(args, args.load_scale))
     for gigabytes in [float(g) for g in args.cloud_gb.split(",") if g.strip()]:

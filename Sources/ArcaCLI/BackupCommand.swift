@@ -22,6 +22,9 @@ struct BackupCommand: ParsableCommand {
     @Option(name: .long, help: "zstd compression level (1-19; default $ARCA_COMPRESSION_LEVEL, else 1); higher is smaller and slower.")
     var level: Int32?
 
+    @Option(name: .long, help: "COPY format of the tables' rows: auto (binary where it is exact, else text), text or binary (default $ARCA_COPY_FORMAT, else auto).")
+    var copyFormat: String?
+
     @Option(name: .long, help: "Raw bytes per chunk, in KiB (4-262144).")
     var chunkSizeKib: UInt32 = ArchiveFormat.defaultChunkSize / 1024
 
@@ -78,6 +81,16 @@ struct BackupCommand: ParsableCommand {
         guard !(incremental && full) else { throw ValidationError("--incremental and --full exclude each other.") }
         _ = try Self.rate(maxRate, "--max-rate")
         _ = try Self.rate(uploadMaxRate, "--upload-max-rate")
+        _ = try Self.copyFormat(copyFormat)
+    }
+
+    /// `--copy-format`, or nil; a bad one is a usage error.
+    static func copyFormat(_ text: String?) throws -> CopyFormatChoice? {
+        do {
+            return try text.map { try CopyFormatChoice(parsing: $0, setting: "--copy-format") }
+        } catch {
+            throw ValidationError("\(error)")
+        }
     }
 
     /// A rate flag, or nil; a bad one is a usage error naming the flag.
@@ -95,6 +108,7 @@ struct BackupCommand: ParsableCommand {
         var request = BackupRequest()
         request.tables = TableFilter(include: tables, exclude: excludedTables)
         request.compressionLevel = level
+        request.copyFormat = try Self.copyFormat(copyFormat)
         request.chunkSize = chunkSizeKib * 1024
         request.lockTimeoutMilliseconds = lockTimeout * 1000
         request.excludeLargeObjects = noLargeObjects
@@ -128,7 +142,7 @@ struct BackupCommand: ParsableCommand {
         let ratio = result.bytes > 0 ? Double(storedRaw) / Double(result.bytes) : 0
         var incremental = ""
         if let base = result.base {
-            incremental = "\n  based on \(base): \(result.referencedTables ?? 0) unchanged table(s) referenced, \(Format.bytes(result.referencedRawBytes ?? 0)) of COPY text not stored again"
+            incremental = "\n  based on \(base): \(result.referencedTables ?? 0) unchanged table(s) referenced, \(Format.bytes(result.referencedRawBytes ?? 0)) of COPY data not stored again"
         }
         if let note = result.note { incremental += "\n  note     \(note)" }
         print("""
@@ -137,7 +151,7 @@ struct BackupCommand: ParsableCommand {
               md5      \(result.md5)\(result.cloud.map { "\n  cloud    \($0)" } ?? "")
               sealed   \(key.map { "AES-256-GCM, with \($0)" } ?? "no (not encrypted)")
               tables   \(result.tables), rows \(Format.count(result.rows))\(incremental)
-              data     \(Format.bytes(storedRaw)) of COPY text, stored at \(String(format: "%.1f", ratio))x compression
+              data     \(Format.bytes(storedRaw)) of COPY data, stored at \(String(format: "%.1f", ratio))x compression
               time     \(Format.seconds(result.durationSeconds)) (\(Format.rate(result.rawBytes, seconds: result.durationSeconds)))
             """)
         if let verified = result.verified { print("  verify   \(verified ? "intact (read back from disk)" : "FAILED: see `arca verify \(result.backupId)`")") }

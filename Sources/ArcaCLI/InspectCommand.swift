@@ -41,7 +41,7 @@ struct InspectCommand: ParsableCommand {
             Source     \(manifest.source.identity), PostgreSQL \(manifest.source.serverVersion), snapshot \(manifest.source.snapshot)
             Archive    \(Format.bytes(size)), format \(manifest.formatVersion), zstd level \(manifest.compression.level), chunks of \(Format.bytes(UInt64(manifest.chunkSize)))\(encrypted ? ", encrypted (AES-256-GCM)" : "")
             Schema     \(manifest.schema.map { "written by pg_dump \(PostgresTools.shownVersion($0.pgDumpVersion)), \(Format.bytes($0.rawBytes))" } ?? "none (table data only)")
-            Data       \(manifest.tables.count) tables, \(Format.count(manifest.tableRows)) rows; \(manifest.referencedTables.isEmpty ? "" : "in this archive: ")\(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored
+            Data       \(manifest.tables.count) tables, \(Format.count(manifest.tableRows)) rows; \(manifest.referencedTables.isEmpty ? "" : "in this archive: ")\(Format.bytes(totals.rawBytes)) raw, \(Format.bytes(totals.storedBytes)) stored\(copyFormats(manifest))
             Large obj. \(largeObjects(manifest))\(chain(manifest))
             """)
         if let anchor = manifest.anchor {
@@ -49,11 +49,11 @@ struct InspectCommand: ParsableCommand {
         }
         print("")
         let incremental = manifest.base != nil || !manifest.referencedTables.isEmpty
-        let header = ["table", "rows", "raw", "stored", "ratio", "chunks", "md5"] + (incremental ? ["in"] : [])
+        let header = ["table", "copy", "rows", "raw", "stored", "ratio", "chunks", "md5"] + (incremental ? ["in"] : [])
         let rows = manifest.tables.map { table in
             let place = incremental ? [table.storedIn ?? "here"] : []
             return [
-                table.qualifiedName, Format.count(table.rows), Format.bytes(table.rawBytes), Format.bytes(table.storedBytes),
+                table.qualifiedName, table.format.rawValue, Format.count(table.rows), Format.bytes(table.rawBytes), Format.bytes(table.storedBytes),
                 table.storedBytes > 0 ? String(format: "%.1fx", Double(table.rawBytes) / Double(table.storedBytes)) : "-",
                 table.parts.count == 1 ? String(table.chunkCount) : "\(table.chunkCount) in \(table.parts.count) parts", table.md5,
             ] + place
@@ -73,6 +73,14 @@ struct InspectCommand: ParsableCommand {
                 ]
             })
         }
+    }
+
+    /// How many tables are in each COPY format, when any is binary, and the
+    /// oldest server that loads them.
+    private func copyFormats(_ manifest: Manifest) -> String {
+        let binary = manifest.tables.count { $0.format == .binary }
+        guard binary > 0 else { return "" }
+        return "\nCOPY       \(binary) table(s) binary (load into PostgreSQL \(manifest.sourceMajorVersion) or later), \(manifest.tables.count - binary) text"
     }
 
     /// An incremental backup's chain: its base, and where its tables are.

@@ -43,6 +43,27 @@ public struct Manifest: Codable, Sendable, Equatable {
     public var base: String?
     public var totals: Totals
 
+    /// How a table's rows were written by `COPY … TO STDOUT`, and so how
+    /// they are loaded: PostgreSQL's text format, or its binary format
+    /// (`FORMAT binary`, version 6 on), which PostgreSQL reads in the same
+    /// major version or a newer one only.
+    public enum CopyFormat: String, Codable, Sendable, Equatable, CaseIterable {
+        case text
+        case binary
+
+        /// An unknown value is named by its place in the manifest (see
+        /// `describe`), never echoed: the manifest is hostile input.
+        public init(from decoder: any Decoder) throws {
+            let value = try decoder.singleValueContainer().decode(String.self)
+            guard let format = CopyFormat(rawValue: value) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: Self.invalid))
+            }
+            self = format
+        }
+
+        static let invalid = "is neither \"text\" nor \"binary\""
+    }
+
     public struct TableFilterRecord: Codable, Sendable, Equatable {
         public var include: [String]
         public var exclude: [String]
@@ -272,11 +293,18 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// Version 5: the backup whose archive holds this table's parts
         /// (their chunk offsets are in that archive); nil: in this one.
         public var storedIn: String?
+        /// Version 6: the COPY format of its parts' streams; nil (older
+        /// archives, or left out): text. See `format`.
+        public var copyFormat: CopyFormat?
+
+        /// The format its rows are stored in: `copyFormat`, text when absent.
+        public var format: CopyFormat { copyFormat ?? .text }
 
         public init(
             schema: String, name: String, kind: String, parent: String?, columns: [String], parts: [Part],
-            objects: [UInt32]? = nil
+            objects: [UInt32]? = nil, copyFormat: CopyFormat? = nil
         ) {
+            self.copyFormat = copyFormat
             self.schema = schema
             self.name = name
             self.kind = kind
@@ -325,7 +353,8 @@ public struct Manifest: Codable, Sendable, Equatable {
         /// exactly these rows: the same columns and the same parts, chunk for
         /// chunk, stored there. What a reader checks before it follows a reference.
         public func sameData(as other: Table) -> Bool {
-            other.isStoredHere && other.schema == schema && other.name == name && other.columns == columns && other.parts == parts
+            other.isStoredHere && other.schema == schema && other.name == name && other.columns == columns
+                && other.format == format && other.parts == parts
         }
 
         /// How errors name part `index`.
@@ -359,6 +388,10 @@ public struct Manifest: Codable, Sendable, Equatable {
         totals = Totals(rows: 0, rawBytes: 0, storedBytes: 0)
         totals = computedTotals ?? Totals(rows: .max, rawBytes: .max, storedBytes: .max)
     }
+
+    /// The source server's major version (`150018` → 15; `90624` → 9):
+    /// binary tables load into it or a newer one only.
+    public var sourceMajorVersion: Int { source.serverVersionNumber / 10000 }
 
     /// The tables whose parts lie in this archive.
     public var storedTables: [Table] { tables.filter(\.isStoredHere) }
@@ -613,6 +646,13 @@ public struct Manifest: Codable, Sendable, Equatable {
             guard (table.md5, table.sha256) == Table.digests(of: table.parts) else {
                 throw fail("\(name): its digests do not match its parts'")
             }
+            if table.copyFormat != nil, formatVersion < 6 {
+                throw fail("\(name): copyFormat is a field of version 6 on, not of version \(formatVersion)")
+            }
+            // Whether a binary table loads into a server is judged by this number.
+            if table.format == .binary, source.serverVersionNumber < 10000 {
+                throw fail("\(name) is binary, but source.serverVersionNumber \(source.serverVersionNumber) names no PostgreSQL version")
+            }
         }
         let dataEnd = manifestOffset
         for named in streams {
@@ -722,6 +762,8 @@ public struct Manifest: Codable, Sendable, Equatable {
         switch error {
         case .keyNotFound(let key, let context): return "field \(key.stringValue) is missing at \(path(context))"
         case .typeMismatch(_, let context), .valueNotFound(_, let context): return "\(path(context)) has the wrong type"
+        case .dataCorrupted(let context) where context.debugDescription == CopyFormat.invalid:
+            return "\(path(context)) \(CopyFormat.invalid)"
         case .dataCorrupted(let context): return "it is not valid JSON (\(path(context)))"
         @unknown default: return "it cannot be decoded"
         }

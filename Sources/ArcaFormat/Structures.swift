@@ -2,10 +2,11 @@
 /// version 1 archive is a version 2 archive without it); version 3 put a
 /// content checksum in every zstd payload; version 4 put all large objects
 /// in one stream; version 5 lets a table's parts be stored in another
-/// archive (incremental backups). All five are read.
+/// archive (incremental backups); version 6 lets a table's rows be in
+/// COPY's binary format (`Manifest.CopyFormat`). All six are read.
 public enum ArchiveFormat {
-    public static let version: UInt16 = 5
-    public static let readableVersions: ClosedRange<UInt16> = 1...5
+    public static let version: UInt16 = 6
+    public static let readableVersions: ClosedRange<UInt16> = 1...6
     public static let magic: [UInt8] = [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A]
     public static let endMagic: [UInt8] = Array("ARCAEND".utf8) + [0x1A]
     public static let headerLength = 64

@@ -31,6 +31,8 @@ public struct ServiceConfiguration: Sendable {
     public var backupJobs = BackupOptions.defaultJobs
     /// zstd level of a backup (`ARCA_COMPRESSION_LEVEL`, 1–19; default 1).
     public var compressionLevel = BackupOptions.defaultCompressionLevel
+    /// The COPY format of a backup's tables (`ARCA_COPY_FORMAT`: auto, text or binary; default auto).
+    public var copyFormat = CopyFormatChoice.auto
     /// `ARCA_STALE_UPLOAD_HOURS`: cleanup aborts unfinished uploads older than this.
     public var staleUploadHours: Int
     /// `ARCA_SLOT`: the change stream's replication slot (default `arca_<database>`).
@@ -67,7 +69,7 @@ public struct ServiceConfiguration: Sendable {
     public static let variables = [
         "DATABASE_URL", "ARCA_REPO", "ARCA_BACKUP_SCHEDULE", "ARCA_CLEANUP_SCHEDULE", "ARCA_DRILL_SCHEDULE",
         "ARCA_TIMEZONE", "TZ", "ARCA_RETENTION_DAYS", "ARCA_DRILL_URL", "ARCA_AUDIT_DATABASE_URL",
-        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_FULL_BACKUP_EVERY", "ARCA_MAX_RATE",
+        "ARCA_PG_BINDIR", "ARCA_JOBS", "ARCA_COMPRESSION_LEVEL", "ARCA_COPY_FORMAT", "ARCA_FULL_BACKUP_EVERY", "ARCA_MAX_RATE",
     ] + KeyConfiguration.variables + [
         "ARCA_UPLOAD_MAX_RATE",
         "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_S3_BUCKET", "AWS_ENDPOINT_URL",
@@ -126,6 +128,7 @@ public struct ServiceConfiguration: Sendable {
         postgresBinDirectory = value("ARCA_PG_BINDIR")
         if let jobs = try Self.integer(environment, "ARCA_JOBS", in: 1...64) { backupJobs = jobs }
         if let level = try Self.integer(environment, "ARCA_COMPRESSION_LEVEL", in: 1...19) { compressionLevel = Int32(level) }
+        if let format = value("ARCA_COPY_FORMAT") { copyFormat = try CopyFormatChoice(parsing: format, setting: "ARCA_COPY_FORMAT") }
         if let slot = value("ARCA_SLOT") {
             guard ReplicationNames.isValidSlot(slot) else {
                 throw OperationError.invalidConfiguration("ARCA_SLOT must be a replication slot name: lower-case letters, digits and underscores, at most 63.")

@@ -124,7 +124,8 @@ extension RestoreError: ClassifiedError {
         switch self {
         case .notConfirmed: .refused
         case .unmatchedPatterns, .invalidOptions, .subsetNeedsDataOnly, .largeObjectsNotRestored, .noSchema, .refersToUnrestored: .invalid
-        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks, .tooManyObjects: .conflict
+        case .targetNotEmpty, .databaseExists, .tableMissing, .columnsDiffer, .missingRole, .targetLacks, .tooManyObjects,
+             .binaryNeedsNewerServer: .conflict
         case .requiresSuperuser, .truncateRefused, .table, .rowCountMismatch, .step, .lockTableFull: .failed
         }
     }
@@ -141,7 +142,7 @@ extension BackupError: ClassifiedError {
     public var kind: ErrorKind {
         switch self {
         case .connect: .unavailable
-        case .unmatchedPatterns, .rolePasswordsNeedEncryption, .rolePasswordsUnreadable: .invalid
+        case .unmatchedPatterns, .rolePasswordsNeedEncryption, .rolePasswordsUnreadable, .binaryCopyImpossible: .invalid
         case .lockTimeout, .tableChanged: .conflict
         case .snapshot, .table, .schema, .largeObject: .failed
         }

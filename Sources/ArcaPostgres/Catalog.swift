@@ -246,6 +246,73 @@ public enum Catalog {
         return sizes
     }
 
+    /// A column whose values COPY's binary format cannot carry exactly
+    /// from one database to another, and its type as SQL writes it.
+    public struct TextOnlyColumn: Sendable, Equatable {
+        public var name: String
+        public var type: String
+    }
+
+    /// The columns of each of `oids` (COPY's columns: no dropped or
+    /// generated ones) that must be copied as text, by table; a table
+    /// without an entry can be copied in binary exactly.
+    ///
+    /// Binary COPY is exact across databases and into newer major versions
+    /// for a type whose binary form PostgreSQL defines and that names no
+    /// object by OID. So a column qualifies when its type, after resolving
+    /// domains to their base type (a domain's binary form is its base
+    /// type's), is a base, range or multirange type with an OID below
+    /// 10000 (FirstGenbkiObjectId: fixed in PostgreSQL's sources, the same
+    /// in every database and version; 10000 to 16383 are numbered by
+    /// initdb), with send and receive functions, and not an OID alias
+    /// (`regclass` and the other `reg*` types, whose binary form is the
+    /// object's OID); and, when it has an element type (arrays, whose binary
+    /// form embeds the element type's OID), that element type qualifies by
+    /// the same rule without resolving domains (an array of a domain embeds
+    /// the domain's OID). Enums, composites and extension types are
+    /// user-defined (OID 16384 on): text.
+    public static func textOnlyColumns(_ oids: [UInt32], _ connection: PostgresConnection) throws -> [UInt32: [TextOnlyColumn]] {
+        guard !oids.isEmpty else { return [:] }
+        let list = "{" + oids.map(String.init).joined(separator: ",") + "}"
+        let during = "checking which tables can be copied in binary"
+        let result = try connection.query(
+            """
+            WITH RECURSIVE columns AS (
+                SELECT a.attrelid, a.attnum, a.attname, a.atttypid, a.atttypmod
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = ANY ($1::pg_catalog.oid[]) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+            ), resolving (start, current, depth) AS (
+                SELECT DISTINCT atttypid, atttypid, 0 FROM columns
+                UNION ALL
+                SELECT r.start, t.typbasetype, r.depth + 1
+                  FROM resolving r JOIN pg_catalog.pg_type t ON t.oid = r.current
+                 WHERE t.typtype = 'd' AND r.depth < 64
+            ), exact AS (
+                SELECT t.oid FROM pg_catalog.pg_type t
+                 WHERE t.oid < 10000 AND t.typtype IN ('b', 'r', 'm')
+                   AND t.typsend <> 0 AND t.typreceive <> 0 AND t.typname NOT LIKE 'reg%'
+            ), qualified AS (
+                SELECT r.start
+                  FROM resolving r
+                  JOIN pg_catalog.pg_type t ON t.oid = r.current
+                 WHERE r.current IN (SELECT oid FROM exact)
+                   AND (t.typelem = 0 OR t.typelem IN (SELECT oid FROM exact))
+            )
+            SELECT c.attrelid, c.attname, pg_catalog.format_type(c.atttypid, c.atttypmod)
+              FROM columns c
+             WHERE c.atttypid NOT IN (SELECT start FROM qualified)
+             ORDER BY c.attrelid, c.attnum
+            """, [list], during: during)
+        var columns: [UInt32: [TextOnlyColumn]] = [:]
+        for row in result.rows {
+            guard let oid = row[0].flatMap({ UInt32($0) }), let name = row[1], let type = row[2] else {
+                throw PostgresError.unexpectedResponse(during: during, message: "a catalog row has no column")
+            }
+            columns[oid, default: []].append(TextOnlyColumn(name: name, type: type))
+        }
+        return columns
+    }
+
     /// The tables among `oids` whose storage was replaced after this
     /// transaction's snapshot was taken: the snapshot's
     /// `pg_class.relfilenode` differs from the file the server uses now

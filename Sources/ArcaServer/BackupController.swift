@@ -55,6 +55,8 @@ struct BackupController: Sendable {
     struct CreateBody: Decodable {
         /// true: incremental; false: full; absent: the server's policy (`ARCA_FULL_BACKUP_EVERY`).
         var incremental: Bool?
+        /// `auto`, `text` or `binary`; absent: the server's (`ARCA_COPY_FORMAT`).
+        var copyFormat: String?
     }
 
     struct Accepted: Encodable {
@@ -69,10 +71,17 @@ struct BackupController: Sendable {
         guard configuration.service.database != nil else {
             throw APIError(.serviceUnavailable, "not_configured", "DATABASE_URL is not set on the server.")
         }
-        let body = try await JSONBody.decodeIfPresent(CreateBody.self, from: request, context: context, known: ["incremental"])
+        let body = try await JSONBody.decodeIfPresent(CreateBody.self, from: request, context: context, known: ["incremental", "copyFormat"])
+        let copyFormat: CopyFormatChoice?
+        do {
+            copyFormat = try body?.copyFormat.map { try CopyFormatChoice(parsing: $0, setting: "copyFormat") }
+        } catch {
+            throw APIError(.badRequest, "invalid_body", "\(error)")
+        }
         let backupRequest = {
             var backupRequest = BackupRequest()
             backupRequest.incremental = body?.incremental
+            backupRequest.copyFormat = copyFormat
             return backupRequest
         }()
         let asynchronous = request.uri.queryParameters["wait"] == "false"
@@ -195,13 +204,13 @@ struct BackupController: Sendable {
             var serverVersion: String
             var rows: UInt64
             var tables: [Table]
-            struct Table: Encodable { var name: String; var rows: UInt64; var bytes: UInt64 }
+            struct Table: Encodable { var name: String; var rows: UInt64; var bytes: UInt64; var copyFormat: String }
         }
         return JSONBody.response(Summary(
             backupId: manifest.backupId, timestamp: manifest.startedAt, completedAt: manifest.completedAt,
             size: SizeText.format(size), bytes: size, integrity: integrity, database: manifest.source.database,
             serverVersion: manifest.source.serverVersion, rows: manifest.tableRows,
-            tables: manifest.tables.map { .init(name: $0.qualifiedName, rows: $0.rows, bytes: $0.rawBytes) }))
+            tables: manifest.tables.map { .init(name: $0.qualifiedName, rows: $0.rows, bytes: $0.rawBytes, copyFormat: $0.format.rawValue) }))
     }
 
     // MARK: Verify, delete, cleanup

@@ -91,6 +91,45 @@ import Testing
         #expect(try target.value("SELECT count(*) FROM b") == "7")
     }
 
+    /// `--copy-format` and `ARCA_COPY_FORMAT`: a bad value is a usage error
+    /// naming the setting; inspect shows each table's format.
+    @Test func copyFormatFlagAndVariable() throws {
+        let source = try TestDatabase("cli_fmt_src")
+        defer { source.drop() }
+        try source.execute("""
+            CREATE TYPE mood AS ENUM ('ok', 'happy');
+            CREATE TABLE plain (id int PRIMARY KEY, note text);
+            INSERT INTO plain SELECT g, 'note ' || g FROM generate_series(1, 100) g;
+            CREATE TABLE moods (id int, feeling mood);
+            INSERT INTO moods VALUES (1, 'ok');
+            """)
+        let repo = TestPaths.temporaryDirectory("cli_fmt") + "/repo"
+        let url = "dbname=\(source.name)"
+        let bad = try arca(["backup", "--database-url", url, "--repo", repo, "--copy-format", "csv"])
+        #expect(bad.status == 64 || bad.status == 2, "\(bad.all)")
+        #expect(bad.output.stderr.contains("--copy-format must be auto, text or binary"), "\(bad.all)")
+        let badVariable = try arca(["backup", "--database-url", url, "--repo", repo], environment: ["ARCA_COPY_FORMAT": "fast"])
+        #expect(badVariable.status != 0 && badVariable.output.stderr.contains("ARCA_COPY_FORMAT must be auto, text or binary"), "\(badVariable.all)")
+
+        let refused = try arca(["backup", "--database-url", url, "--repo", repo, "--copy-format", "binary"])
+        #expect(refused.status != 0 && refused.output.stderr.contains("public.moods (column feeling of type public.mood)"), "\(refused.all)")
+
+        let text = try arca(["backup", "--database-url", url, "--repo", repo, "--json"], environment: ["ARCA_COPY_FORMAT": "text"])
+        #expect(text.status == 0, "\(text.all)")
+        let textID = try #require(try text.json()["backupId"] as? String)
+        let inspectText = try arca(["inspect", textID, "--repo", repo])
+        #expect(!inspectText.output.stdout.contains("binary"), "\(inspectText.all)")
+
+        let auto = try arca(["backup", "--database-url", url, "--repo", repo, "--json"])
+        let autoID = try #require(try auto.json()["backupId"] as? String)
+        let inspect = try arca(["inspect", autoID, "--repo", repo])
+        #expect(inspect.status == 0, "\(inspect.all)")
+        #expect(inspect.output.stdout.contains("1 table(s) binary (load into PostgreSQL 15 or later), 1 text"), "\(inspect.all)")
+        let rows = inspect.output.stdout.split(separator: "\n")
+        #expect(rows.contains { $0.hasPrefix("public.plain") && $0.contains(" binary ") }, "\(inspect.all)")
+        #expect(rows.contains { $0.hasPrefix("public.moods") && $0.contains(" text ") }, "\(inspect.all)")
+    }
+
     @Test func backupListVerifyInspectRestoreCompare() throws {
         let source = try TestDatabase("cli_src")
         let target = try TestDatabase("cli_dst")

@@ -61,7 +61,7 @@ import Testing
         #expect(share <= 0.15, "the incremental archive is \(incremental.bytes) bytes, the full one \(full.bytes)")
 
         let manifest = try Self.manifest(incremental.path)
-        #expect(manifest.base == full.backupId && manifest.formatVersion == 5)
+        #expect(manifest.base == full.backupId && manifest.formatVersion == Int(ArchiveFormat.version))
         #expect(manifest.storedTables.map(\.name) == ["t3"])
         #expect(Set(manifest.referencedTables.compactMap(\.storedIn)) == [full.backupId])
 

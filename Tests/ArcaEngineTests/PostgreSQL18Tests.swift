@@ -22,6 +22,8 @@ struct PostgreSQL18Tests {
     struct Outcome: Sendable {
         var pgDumpVersion: String?
         var sourceMajor = 0
+        /// The tables the backup copied in binary, sorted.
+        var binaryTables: [String] = []
         var jobs: [Int] = []
         /// Per restore ("serial", "--jobs 2", "data-only"): how the result differs from the source.
         var differences: [(restore: String, found: [String])] = []
@@ -62,6 +64,21 @@ struct PostgreSQL18Tests {
         Self.check(outcome, fromPostgreSQL: major, restores: ["serial", "--jobs 2"])
     }
 
+    /// Enums, composites, domains, arrays of user-defined types and extension
+    /// types beside binary-copied tables (CopyFormatTests): binary tables
+    /// written by 15 load into 18.
+    @Test(arguments: sourceVersions)
+    func userTypes(fromPostgreSQL major: Int) async throws {
+        let (source, target) = (try Self.server(major), try Self.server(18))
+        let outcome = try await onThread {
+            let database = try CopyFormatTests.userTypes("pg18_kinds_\(major)", on: source)
+            defer { database.drop() }
+            return try Self.roundTrip(database, into: target, label: "pg18_kinds_\(major)")
+        }
+        Self.check(outcome, fromPostgreSQL: major, restores: ["serial", "--jobs 2"])
+        #expect(outcome.binaryTables == ["kinds.builtin", "kinds.domains"])
+    }
+
     /// Backs `source` up and restores it into new databases on `target`:
     /// serially into an empty one, and with `--create --jobs 2`.
     static func roundTrip(_ source: TestDatabase, into target: TestCluster, label: String) throws -> Outcome {
@@ -70,6 +87,7 @@ struct PostgreSQL18Tests {
         let manifest = try ArchiveReader(source: try FileSource(path: backup.path)).manifest
         outcome.pgDumpVersion = manifest.schema?.pgDumpVersion
         outcome.sourceMajor = manifest.source.serverVersionNumber / 10000
+        outcome.binaryTables = manifest.tables.filter { $0.format == .binary }.map(\.qualifiedName).sorted()
 
         let serial = try TestDatabase("\(label)_serial", on: target)
         defer { serial.drop() }

@@ -14,10 +14,12 @@ enum Steps {
     @discardableResult
     static func backup(
         _ database: TestDatabase, into repository: Repository, chunkSize: UInt32 = ArchiveFormat.defaultChunkSize,
-        tables: TableFilter = TableFilter(), key: ArchiveKey? = nil, progress: @escaping (OperationProgress) -> Void = { _ in }
+        tables: TableFilter = TableFilter(), key: ArchiveKey? = nil, copyFormat: CopyFormatChoice = .auto,
+        progress: @escaping (OperationProgress) -> Void = { _ in }
     ) throws -> BackupResult {
         var options = BackupOptions(source: database.connectionString, repository: repository)
         options.chunkSize = chunkSize
+        options.copyFormat = copyFormat
         options.tables = tables
         options.encryptionKey = key
         return try BackupRunner(options: options).run(progress: progress)

@@ -35,8 +35,8 @@ import Testing
 
     @Test func unknownVersion() throws {
         var (bytes, _) = try archive()
-        bytes[8] = 6
-        #expect(openError(bytes) == .unsupportedVersion(6))
+        bytes[8] = 7
+        #expect(openError(bytes) == .unsupportedVersion(7))
     }
 
     @Test func headerChecksum() throws {

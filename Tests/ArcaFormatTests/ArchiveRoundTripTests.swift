@@ -59,11 +59,12 @@ import Testing
 /// The smallest valid archive, byte by byte (FORMAT.md, "Example").
 @Suite struct GoldenArchiveTests {
     /// Version 1 (before encryption), version 2 (before required content
-    /// checksums), version 3 (a stream per large object) and version 4 (no
-    /// references to other archives) are still read; an unencrypted
-    /// version-5 archive without large objects or references is a valid
-    /// archive of each, once its manifest has their `largeObjects` array.
-    @Test(arguments: [UInt16(1), 2, 3, 4])
+    /// checksums), version 3 (a stream per large object), version 4 (no
+    /// references to other archives) and version 5 (no binary tables) are
+    /// still read; an unencrypted version-6 archive without large objects,
+    /// references or `copyFormat` is a valid archive of each, once its
+    /// manifest has their `largeObjects` array.
+    @Test(arguments: [UInt16(1), 2, 3, 4, 5])
     func olderVersionsAreStillRead(version: UInt16) throws {
         let rows = Sample.copyText(rows: 100)
         let (current, _) = try Sample.archive([Sample.Stream(name: "t", bytes: rows)])
@@ -75,7 +76,7 @@ import Testing
     @Test func smallestArchiveLayout() throws {
         let (bytes, manifest) = try Sample.archive([])
         #expect(Array(bytes[0..<8]) == [0x89, 0x41, 0x52, 0x43, 0x41, 0x0D, 0x0A, 0x1A])
-        #expect(Array(bytes[8..<10]) == [5, 0])                // version
+        #expect(Array(bytes[8..<10]) == [6, 0])                // version
         #expect(Array(bytes[10..<12]) == [64, 0])              // header length
         #expect(Array(bytes[12..<16]) == [0, 0, 0, 0])         // flags
         #expect(Array(bytes[16..<20]) == [0x00, 0x10, 0, 0])   // chunk size 4096
@@ -108,7 +109,7 @@ import Testing
         let (_, manifest) = try Sample.archive([])
         let json = String(decoding: manifest.encoded(), as: UTF8.self)
         #expect(json.hasPrefix(#"{"archiveId":"101112131415161718191a1b1c1d1e1f","backupId":"backup_20241201_140530","chunkSize":4096,"#))
-        #expect(json.contains(#""formatVersion":5"#) && !json.contains("largeObjects"))
+        #expect(json.contains(#""formatVersion":6"#) && !json.contains("largeObjects"))
     }
 
     private func le32(_ value: UInt32) -> [UInt8] {

@@ -116,7 +116,7 @@ import Testing
         for (from, to, words) in [
             (#""count":2"#, #""count":0"#, "largeObjectData.count is 0"),
             (#""count":2"#, #""count":3"#, "largeObjectData.count is 3"),
-            (#""formatVersion":5"#, #""formatVersion":5,"largeObjects":[]"#, "largeObjects is a field of versions 1 to 3"),
+            (#""formatVersion":6"#, #""formatVersion":6,"largeObjects":[]"#, "largeObjects is a field of versions 1 to 3"),
         ] {
             let forged = try Sample.rewriteManifest(bytes) { json in
                 json = Array(String(decoding: json, as: UTF8.self).replacingOccurrences(of: from, with: to).utf8)

@@ -71,6 +71,53 @@ import Testing
     static let emptyStream = StreamSummary(
         rawBytes: 0, storedBytes: 0, md5: Hex.encode(Digest.hash(.md5, [])), sha256: Hex.encode(Digest.hash(.sha256, [])), chunks: [])
 
+    /// `copyFormat` (version 6): `text` or `binary`, read as it was
+    /// written; absent is text; anything else, or the field in an older
+    /// version, or a binary table without a source version to judge a
+    /// target by, is refused naming the table or the field.
+    @Test func copyFormatIsCheckedAsHostileInput() throws {
+        let formats = try Sample.read(try forged { manifest in
+            manifest.tables[0].copyFormat = .binary
+            manifest.tables[1].copyFormat = .text
+        }).manifest.tables.map(\.format)
+        #expect(formats == [.binary, .text])
+        #expect(try Sample.read(archive.bytes).manifest.tables.allSatisfy { $0.copyFormat == nil && $0.format == .text })
+
+        func withCopyFormat(_ value: String) throws -> [UInt8] {
+            try Sample.rewriteManifest(archive.bytes) { json in
+                let text = String(decoding: json, as: UTF8.self)
+                json = Array(text.replacing(#""kind":"#, with: #""copyFormat":\#(value),"kind":"#, maxReplacements: 1).utf8)
+            }
+        }
+        // null is JSON's way of leaving it out: text.
+        #expect(try Sample.read(try withCopyFormat("null")).manifest.tables[0].format == .text)
+        for value in [#""BINARY""#, #""csv""#, #""""#, #""binary ""#] {
+            expectInvalidManifest(try withCopyFormat(value), mentioning: #"tables[0].copyFormat is neither "text" nor "binary""#)
+        }
+        for value in ["1", #"["binary"]"#, "{}"] {
+            expectInvalidManifest(try withCopyFormat(value), mentioning: "tables[0].copyFormat has the wrong type")
+        }
+        // The value is not echoed into the message.
+        guard case .invalidManifest(let detail)? = openError(try withCopyFormat(#""csv""#)) else {
+            Issue.record("expected invalidManifest")
+            return
+        }
+        #expect(!detail.contains("csv"), "\(detail)")
+
+        let older = try Sample.rewriteManifest(try Sample.rewriteVersion(archive.bytes, to: 5)) { json in
+            json = Array(String(decoding: json, as: UTF8.self).replacing(#""kind":"#, with: #""copyFormat":"text","kind":"#, maxReplacements: 1).utf8)
+        }
+        expectInvalidManifest(older, mentioning: "copyFormat is a field of version 6 on, not of version 5")
+        expectInvalidManifest(try forged { manifest in
+            manifest.tables[0].copyFormat = .binary
+            manifest.source.serverVersionNumber = -150000
+        }, mentioning: "names no PostgreSQL version")
+        #expect(try Sample.read(try forged { manifest in
+            manifest.tables[0].copyFormat = .text
+            manifest.source.serverVersionNumber = 0
+        }).manifest.sourceMajorVersion == 0)
+    }
+
     /// The known crash: a table whose parts' row counts overflow when summed.
     /// A table stored in another archive (FORMAT.md, "Incremental
     /// backups"): its parts are not checked against this file's data area,

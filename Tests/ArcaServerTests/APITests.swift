@@ -116,6 +116,25 @@ import Testing
             ) { (response) async throws in
                 #expect(response.status == .badRequest)
             }
+            // `copyFormat` as `--copy-format`: a bad value is refused before any backup.
+            try await client.execute(
+                uri: "/api/backup", method: .post, headers: bearer(operatorToken), body: ByteBuffer(string: #"{"copyFormat":"csv"}"#)
+            ) { (response) async throws in
+                #expect(response.status == .badRequest)
+                let body = try json(response.body)
+                #expect(body["code"] as? String == "invalid_body" && (body["error"] as? String ?? "\(body)").contains("copyFormat"), "\(body)")
+            }
+            var text = ""
+            try await client.execute(
+                uri: "/api/backup", method: .post, headers: bearer(operatorToken), body: ByteBuffer(string: #"{"copyFormat":"text","incremental":false}"#)
+            ) { (response) async throws in
+                #expect(response.status == .ok)
+                text = try #require(try json(response.body)["backupId"] as? String)
+            }
+            try await client.execute(uri: "/api/backup/\(text)", method: .get, headers: bearer(operatorToken)) { (response) async throws in
+                let tables = try #require(try json(response.body)["tables"] as? [[String: Any]])
+                #expect(!tables.isEmpty && tables.allSatisfy { $0["copyFormat"] as? String == "text" }, "\(tables)")
+            }
             try await client.execute(uri: "/api/backup/\(full)", method: .delete, headers: bearer(admin)) { (response) async throws in
                 #expect(response.status == .conflict)
                 #expect(try json(response.body)["code"] as? String == "backup_needed")

@@ -50,11 +50,19 @@ public enum ForgedArchive {
         try copy(path, into: repository, version: 3) { _ in }
     }
 
+    /// A copy as a format older than 6 of an archive with binary tables.
+    public struct BinaryTablesBeforeVersion6: Error {}
+
     private static func copy(
         _ path: String, into repository: Repository, version: UInt16, _ change: (inout Manifest) -> Void
     ) throws -> String {
         let reader = try ArchiveReader(source: try FileSource(path: path))
         var manifest = reader.manifest
+        // Before version 6 every table is text: take the original with --copy-format text.
+        if version < 6 {
+            guard manifest.tables.allSatisfy({ $0.format == .text }) else { throw BinaryTablesBeforeVersion6() }
+            for index in manifest.tables.indices { manifest.tables[index].copyFormat = nil }
+        }
         try repository.prepare()
         let reservation = try repository.reserve(startedAt: Date())
         var header = FileHeader(chunkSize: reader.header.chunkSize, compression: .zstd, compressionLevel: 1, archiveID: .random())
@@ -73,7 +81,7 @@ public enum ForgedArchive {
                 parts: try table.parts.map {
                     Manifest.Part(stream: $0.stream, rows: $0.rows, firstPage: $0.firstPage, endPage: $0.endPage, summary: try copy($0))
                 },
-                objects: table.objects)
+                objects: table.objects, copyFormat: table.copyFormat)
         }
         let schema = try manifest.schema.map { Manifest.Schema(pgDumpVersion: $0.pgDumpVersion, stream: $0.stream, summary: try copy($0)) }
         var largeObjectData: Manifest.LargeObjectData?

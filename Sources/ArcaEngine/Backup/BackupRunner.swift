@@ -19,6 +19,9 @@ public struct BackupOptions: Sendable {
     public var jobs = BackupOptions.defaultJobs
     /// Tables larger than this are copied as several ctid ranges at once.
     public var splitThresholdBytes: UInt64 = 256 << 20
+    /// `--copy-format`/`ARCA_COPY_FORMAT`: the COPY format of each table's
+    /// rows (`CopyFormatChoice`).
+    public var copyFormat = CopyFormatChoice.auto
     /// `--max-rate`/`ARCA_MAX_RATE`: table data read from the server per
     /// second, all workers together, large objects and an incremental
     /// backup's comparison reads included (nil: unlimited).
@@ -116,6 +119,9 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
     case rolePasswordsNeedEncryption
     /// `--with-role-passwords` by a role that may not read `pg_authid`.
     case rolePasswordsUnreadable(user: String)
+    /// `--copy-format binary` for tables with columns binary COPY cannot
+    /// carry exactly: each table with its first such columns.
+    case binaryCopyImpossible([(table: String, columns: [Catalog.TextOnlyColumn])])
 
     public var description: String {
         switch self {
@@ -139,6 +145,13 @@ public enum BackupError: Error, Sendable, CustomStringConvertible {
             "--with-role-passwords records password hashes, which only go into an encrypted archive: configure a key (ARCA_KEY_FILE) or a repository passphrase, or leave the flag out. No archive was written."
         case .rolePasswordsUnreadable(let user):
             "Role \(user) may not read the roles' password hashes (pg_authid), which --with-role-passwords records: back up as a superuser, or leave the flag out. No archive was written."
+        case .binaryCopyImpossible(let tables):
+            "--copy-format binary cannot copy \(tables.count == 1 ? "table" : "\(tables.count) tables") exactly: "
+                + tables.prefix(10).map { table in
+                    "\(table.table) (" + table.columns.prefix(5).map { "column \($0.name) of type \($0.type)" }.joined(separator: ", ")
+                        + (table.columns.count > 5 ? ", …" : "") + ")"
+                }.joined(separator: "; ") + (tables.count > 10 ? "; …" : "")
+                + ". Their binary form names objects by OID (arrays or composites of user-defined types, enums, extension types, reg* types) or does not exist. Use --copy-format auto, which copies these tables as text and the others in binary, or exclude them. No archive was written."
         }
     }
 }
@@ -265,6 +278,8 @@ public struct BackupRunner: Sendable {
         let tables: [TableDescriptor]
         /// Exact sizes, read once the tables are locked.
         let sizes: [UInt64]
+        /// The COPY format of each table (`options.copyFormat` applied).
+        let formats: [Manifest.CopyFormat]
         let sequences: [Manifest.Sequence]
         let tools: PostgresTools
         /// Each table's schema objects, and each table's ancestors.
@@ -311,6 +326,8 @@ public struct BackupRunner: Sendable {
         _ connection: PostgresConnection, snapshot: Snapshot, tools: PostgresTools, tablesChecked: () -> Void
     ) throws -> Source {
         let tables = try selectTables(connection)
+        // Before any lock or data: a forced binary copy that cannot be exact is refused first.
+        let formats = try copyFormats(of: tables, connection)
         let sizes = try checkTables(tables, connection)
         tablesChecked()
         let sequences = try selectSequences(connection, tables: tables)
@@ -328,7 +345,7 @@ public struct BackupRunner: Sendable {
         do {
             return try releasingLocks(connection) {
                 Source(
-                    connection: connection, snapshot: snapshot, tables: tables, sizes: sizes,
+                    connection: connection, snapshot: snapshot, tables: tables, sizes: sizes, formats: formats,
                     sequences: sequences, tools: tools,
                     objects: try Catalog.dependentObjects(connection), ancestors: try Catalog.ancestors(connection),
                     largeObjects: options.excludeLargeObjects ? [] : try Catalog.largeObjects(connection),
@@ -412,7 +429,9 @@ public struct BackupRunner: Sendable {
         reporter: ProgressReporter
     ) throws -> CopiedTables {
         let copied = source.tables.indices.filter { unchanged[$0] == nil }
-        var tasks = plan(copied.map { source.tables[$0] }, sizes: copied.map { source.sizes[$0] }, firstStream: capture.stream + 1)
+        var tasks = plan(
+            copied.map { source.tables[$0] }, sizes: copied.map { source.sizes[$0] }, formats: copied.map { source.formats[$0] },
+            firstStream: capture.stream + 1)
         for index in tasks.indices { tasks[index].table = copied[tasks[index].table] }
         let copy = ParallelCopy(
             tasks: tasks, jobs: options.jobs, source: options.source, snapshot: source.snapshot.source.snapshot,
@@ -441,7 +460,9 @@ public struct BackupRunner: Sendable {
             var entry = Manifest.Table(
                 schema: table.schema, name: table.name, kind: table.kind.rawValue, parent: table.parent,
                 columns: table.columns, parts: unchanged[index]?.parts ?? parts,
-                objects: ([table.oid] + (source.ancestors[table.oid] ?? [])).flatMap { source.objects[$0] ?? [] })
+                objects: ([table.oid] + (source.ancestors[table.oid] ?? [])).flatMap { source.objects[$0] ?? [] },
+                // A referenced table keeps the format its archive stores it in.
+                copyFormat: unchanged[index]?.copyFormat ?? source.formats[index])
             entry.storedIn = unchanged[index]?.storedIn
             return entry
         }
@@ -553,15 +574,34 @@ public struct BackupRunner: Sendable {
     /// The COPY that reads a whole table, or the rows of one page range of
     /// it (`endPage` nil: to the end): the statements of the copies and of
     /// an incremental backup's comparison alike.
-    static func copyStatement(_ table: TableDescriptor) -> String {
-        "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT"
+    static func copyStatement(_ table: TableDescriptor, format: Manifest.CopyFormat) -> String {
+        "COPY \(table.quotedName)\(table.copyColumnList) TO STDOUT" + format.copyOptions()
     }
 
-    static func copyStatement(_ table: TableDescriptor, firstPage: UInt32, endPage: UInt32?) -> String {
+    static func copyStatement(_ table: TableDescriptor, firstPage: UInt32, endPage: UInt32?, format: Manifest.CopyFormat) -> String {
         let select = table.columns.map(SQLIdentifier.quote).joined(separator: ", ")
         var condition = "ctid >= '(\(firstPage),0)'::pg_catalog.tid"
         if let endPage { condition += " AND ctid < '(\(endPage),0)'::pg_catalog.tid" }
-        return "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT"
+        return "COPY (SELECT \(select) FROM ONLY \(table.quotedName) WHERE \(condition)) TO STDOUT" + format.copyOptions()
+    }
+
+    /// Each table's COPY format as `options.copyFormat` decides it: `auto`
+    /// binary for the tables all of whose columns binary COPY carries
+    /// exactly (`Catalog.textOnlyColumns`), `binary` the same but refusing
+    /// any other table, `text` every table.
+    private func copyFormats(of tables: [TableDescriptor], _ connection: PostgresConnection) throws -> [Manifest.CopyFormat] {
+        guard options.copyFormat != .text else { return tables.map { _ in .text } }
+        let textOnly: [UInt32: [Catalog.TextOnlyColumn]]
+        do {
+            textOnly = try releasingLocks(connection) { try Catalog.textOnlyColumns(tables.map(\.oid), connection) }
+        } catch let error as PostgresError {
+            throw BackupError.snapshot(error)
+        }
+        if options.copyFormat == .binary {
+            let refused = tables.compactMap { table in textOnly[table.oid].map { (table: table.qualifiedName, columns: $0) } }
+            guard refused.isEmpty else { throw BackupError.binaryCopyImpossible(refused) }
+        }
+        return tables.map { textOnly[$0.oid] == nil ? .binary : .text }
     }
 
     /// A temporary file in the repository, or with `uploadOnly` a streamed
@@ -579,7 +619,7 @@ public struct BackupRunner: Sendable {
     /// become one task per range of pages, in order: at least one per job,
     /// about one per threshold's worth of pages, at most 64. The last range
     /// is open-ended.
-    func plan(_ tables: [TableDescriptor], sizes: [UInt64], firstStream: UInt32) -> [CopyTask] {
+    func plan(_ tables: [TableDescriptor], sizes: [UInt64], formats: [Manifest.CopyFormat], firstStream: UInt32) -> [CopyTask] {
         var tasks: [CopyTask] = []
         let blockSize: UInt64 = 8192
         for (index, table) in tables.enumerated() {
@@ -592,14 +632,14 @@ public struct BackupRunner: Sendable {
                     let end = part == wanted - 1 ? nil : UInt32(pages * UInt64(part + 1) / UInt64(wanted))
                     tasks.append(CopyTask(
                         table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
-                        sql: Self.copyStatement(table, firstPage: first, endPage: end),
+                        sql: Self.copyStatement(table, firstPage: first, endPage: end, format: formats[index]),
                         name: "\(table.qualifiedName) part \(part + 1)/\(wanted)",
                         estimatedBytes: size / UInt64(wanted), firstPage: first, endPage: end))
                 }
             } else {
                 tasks.append(CopyTask(
                     table: index, oid: table.oid, quotedTable: table.quotedName, stream: firstStream + UInt32(tasks.count),
-                    sql: Self.copyStatement(table), name: table.qualifiedName,
+                    sql: Self.copyStatement(table, format: formats[index]), name: table.qualifiedName,
                     estimatedBytes: size))
             }
         }

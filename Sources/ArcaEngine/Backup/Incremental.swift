@@ -79,11 +79,18 @@ struct IncrementalBase {
 /// statement for each part), has the same length, row count, MD5 and
 /// SHA-256 as each of the base's parts: then the base's bytes are the bytes
 /// this backup would write. Anything else is copied.
+///
+/// A table keeps the COPY format the base stored it in, and is read in that
+/// format to compare. A table stored in binary is a candidate only when this
+/// backup would copy it in binary too (`formats`): a column whose type
+/// changed to one binary COPY cannot carry exactly must not stay binary,
+/// and `--copy-format text` refers to no binary rows.
 public struct UnchangedTables: Sendable {
     /// A table's reference: the archive holding its rows and their parts there.
     public struct Reference: Sendable {
         public var storedIn: String
         public var parts: [Manifest.Part]
+        public var copyFormat: Manifest.CopyFormat
     }
 
     struct Candidate {
@@ -94,8 +101,9 @@ public struct UnchangedTables: Sendable {
 
     let candidates: [Candidate]
 
-    /// The candidates among `tables` (this backup's, in its order).
-    init(base: Manifest, tables: [TableDescriptor]) {
+    /// The candidates among `tables` (this backup's, in its order, each
+    /// to be copied in `formats`).
+    init(base: Manifest, tables: [TableDescriptor], formats: [Manifest.CopyFormat]) {
         var entries: [String: Manifest.Table] = [:]
         for entry in base.tables { entries["\(entry.schema)\u{0}\(entry.name)"] = entry }
         candidates = tables.enumerated().compactMap { index, table in
@@ -103,10 +111,12 @@ public struct UnchangedTables: Sendable {
             // only tables with columns, into at most 64 ranges; a base
             // (read from a file, so not trusted) that says otherwise is copied.
             guard let entry = entries["\(table.schema)\u{0}\(table.name)"], entry.columns == table.columns,
-                  Self.coversWholeTable(entry.parts), entry.parts.count == 1 || (!table.columns.isEmpty && entry.parts.count <= 64)
+                  Self.coversWholeTable(entry.parts), entry.parts.count == 1 || (!table.columns.isEmpty && entry.parts.count <= 64),
+                  entry.format == .text || formats[index] == .binary
             else { return nil }
             // Flattened: a table the base itself refers to points where it is stored.
-            return Candidate(table: index, reference: Reference(storedIn: entry.storedIn ?? base.backupId, parts: entry.parts))
+            return Candidate(
+                table: index, reference: Reference(storedIn: entry.storedIn ?? base.backupId, parts: entry.parts, copyFormat: entry.format))
         }
     }
 
@@ -124,9 +134,11 @@ public struct UnchangedTables: Sendable {
     }
 
     /// The statement that reads part `index` of a candidate as the base read it.
-    static func statement(for table: TableDescriptor, parts: [Manifest.Part], index: Int) -> String {
-        guard parts.count > 1 else { return BackupRunner.copyStatement(table) }
-        return BackupRunner.copyStatement(table, firstPage: parts[index].firstPage ?? 0, endPage: parts[index].endPage)
+    static func statement(for table: TableDescriptor, reference: Reference, index: Int) -> String {
+        let parts = reference.parts
+        guard parts.count > 1 else { return BackupRunner.copyStatement(table, format: reference.copyFormat) }
+        return BackupRunner.copyStatement(
+            table, firstPage: parts[index].firstPage ?? 0, endPage: parts[index].endPage, format: reference.copyFormat)
     }
 
     /// Whether what this snapshot's COPY gave equals the base's part.
@@ -146,7 +158,7 @@ extension BackupRunner {
     func unchangedTables(
         _ source: Source, base: IncrementalBase, schema capture: SchemaCapture, writer: ArchiveWriter, reporter: ProgressReporter
     ) throws -> (references: [Int: UnchangedTables.Reference], unread: Int) {
-        let unchanged = UnchangedTables(base: base.manifest, tables: source.tables)
+        let unchanged = UnchangedTables(base: base.manifest, tables: source.tables, formats: source.formats)
         var references: [Int: UnchangedTables.Reference] = [:]
         var toRead = unchanged.candidates
         if let evidence = options.changeEvidence, !toRead.isEmpty {
@@ -168,7 +180,7 @@ extension BackupRunner {
             for index in parts.indices {
                 tasks.append(CopyTask(
                     table: candidate.table, oid: table.oid, quotedTable: table.quotedName, stream: 0,
-                    sql: UnchangedTables.statement(for: table, parts: parts, index: index),
+                    sql: UnchangedTables.statement(for: table, reference: candidate.reference, index: index),
                     name: parts.count == 1 ? table.qualifiedName : "\(table.qualifiedName) part \(index + 1)/\(parts.count)",
                     estimatedBytes: max(parts[index].rawBytes, source.sizes[candidate.table] / UInt64(parts.count)),
                     digestOnly: true))

@@ -115,6 +115,7 @@ extension RestoreRunner {
         var tasks: [Task] = []
         var small: [Int] = []
         for (index, table) in plan.tables.enumerated() {
+            // Each part of a split table (text or binary) loads on its own.
             if table.parts.count > 1 {
                 tasks += table.parts.indices.map { Task(tables: [index], part: $0, frozen: false, bytes: table.parts[$0].rawBytes) }
             } else if table.rawBytes >= Self.freezeFromBytes {
@@ -158,7 +159,7 @@ extension RestoreRunner {
                         // Truncating in the loading transaction is what allows FREEZE.
                         if task.frozen { try connection.execute("TRUNCATE ONLY \(name)", during: "preparing \(table.qualifiedName)") }
                         let loaded = try connection.copyIn(
-                            "COPY \(table.copyTarget) FROM STDIN" + (task.frozen ? " WITH (FREEZE)" : ""),
+                            "COPY \(table.copyTarget) FROM STDIN" + table.format.copyOptions(freeze: task.frozen),
                             during: "COPY into \(table.qualifiedName)"
                         ) { writer in
                             if let part = task.part {

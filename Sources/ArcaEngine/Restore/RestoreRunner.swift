@@ -120,6 +120,9 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
     case tooManyObjects(objects: Int, capacity: Int, maxLocksPerTransaction: Int)
     /// The server ran out of lock table space during the restore.
     case lockTableFull(any Error)
+    /// Tables stored in COPY's binary format, which PostgreSQL loads only
+    /// into its own major version or a newer one (checked before anything changes).
+    case binaryNeedsNewerServer(tables: [String], sourceMajor: Int, targetMajor: Int)
 
     public var description: String {
         switch self {
@@ -162,6 +165,9 @@ public enum RestoreError: Error, Sendable, CustomStringConvertible {
             return "A restored table refers to a table that is not restored (\(message)): a foreign key or an inheritance needs it. Add that table with --table. The transaction was rolled back; the target is unchanged."
         case .tooManyObjects(let objects, let capacity, let perTransaction):
             return "This restore runs in one transaction, which would lock at least \(objects) objects until it commits, but the server's lock table holds \(capacity) (max_locks_per_transaction \(perTransaction) × (max_connections + max_prepared_transactions)). Restore into a new database with --create, which builds it in a series of transactions and renames it when complete; or restore fewer tables at a time with --table; or raise max_locks_per_transaction on the target server (it takes a restart). Nothing was changed."
+        case .binaryNeedsNewerServer(let tables, let sourceMajor, let targetMajor):
+            let list = tables.prefix(10).joined(separator: ", ") + (tables.count > 10 ? " and \(tables.count - 10) more" : "")
+            return "This archive holds \(tables.count) table(s) in COPY's binary format (\(list)), written by PostgreSQL \(sourceMajor); PostgreSQL \(targetMajor) cannot be relied on to read them, since binary COPY is only read by the same major version or a newer one. Restore into PostgreSQL \(sourceMajor) or later, or restore the other tables with --table (or --exclude-table) and take a backup with --copy-format text for this server. Nothing was changed."
         case .lockTableFull(let error):
             return "The server ran out of room in its lock table during the restore's one transaction (\(error)). Restore into a new database with --create, which builds it in a series of transactions, or raise max_locks_per_transaction on the target server (it takes a restart). The transaction was rolled back; the target is unchanged."
         case .subsetNeedsDataOnly:
@@ -251,6 +257,7 @@ public struct RestoreRunner: Sendable {
 
         reporter.estimate(
             tables: tables.count, bytes: (tables.map(\.rawBytes) + [largeObjects > 0 ? manifest.largeObjectRawBytes : 0]).checkedSum)
+        try checkBinaryTables(tables, of: manifest)
         reporter.phase("reading the schema")
         // Everything that can fail without the target is done first.
         // A private folder for pg_restore's object list (names only; the
@@ -299,10 +306,27 @@ public struct RestoreRunner: Sendable {
             throw RestoreError.invalidOptions("--create-roles creates the roles the schema needs; --data-only restores no schema.")
         }
         guard setup.manifest.database != nil || setup.manifest.roles != nil else { return }
-        let connection = try PostgresConnection(
-            options.create ? options.target.replacing(database: "postgres") : options.target, applicationName: "arca restore")
+        let connection = try PostgresConnection(targetServer, applicationName: "arca restore")
         let missing = try setup.missing(on: connection)
         guard missing.isEmpty else { throw RestoreError.targetLacks(missing) }
+    }
+
+    /// Where the target server is asked about itself: its `postgres`
+    /// database when the restore creates the target.
+    private var targetServer: ConnectionString {
+        options.create ? options.target.replacing(database: "postgres") : options.target
+    }
+
+    /// Refuses, before anything is read or changed, binary tables among
+    /// `tables` for a server older than the source: PostgreSQL reads binary
+    /// COPY of its own major version and older ones only.
+    private func checkBinaryTables(_ tables: [Manifest.Table], of manifest: Manifest) throws {
+        let binary = tables.filter { $0.format == .binary }.map(\.qualifiedName)
+        guard !binary.isEmpty else { return }
+        let targetMajor = try PostgresConnection(targetServer, applicationName: "arca restore").serverVersionNumber / 10000
+        guard targetMajor >= manifest.sourceMajorVersion else {
+            throw RestoreError.binaryNeedsNewerServer(tables: binary, sourceMajor: manifest.sourceMajorVersion, targetMajor: targetMajor)
+        }
     }
 
     private func restore(
@@ -595,18 +619,30 @@ public struct RestoreRunner: Sendable {
         var rows: UInt64 = 0, rawBytes: UInt64 = 0
         for table in tables {
             reporter.working(on: table.qualifiedName)
-            let loaded: UInt64
+            var loaded: UInt64 = 0
             do {
                 // Every restored table was created or emptied in this
                 // transaction, so its rows can be written already frozen.
-                loaded = try connection.copyIn(
-                    "COPY \(table.copyTarget) FROM STDIN WITH (FREEZE)",
-                    during: "COPY into \(table.qualifiedName)"
-                ) { writer in
-                    try chain.readTable(table, decoders: decoders, checking: Self.readCheck) { raw in
-                        try writer.send(raw)
-                        reporter.count(bytes: UInt64(raw.count))
-                        reporter.send()
+                let statement = "COPY \(table.copyTarget) FROM STDIN" + table.format.copyOptions(freeze: true)
+                let during = "COPY into \(table.qualifiedName)"
+                let send = { (writer: CopyInWriter, raw: UnsafeRawBufferPointer) throws in
+                    try writer.send(raw)
+                    reporter.count(bytes: UInt64(raw.count))
+                    reporter.send()
+                }
+                switch table.format {
+                case .text:
+                    // Text parts are rows cut anywhere: one COPY reads them all.
+                    loaded = try connection.copyIn(statement, during: during) { writer in
+                        try chain.readTable(table, decoders: decoders, checking: Self.readCheck) { try send(writer, $0) }
+                    }
+                case .binary:
+                    // Each binary part is a whole COPY stream, header and trailer.
+                    for part in table.parts.indices {
+                        let rows = try connection.copyIn(statement, during: during) { writer in
+                            try chain.readPart(table, part: part, decoders: decoders, checking: Self.readCheck) { try send(writer, $0) }
+                        }
+                        loaded = [loaded, rows].checkedSum ?? .max
                     }
                 }
             } catch {

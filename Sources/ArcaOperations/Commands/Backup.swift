@@ -7,6 +7,8 @@ public struct BackupRequest: Sendable {
     public var tables = TableFilter()
     /// nil: the configured level (`ARCA_COMPRESSION_LEVEL`).
     public var compressionLevel: Int32?
+    /// nil: the configured format (`ARCA_COPY_FORMAT`, default auto).
+    public var copyFormat: CopyFormatChoice?
     public var chunkSize: UInt32?
     /// nil: the configured jobs (`ARCA_JOBS`).
     public var jobs: Int?
@@ -95,6 +97,7 @@ extension Operations {
         var options = BackupOptions(source: database, repository: repository)
         options.tables = request.tables
         options.compressionLevel = request.compressionLevel ?? configuration.compressionLevel
+        options.copyFormat = request.copyFormat ?? configuration.copyFormat
         if let chunkSize = request.chunkSize { options.chunkSize = chunkSize }
         options.jobs = request.jobs ?? configuration.backupJobs
         options.maxRate = request.maxRate ?? configuration.backupMaxRate
