@@ -280,8 +280,10 @@ def benchmark(args, database):
         for name, function in order + (restores if number % 2 == 0 else restores[::-1]):
             log(f"  {database} run {number + 1}/{args.runs}: {name}")
             # Untimed: no command pays for the checkpoint the WAL of the one
-            # before it would trigger (a 3-4 s lottery on restores otherwise).
+            # before it would trigger (a 3-4 s lottery on restores otherwise),
+            # nor for the kernel still writing its files back.
             psql("postgres", "CHECKPOINT")
+            os.sync()
             results.setdefault(name, []).append(function())
     for suffix in ["_arca_restored", "_pg_restored", "_load_limit"]:
         sh(f"dropdb --if-exists --force {database}{suffix}", stderr=subprocess.DEVNULL)
