@@ -155,7 +155,7 @@ public final class CloudStore: @unchecked Sendable {
             throw CloudError.idTaken(id: id.rawValue, localPath: path, location: place)
         }
         do {
-            try runBlocking {
+            _ = try runBlocking {
                 try await self.client.upload(
                     key: Self.archiveKey(id), source: source, partSize: partSize, partUploaded: { progress(UInt64($0)) }, pace: self.pace,
                     ifAbsent: true)

@@ -16,7 +16,8 @@ public protocol ArchiveDestination: AnyObject {
     var sink: ByteSink { get }
     /// Makes the finished archive visible; returns where it is.
     func publish(fileMD5: String) throws -> String
-    /// Removes every trace of an unfinished archive.
+    /// Removes every trace of an unfinished archive; called once the
+    /// backup's writers stopped.
     func discard()
     /// Set when the destination itself failed (not the backup feeding it):
     /// after `discard`, the error to report.
@@ -39,7 +40,11 @@ final class LocalDestination: ArchiveDestination {
         return try repository.publish(reservation, fileMD5: fileMD5)
     }
 
-    func discard() { FileSystem.remove(reservation.temporaryPath) }
+    /// Called once the backup's writers stopped.
+    func discard() {
+        reservation.sink.close()
+        FileSystem.remove(reservation.temporaryPath)
+    }
 
     /// A full disk or an I/O error surfaces from the write itself.
     var failure: (any Error)? { nil }
@@ -99,7 +104,7 @@ final class CloudUpload: ArchiveDestination, @unchecked Sendable {
         } catch {
             // An archive without its sidecar would pass for a whole one: take it back.
             do {
-                try store.remove(id)
+                _ = try store.remove(id)
             } catch let removal {
                 throw CloudError.archiveLeftWithoutSidecar(
                     id: id.rawValue, object: store.describe(id), underlying: "\(error)", removal: "\(removal)")

@@ -69,6 +69,15 @@ public final class FileSink: ByteSink {
         }
     }
 
+    /// Closes without flushing, for a file being thrown away: its space is
+    /// free once it is also removed, not when the last reference goes.
+    /// Only once no thread writes to it. Does nothing when closed already.
+    public func close() {
+        guard descriptor >= 0 else { return }
+        Glibc.close(descriptor)
+        descriptor = -1
+    }
+
     /// Flushes to stable storage and closes; the file is complete on return.
     public func syncAndClose() throws {
         guard fsync(descriptor) == 0 else { throw RepositoryError.fromErrno("fsync", path) }
