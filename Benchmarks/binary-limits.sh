@@ -24,29 +24,9 @@
 #   Benchmarks/binary-limits.sh 1        one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO_ROOT=$(pwd -P)
 RUNS=${1:-3}
-PORT=${ARCA_BENCH_PGPORT:-54393}
 ROWS=${ARCA_BENCH_WIDE_ROWS:-2000000}
-CLUSTER_DIR=$REPO_ROOT/.build-pg-limits
-WORK=$REPO_ROOT/.build-bench-limits
-
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-  PATH=/opt/swift/usr/bin:$PATH
-fi
-swift build -c release --product arca
-ARCA="$(swift build -c release --show-bin-path)/arca"
-
-cleanup() {
-  scripts/pg-cluster.sh stop "$CLUSTER_DIR" "$PORT" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-scripts/pg-cluster.sh start "$CLUSTER_DIR" "$PORT"
-unset PGHOSTADDR PGSERVICE PGDATABASE PGOPTIONS PGPASSWORD
-eval "$(scripts/pg-cluster.sh env "$CLUSTER_DIR" "$PORT")"
-export PGHOST PGPORT PGUSER
-mkdir -p "$WORK"
+source Benchmarks/cluster.sh limits 54393
 chmod 0777 "$WORK"   # the server's COPY … TO files are written by psql, but keep it simple for both
 
 DB=bench_wide

@@ -17,30 +17,8 @@
 # All options are those of Benchmarks/stream.py (--help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO_ROOT=$(pwd -P)
-PORT=${ARCA_BENCH_PGPORT:-54361}
-CLUSTER_DIR=$REPO_ROOT/.build-pg-stream
-WORK=$REPO_ROOT/.build-bench-stream
-
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-  PATH=/opt/swift/usr/bin:$PATH
-fi
-
 scripts/setup.sh
-swift build -c release --product arca
-ARCA="$(swift build -c release --show-bin-path)/arca"
-
-cleanup() {
-  scripts/pg-cluster.sh stop "$CLUSTER_DIR" "$PORT" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-scripts/pg-cluster.sh start "$CLUSTER_DIR" "$PORT"
-unset PGHOSTADDR PGSERVICE PGDATABASE PGOPTIONS PGPASSWORD
-eval "$(scripts/pg-cluster.sh env "$CLUSTER_DIR" "$PORT")"
-export PGHOST PGPORT PGUSER
-
-mkdir -p "$WORK"
+source Benchmarks/cluster.sh stream 54361
 # The report also stays in .build/stream-bench.txt (and .json) after the clean-up.
 python3 Benchmarks/stream.py --arca "$ARCA" --work "$WORK" "$@" | tee .build/stream-bench.txt
 cp "$WORK/report.json" .build/stream-bench.json

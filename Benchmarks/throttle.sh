@@ -11,30 +11,8 @@
 #   Benchmarks/throttle.sh --runs 1        a quick check
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO_ROOT=$(pwd -P)
-PORT=${ARCA_BENCH_PGPORT:-54371}
 SCALE=${ARCA_BENCH_SCALE:-20}
-CLUSTER_DIR=$REPO_ROOT/.build-pg-throttle
-WORK=$REPO_ROOT/.build-bench-throttle
-
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-  PATH=/opt/swift/usr/bin:$PATH
-fi
-
-swift build -c release --product arca
-ARCA="$(swift build -c release --show-bin-path)/arca"
-
-cleanup() {
-  scripts/pg-cluster.sh stop "$CLUSTER_DIR" "$PORT" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-scripts/pg-cluster.sh start "$CLUSTER_DIR" "$PORT"
-unset PGHOSTADDR PGSERVICE PGDATABASE PGOPTIONS PGPASSWORD
-eval "$(scripts/pg-cluster.sh env "$CLUSTER_DIR" "$PORT")"
-export PGHOST PGPORT PGUSER
-
-mkdir -p "$WORK"
+source Benchmarks/cluster.sh throttle 54371
 psql -q -d postgres -c "DROP DATABASE IF EXISTS throttle_bench" -c "CREATE DATABASE throttle_bench"
 pgbench -q -i -s "$SCALE" throttle_bench
 psql -q -d throttle_bench -c "VACUUM ANALYZE"

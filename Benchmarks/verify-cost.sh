@@ -12,29 +12,9 @@
 #   Benchmarks/verify-cost.sh 1          one run
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REPO_ROOT=$(pwd -P)
 RUNS=${1:-5}
-PORT=${ARCA_BENCH_PGPORT:-54391}
 SCALE=${ARCA_BENCH_SCALE:-20}
-CLUSTER_DIR=$REPO_ROOT/.build-pg-verify
-WORK=$REPO_ROOT/.build-bench-verify
-
-if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
-  PATH=/opt/swift/usr/bin:$PATH
-fi
-swift build -c release --product arca
-ARCA="$(swift build -c release --show-bin-path)/arca"
-
-cleanup() {
-  scripts/pg-cluster.sh stop "$CLUSTER_DIR" "$PORT" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-scripts/pg-cluster.sh start "$CLUSTER_DIR" "$PORT"
-unset PGHOSTADDR PGSERVICE PGDATABASE PGOPTIONS PGPASSWORD
-eval "$(scripts/pg-cluster.sh env "$CLUSTER_DIR" "$PORT")"
-export PGHOST PGPORT PGUSER
-mkdir -p "$WORK"
+source Benchmarks/cluster.sh verify 54391
 psql -q -d postgres -c "DROP DATABASE IF EXISTS verify_bench" -c "CREATE DATABASE verify_bench"
 pgbench -q -i -s "$SCALE" verify_bench
 psql -q -d verify_bench -c "VACUUM ANALYZE"

@@ -40,11 +40,6 @@ public struct SourceScope: Sendable, Equatable {
         guard let source = listing.source else { return listing.location == .local }
         return identity.matches(source)
     }
-
-    /// Whether a backup of `source` belongs to this scope.
-    public func includes(_ source: SourceIdentity) -> Bool {
-        identity.map { $0.matches(source) } ?? true
-    }
 }
 
 /// A backup of another database than the configured one, asked for by id
