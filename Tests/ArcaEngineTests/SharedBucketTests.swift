@@ -113,6 +113,76 @@ import Testing
         #expect(try a.repository.backupIDs().map(\.rawValue) == [backupA.backupId])
     }
 
+    /// The store refuses the conditional write itself (another writer's
+    /// object appeared between the look and the write): a backup keeps its
+    /// local copy and says so, an `--upload-only` one keeps nothing, and
+    /// neither leaves an object or an unfinished upload in the bucket.
+    @Test func aRefusedConditionalWriteKeepsTheLocalCopyAndLeavesNothing() async throws {
+        let moto = try await MotoServer.shared()
+        let proxy = try S3FaultProxy(upstream: moto.endpoint, refuseConditionalWrites: true)
+        defer { proxy.stop() }
+        let direct = try await CloudStorageTests.bucket("refused", prefix: "")
+        let cloud = CloudStorageTests.sameBucket(direct, through: proxy.endpoint)
+        // Two upload parts: the refusal comes at the multipart completion.
+        let source = try CloudStorageTests.scans("refused_src", rows: 40_000)
+        defer { source.drop() }
+        let repository = Steps.repository("refused")
+
+        do {
+            _ = try await CloudStorageTests.backup(source, repository, cloud: cloud)
+            Issue.record("an upload the store refused counted as done")
+        } catch let error as CloudError {
+            #expect(error.isIDTaken && ErrorKind.of(error) == .conflict)
+            let kept = try #require(try repository.backupIDs().first)
+            #expect("\(error)".contains(repository.archivePath(kept)) && "\(error)".contains("nothing in the bucket was replaced"), "\(error)")
+            #expect(try Verification(path: repository.archivePath(kept), repository: repository).run().intact)
+        }
+        do {
+            _ = try await CloudStorageTests.backup(source, repository, cloud: cloud, uploadOnly: true)
+            Issue.record("an --upload-only backup the store refused counted as done")
+        } catch let error as CloudError {
+            #expect(error.isIDTaken)
+            #expect("\(error)".contains("No backup was kept"), "\(error)")
+        }
+        #expect(try repository.backupIDs().count == 1, "the upload-only backup left nothing local")
+        #expect(try direct.archives().isEmpty)
+        #expect(try await onThread { try direct.unfinishedUploads() }.isEmpty)
+    }
+
+    /// Without its server, the configured source is the newest local
+    /// backup of that database's name; without DATABASE_URL there is none,
+    /// and cleanup leaves the bucket alone, saying why.
+    @Test func theConfiguredSourceWhenItsServerIsAway() async throws {
+        let cloud = try await CloudStorageTests.bucket("away", prefix: "")
+        let mine = try TestDatabase("away_mine")
+        let other = try TestDatabase("away_other")
+        defer { mine.drop(); other.drop() }
+        let repository = Steps.repository("away")
+        let own = try await onThread { try Steps.backup(mine, into: repository) }
+        let foreign = try await onThread { try Steps.backup(other, into: repository) }
+
+        var away = try ServiceConfiguration(environment: [
+            "DATABASE_URL": "host=/nonexistent-arca-socket port=1 dbname=\(mine.name)", "ARCA_REPO": repository.root,
+        ])
+        away.cloud = cloud
+        let operations = Operations(configuration: away, requester: .commandLine)
+        #expect(operations.configuredSource()?.database == mine.name)
+        #expect(try await onThread { try operations.list() }.map(\.id) == [own.backupId])
+        #expect(try await onThread { try operations.list(allSources: true) }.count == 2)
+
+        var unset = try ServiceConfiguration(environment: ["ARCA_REPO": repository.root])
+        unset.cloud = cloud
+        let unconfigured = Operations(configuration: unset, requester: .commandLine)
+        #expect(unconfigured.configuredSource() == nil)
+        var request = CleanupRequest()
+        request.dryRun = true
+        let dryRun = request
+        let planned = try await onThread { try unconfigured.cleanup(dryRun) }
+        #expect(planned.stores.map(\.location) == [.local])
+        #expect(planned.notes.contains { $0.contains("left alone") && $0.contains("DATABASE_URL is not set") }, "\(planned.notes)")
+        #expect(Set(try repository.backupIDs().map(\.rawValue)) == [own.backupId, foreign.backupId])
+    }
+
     /// The change stream uploads its segments into its source's own folder
     /// (`changes/<system id>_<oid>/<slot>/`): two clusters' slots of the
     /// same name never meet. A segment sent again (a restart after the

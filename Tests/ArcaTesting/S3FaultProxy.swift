@@ -12,9 +12,10 @@ public final class S3FaultProxy: Sendable {
     /// `cutGets`: the first this many GET answers over 1 MiB stop halfway (the connection drops).
     /// `ignoreConditions`: writes lose their `If-None-Match` (a store without conditional writes).
     /// `loseConditionalAnswers`: the first this many conditional writes are done, but never answered.
+    /// `refuseConditionalWrites`: every conditional write is answered 412, not forwarded.
     public init(
         upstream: URL, failPart: Int? = nil, failPutsEndingWith suffix: String? = nil, failDeletes: Bool = false, cutGets: Int = 0,
-        ignoreConditions: Bool = false, loseConditionalAnswers: Int = 0
+        ignoreConditions: Bool = false, loseConditionalAnswers: Int = 0, refuseConditionalWrites: Bool = false
     ) throws {
         let port = try freeLocalPort()
         let process = Process()
@@ -28,6 +29,7 @@ public final class S3FaultProxy: Sendable {
         if failDeletes { arguments.append("--fail-deletes") }
         if ignoreConditions { arguments.append("--ignore-conditions") }
         if loseConditionalAnswers > 0 { arguments += ["--lose-conditional-answers", String(loseConditionalAnswers)] }
+        if refuseConditionalWrites { arguments.append("--refuse-conditional-writes") }
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output

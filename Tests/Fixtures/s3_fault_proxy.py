@@ -6,6 +6,7 @@ about some answers.
     s3_fault_proxy.py --listen PORT --upstream http://127.0.0.1:PORT
                       [--fail-part N] [--fail-put-suffix SUFFIX] [--fail-deletes]
                       [--cut-gets N] [--ignore-conditions] [--lose-conditional-answers N]
+                      [--refuse-conditional-writes]
 
 --fail-part N answers every UploadPart request for part N with a 500
 InternalError, without forwarding it; --fail-put-suffix SUFFIX does the same
@@ -18,6 +19,9 @@ If-Match headers: a store that ignores conditional writes.
 --lose-conditional-answers N forwards the first N conditional writes (those
 with If-None-Match) and then drops the connection without answering: a
 write that succeeded although its client never heard so.
+--refuse-conditional-writes answers every conditional write with 412
+PreconditionFailed, without forwarding it: another writer's object
+appeared under the name between the client's look and its write.
 Everything else is forwarded as is.
 Prints "ready" on stdout once it listens.
 """
@@ -39,6 +43,7 @@ def main():
     parser.add_argument("--cut-gets", type=int, default=0)
     parser.add_argument("--ignore-conditions", action="store_true")
     parser.add_argument("--lose-conditional-answers", type=int, default=0)
+    parser.add_argument("--refuse-conditional-writes", action="store_true")
     args = parser.parse_args()
     upstream = urllib.parse.urlsplit(args.upstream)
     cuts = {"left": args.cut_gets, "answers": args.lose_conditional_answers}
@@ -68,6 +73,15 @@ def main():
             failed_part = args.fail_part is not None and query.get("partNumber") == [str(args.fail_part)]
             failed_key = args.fail_put_suffix is not None and target.path.endswith(args.fail_put_suffix)
             failed_delete = args.fail_deletes and (self.command == "DELETE" or (self.command == "POST" and "delete" in query))
+            refused = args.refuse_conditional_writes and self.headers.get("If-None-Match") is not None
+            if refused:
+                error = b"<Error><Code>PreconditionFailed</Code><Message>injected by s3_fault_proxy</Message></Error>"
+                self.send_response(412)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                self.wfile.write(error)
+                return
             if (self.command == "PUT" and (failed_part or failed_key)) or failed_delete:
                 error = b"<Error><Code>InternalError</Code><Message>injected by s3_fault_proxy</Message></Error>"
                 self.send_response(500)
